@@ -1,0 +1,281 @@
+//! `mvconf config`, `mvconf convert` and `mvconf crd`: no cluster needed.
+
+use super::{CliError, emit};
+use crate::config::legacy::{LegacyNetwork, LegacyService};
+use crate::config::{self, Dialect, Loaded};
+use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding, SecretRef};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// metadata.name of the binding (default: derived from the file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// metadata.namespace of the binding (and of its Secret).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Write the `auth` block as a Secret manifest to this file, created with
+    /// mode 0600. Without it the password is never written anywhere.
+    #[arg(long)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// conf.json as `mvconf config` prints it, keys in the manual's order.
+#[derive(serde::Serialize)]
+struct LegacyOut {
+    networks: Vec<LegacyNetwork>,
+    services: Vec<LegacyService>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthOut>,
+}
+
+#[derive(serde::Serialize)]
+struct AuthOut {
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    /// Masked: the password is never printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<&'static str>,
+}
+
+fn warn_all(loaded: &Loaded) {
+    for w in &loaded.warnings {
+        tracing::warn!("{}: {w}", loaded.path.display());
+    }
+}
+
+/// `mvconf config`: validate, then print the normalized configuration.
+pub fn check(file: &Path) -> Result<(), CliError> {
+    let loaded = config::load(file)?;
+    tracing::debug!(file = %file.display(), dialect = ?loaded.dialect, "configuration loaded");
+    warn_all(&loaded);
+    let spec = loaded.desired.to_spec();
+    let text = match loaded.dialect {
+        Dialect::Legacy => {
+            let out = LegacyOut {
+                networks: spec
+                    .networks
+                    .iter()
+                    .map(|n| LegacyNetwork {
+                        name: n.name.clone(),
+                        subnet: n.subnet.clone(),
+                        gateway: n.gateway.clone(),
+                        parent: n.parent.clone(),
+                        ip_range: n.ip_range.clone(),
+                        unknown: Default::default(),
+                    })
+                    .collect(),
+                services: spec
+                    .services
+                    .iter()
+                    .map(|s| LegacyService {
+                        name: s.name.clone(),
+                        network: s.network.clone(),
+                        ip_pool: s.ip_pool.iter().map(|e| e.0.clone()).collect(),
+                        unknown: Default::default(),
+                    })
+                    .collect(),
+                auth: loaded.auth.as_ref().map(|a| AuthOut {
+                    url: a.controller_url().unwrap_or_else(|| "auto".into()),
+                    username: a.username.clone(),
+                    password: a.password.as_ref().map(|_| "******"),
+                }),
+            };
+            let mut s = serde_json::to_string_pretty(&out).map_err(|e| CliError::Serialize {
+                what: "configuration",
+                message: e.to_string(),
+            })?;
+            s.push('\n');
+            s
+        }
+        Dialect::Manifest => {
+            let mut b = MacvlanBinding::new(loaded.name.as_deref().unwrap_or_default(), spec);
+            b.metadata.namespace = loaded.namespace.clone();
+            to_yaml(&b, "binding")?
+        }
+    };
+    emit(&text)?;
+    let d = &loaded.desired;
+    let addresses: u64 = d.services.iter().map(|s| s.pool.size()).sum();
+    eprintln!(
+        "{}: valid ({} network{}, {} service{}, {addresses} pool address{})",
+        file.display(),
+        d.networks.len(),
+        plural(d.networks.len()),
+        d.services.len(),
+        plural(d.services.len()),
+        if addresses == 1 { "" } else { "es" }
+    );
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn to_yaml<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String, CliError> {
+    serde_saphyr::to_string(value).map_err(|e| CliError::Serialize {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// A DNS-1123 name from a file stem: `conf.json` -> `conf`, `My_Conf` -> `my-conf`.
+fn name_from_path(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("mvconf");
+    let mut name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name.trim_matches('-').to_owned();
+    name.truncate(63);
+    let name = name.trim_matches('-').to_owned();
+    if name.is_empty() {
+        "mvconf".into()
+    } else {
+        name
+    }
+}
+
+/// `mvconf convert`: conf.json to a MacvlanBinding manifest.
+pub fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
+    let loaded = config::load(file)?;
+    warn_all(&loaded);
+    if loaded.dialect == Dialect::Manifest {
+        return Err(CliError::Usage(format!(
+            "{} is already a MacvlanBinding manifest; `mvconf config -f` checks it",
+            file.display()
+        )));
+    }
+    let name = args.name.clone().unwrap_or_else(|| name_from_path(file));
+    let mut spec = loaded.desired.to_spec();
+    let mut notes = Vec::new();
+    let secret_name = format!("{name}-dce-auth");
+    if let Some(auth) = &loaded.auth {
+        match auth.controller_url() {
+            None => notes.push(
+                "auth.url is \"auto\": the binding uses the operator's default endpoint".to_owned(),
+            ),
+            Some(url) => {
+                let has_login = auth.username.is_some() || auth.password.is_some();
+                spec.endpoint = Some(EndpointSpec {
+                    kind: EndpointKind::Dce,
+                    url,
+                    secret_ref: has_login.then(|| SecretRef {
+                        name: secret_name.clone(),
+                    }),
+                    insecure_skip_tls_verify: false,
+                    dce_node_prefix: None,
+                    node_port: None,
+                    node_urls: Default::default(),
+                });
+                if has_login {
+                    match &args.secret_file {
+                        Some(path) => {
+                            write_secret(path, &secret_name, args.namespace.as_deref(), auth)?;
+                            notes.push(format!(
+                                "the auth block's login is in {} (mode 0600): apply it, and keep it out of version control",
+                                path.display()
+                            ));
+                        }
+                        None => {
+                            let ns = args
+                                .namespace
+                                .as_deref()
+                                .map(|n| format!(" -n {n}"))
+                                .unwrap_or_default();
+                            let user = auth.username.as_deref().unwrap_or("admin");
+                            notes.push(format!(
+                                "the auth block's password is not copied. Create the Secret the binding names with:\n    \
+                                 kubectl{ns} create secret generic {secret_name} --from-literal=username={user} --from-file=password=/dev/stdin\n  \
+                                 (type the password, then Ctrl-D), or rerun with --secret-file FILE"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut binding = MacvlanBinding::new(&name, spec);
+    binding.metadata.namespace = args.namespace.clone();
+    let yaml = to_yaml(&binding, "binding")?;
+    emit(&format!(
+        "# Converted from {} by mvconf convert.\n{yaml}",
+        file.display()
+    ))?;
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    Ok(())
+}
+
+fn write_secret(
+    path: &Path,
+    name: &str,
+    namespace: Option<&str>,
+    auth: &config::legacy::LegacyAuth,
+) -> Result<(), CliError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut meta = json!({ "name": name });
+    if let Some(ns) = namespace {
+        meta["namespace"] = json!(ns);
+    }
+    let mut data = serde_json::Map::new();
+    if let Some(u) = &auth.username {
+        data.insert("username".into(), json!(u));
+    }
+    if let Some(p) = &auth.password {
+        data.insert("password".into(), json!(p.expose()));
+    }
+    let secret = json!({ "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": data });
+    let text = to_yaml(&secret, "secret")?;
+    let fail = |e: std::io::Error| CliError::File {
+        path: path.to_owned(),
+        message: e.to_string(),
+    };
+    // create_new: never overwrite, never follow a pre-made file with looser mode.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    Ok(())
+}
+
+/// `mvconf crd`.
+pub fn crd() -> Result<(), CliError> {
+    let yaml = crate::crd::crd_yaml().map_err(|e| CliError::Serialize {
+        what: "CRD",
+        message: e.to_string(),
+    })?;
+    emit(&yaml)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_file_stems() {
+        assert_eq!(name_from_path(Path::new("conf.json")), "conf");
+        assert_eq!(
+            name_from_path(Path::new("/x/My_Conf.v2.json")),
+            "my-conf-v2"
+        );
+        assert_eq!(name_from_path(Path::new("___.json")), "mvconf");
+    }
+}

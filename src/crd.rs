@@ -1,0 +1,545 @@
+//! The `MacvlanBinding` custom resource: the API users write and read.
+//!
+//! Doc comments on every field become `kubectl explain` text. The Rust
+//! validator in [`crate::config::validate`] is the full authority; the schema
+//! patterns and CEL rules here refuse what the API server can already see at
+//! `kubectl apply` time.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// API group of every mvconf resource.
+pub const GROUP: &str = "mvconf.io";
+/// The finalizer the operator puts on bindings to clean up Docker on deletion.
+pub const FINALIZER: &str = "mvconf.io/cleanup";
+
+/// Upper bounds that keep the schema's CEL cost within the API server's
+/// budget and one binding within one etcd object.
+pub mod limits {
+    pub const MAX_NETWORKS: usize = 64;
+    pub const MAX_SERVICES: usize = 512;
+    pub const MAX_POOL_ENTRIES: usize = 4096;
+    pub const MAX_NAME_LEN: usize = 63;
+    pub const MAX_NETWORK_NAME_LEN: usize = 128;
+    pub const MAX_PARENT_LEN: usize = 15;
+}
+
+/// Declares macvlan networks and which swarm services get addresses on them.
+/// The operator creates the networks on every node, connects every running
+/// container of each service on its own node with an address from the
+/// service's pool, and keeps it that way when swarm replaces containers.
+// Several printer columns share a `type_`, which clippy takes for a duplicate.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "mvconf.io",
+    version = "v1alpha1",
+    kind = "MacvlanBinding",
+    namespaced,
+    shortname = "mvb",
+    category = "mvconf",
+    status = "MacvlanBindingStatus",
+    doc = "MacvlanBinding gives the containers of Docker Swarm / DCE services stable addresses on macvlan networks.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Bound",
+        type_ = "integer",
+        json_path = ".status.bound",
+        description = "Containers bound to their address"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".status.desired",
+        description = "Running containers of the listed services"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("self.services.all(s, self.networks.exists(n, n.name == s.network))")
+        .message("every services[].network must name an entry of networks[]")
+        .reason(Reason::FieldValueInvalid)
+        .field_path(".services"),
+    validation = Rule::new("self.networks.all(n, self.networks.exists_one(m, m.gateway == n.gateway))")
+        .message("two networks share a gateway: Docker allows one macvlan network per gateway")
+        .reason(Reason::FieldValueDuplicate)
+        .field_path(".networks")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MacvlanBindingSpec {
+    /// Macvlan networks to create on every node of the swarm (mvconf's
+    /// `networks`). Names are unique within the binding.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub networks: Vec<NetworkSpec>,
+
+    /// Swarm services whose running containers get an address (mvconf's
+    /// `services`). Names are unique within the binding.
+    #[serde(default)]
+    #[schemars(length(max = 512))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub services: Vec<ServiceSpec>,
+
+    /// Where the Docker engines of the swarm are reached. When omitted, the
+    /// operator's own default endpoint is used (its `--endpoint` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointSpec>,
+
+    /// What deleting this binding does to Docker: `Disconnect` (default)
+    /// disconnects the containers from the macvlan networks;
+    /// `DisconnectAndRemoveNetworks` also removes the networks from every
+    /// node when no other binding uses them (mvconf `down`); `Retain` leaves
+    /// containers and networks as they are.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// A macvlan network, created with the same settings on every node.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(
+    validation = Rule::new("!isCIDR(self.subnet) || !isIP(self.gateway) || cidr(self.subnet).containsIP(self.gateway)")
+        .message("gateway must lie inside subnet")
+        .field_path(".gateway"),
+    validation = Rule::new("!has(self.ipRange) || !isCIDR(self.subnet) || !isCIDR(self.ipRange) || cidr(self.subnet).containsCIDR(self.ipRange)")
+        .message("ipRange must lie inside subnet")
+        .field_path(".ipRange")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Docker network name, the same on every node, e.g. `macvlan`.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    )]
+    pub name: String,
+
+    /// IPv4 subnet in CIDR notation, e.g. `192.168.8.0/24`.
+    #[schemars(
+        length(max = 18),
+        regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+    )]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("subnet must be an IPv4 CIDR such as 192.168.8.0/24"))]
+    pub subnet: String,
+
+    /// Gateway address inside the subnet, e.g. `192.168.8.1`. Docker allows
+    /// one macvlan network per gateway.
+    #[schemars(length(max = 15), regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"))]
+    #[x_kube(validation = Rule::new("isIP(self)").message("gateway must be an IPv4 address"))]
+    pub gateway: String,
+
+    /// Host interface the macvlan sits on, the same name on every node, e.g.
+    /// `eth1`, or a VLAN sub-interface such as `eth1.101`.
+    #[schemars(
+        length(min = 1, max = 15),
+        regex(pattern = r"^[a-zA-Z0-9_][a-zA-Z0-9_.@-]*$")
+    )]
+    pub parent: String,
+
+    /// Optional range Docker itself assigns from when no address is given
+    /// (Docker's `--ip-range`); must lie inside the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 18),
+        regex(pattern = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")
+    )]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("ipRange must be an IPv4 CIDR"))]
+    pub ip_range: Option<String>,
+}
+
+/// A swarm service whose running containers get macvlan addresses.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Exact swarm service name (not a prefix), e.g. `2048`.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+    )]
+    pub name: String,
+
+    /// Name of an entry of `networks` to connect the containers to.
+    #[schemars(length(min = 1, max = 128))]
+    pub network: String,
+
+    /// Addresses the containers may get: single addresses (`192.168.8.139`)
+    /// or inclusive ranges (`192.168.8.136-192.168.8.137`), inside the
+    /// network's subnet, not the gateway, network or broadcast address, and
+    /// not overlapping another service's pool on the same network. A task
+    /// slot (or, for a global service, a node) keeps its address for as long
+    /// as it exists and the address stays in the pool.
+    #[schemars(length(min = 1, max = 4096))]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub ip_pool: Vec<PoolEntry>,
+
+    /// `Keep` (default) leaves the swarm ingress network attached; `Detach`
+    /// disconnects the containers from it, as mvconf `uningress` did, so that
+    /// they are reached only on their macvlan address.
+    #[serde(default)]
+    pub ingress: IngressMode,
+}
+
+/// One pool entry: an IPv4 address or an inclusive range `first-last`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(transparent)]
+pub struct PoolEntry(
+    #[schemars(
+        length(min = 7, max = 31),
+        regex(pattern = r"^ *[0-9]{1,3}(\.[0-9]{1,3}){3} *(- *[0-9]{1,3}(\.[0-9]{1,3}){3} *)?$")
+    )]
+    pub String,
+);
+
+impl From<&str> for PoolEntry {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// What happens to the swarm ingress network of a service's containers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum IngressMode {
+    /// Leave the ingress network attached.
+    #[default]
+    Keep,
+    /// Disconnect the containers from the ingress network.
+    Detach,
+}
+
+/// What deleting a binding does to Docker.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Disconnect the containers from the binding's macvlan networks.
+    #[default]
+    Disconnect,
+    /// Disconnect, then remove the networks from every node unless another
+    /// binding still uses them (mvconf `down`).
+    DisconnectAndRemoveNetworks,
+    /// Leave containers and networks untouched.
+    Retain,
+}
+
+/// How to reach a swarm other than the operator's default one.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointSpec {
+    /// `Dce`: a DaoCloud Enterprise controller, whose root serves the swarm
+    /// manager's API and which proxies each node's engine. `Docker`: a swarm
+    /// manager's Engine API, node engines reached at their swarm address.
+    pub kind: EndpointKind,
+
+    /// URL of the DCE controller (`https://dce.example.com`) or of the Docker
+    /// manager (`tcp://10.0.0.11:2376`, `https://...`).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+
+    /// Secret in the binding's namespace with the credentials: keys
+    /// `username` and `password` (HTTP Basic) or `token`
+    /// (`X-DCE-Access-Token`); optional `ca.crt` (a CA bundle to trust) and
+    /// `tls.crt` / `tls.key` (a client certificate for Docker TLS). The
+    /// operator must be allowed to read this Secret (chart value
+    /// `secrets.names`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+
+    /// Accept any server certificate. Insecure; logged as a warning on every
+    /// connection set-up. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
+
+    /// DCE only: path prefix of the per-node engine proxy, `/api` (default)
+    /// or `/dce` on some DCE versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/[a-zA-Z0-9_/-]*$"))]
+    pub dce_node_prefix: Option<String>,
+
+    /// Docker only: port of each node's engine at its swarm address (default
+    /// 2375, or 2376 for `https`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: Option<u16>,
+
+    /// Docker only: explicit engine URL per node, keyed by node hostname or
+    /// ID; wins over the swarm address plus `nodePort`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_urls: BTreeMap<String, String>,
+}
+
+/// Kind of engine endpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EndpointKind {
+    /// A DaoCloud Enterprise controller.
+    Dce,
+    /// A Docker swarm manager's Engine API.
+    Docker,
+}
+
+/// A Secret in the binding's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What the operator observed and did; the truth users and scripts read.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MacvlanBindingStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// `Ready` is True when every running container of every service is
+    /// bound and every network exists on every reachable node. Its reason
+    /// explains otherwise: InvalidSpec, PoolExhausted, Conflict,
+    /// NodeUnreachable, AuthFailed, EndpointUnreachable, ApplyFailed,
+    /// Progressing.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Running containers of the listed services.
+    #[serde(default)]
+    pub desired: i32,
+
+    /// Containers connected with their address.
+    #[serde(default)]
+    pub bound: i32,
+
+    /// Per-service counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStatus>,
+
+    /// Per-network, per-node state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkStatus>,
+
+    /// One record per container (or per task slot waiting for its container),
+    /// sorted by service then slot or node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerRecord>,
+}
+
+/// Counters of one service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// Service name.
+    pub name: String,
+    /// Running containers of the service.
+    pub desired: i32,
+    /// Containers connected with their address.
+    pub bound: i32,
+    /// Addresses in the pool.
+    pub pool_size: i64,
+    /// Pool addresses held by this service's task slots (bound or reserved).
+    pub allocated: i64,
+    /// Pool addresses neither held by this service nor in use elsewhere.
+    pub free: i64,
+}
+
+/// State of one network on every node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkStatus {
+    /// Network name.
+    pub name: String,
+    /// Nodes where the network exists with the declared settings.
+    pub ready_nodes: i32,
+    /// Nodes of the swarm.
+    pub total_nodes: i32,
+    /// Nodes where the network is not ready, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_ready: Vec<NodeProblem>,
+}
+
+/// Why something is not ready on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeProblem {
+    /// Node hostname.
+    pub node: String,
+    /// What is wrong, e.g. "engine unreachable" or "exists with subnet 10.0.0.0/24".
+    pub message: String,
+}
+
+/// One container of a service (or a task slot waiting for one).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRecord {
+    /// Swarm service name.
+    pub service: String,
+    /// Task slot of a replicated service; absent for a global service, whose
+    /// containers are keyed by node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    /// Swarm node ID the container runs on.
+    pub node_id: String,
+    /// Node hostname.
+    pub node: String,
+    /// Node address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+    /// Swarm task ID.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub task: String,
+    /// Container ID, 12 characters.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container: String,
+    /// Macvlan address held by this slot (or node), bound or reserved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Whether the container is attached to the swarm ingress network.
+    #[serde(default)]
+    pub ingress: bool,
+    /// Bound, Reserved (the slot keeps its address while swarm replaces the
+    /// container), Pending (no address: see message) or Failed.
+    pub state: RecordState,
+    /// Why the record is not Bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the container got this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}
+
+/// State of a container record.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RecordState {
+    /// Connected with its address.
+    Bound,
+    /// The slot holds its address while its container is being replaced.
+    Reserved,
+    /// Waiting for an address (pool exhausted, node unreachable, ...).
+    #[default]
+    Pending,
+    /// Connecting failed; retried on the next pass.
+    Failed,
+}
+
+/// Condition types and reasons, as constants so that tests and docs agree.
+pub mod reasons {
+    pub const READY: &str = "Ready";
+    pub const BOUND: &str = "AllBound";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const POOL_EXHAUSTED: &str = "PoolExhausted";
+    pub const CONFLICT: &str = "Conflict";
+    pub const NODE_UNREACHABLE: &str = "NodeUnreachable";
+    pub const AUTH_FAILED: &str = "AuthFailed";
+    pub const ENDPOINT_UNREACHABLE: &str = "EndpointUnreachable";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+}
+
+/// The CRD as YAML, exactly as committed under `crds/`.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
+    let crd = MacvlanBinding::crd();
+    let body = serde_saphyr::to_string(&crd)?;
+    Ok(format!(
+        "# Generated by `mvconf crd`; do not edit. CI fails when this file drifts.\n---\n{body}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crds_match_the_generated_one() {
+        let generated = crd_yaml().unwrap();
+        for file in [
+            "crds/macvlanbinding.yaml",
+            "charts/mvconf/crds/macvlanbinding.yaml",
+        ] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            if committed != generated && std::env::var_os("MVCONF_BLESS").is_some() {
+                std::fs::write(&path, &generated).unwrap();
+                continue;
+            }
+            assert!(
+                committed == generated,
+                "{file} is stale: run `MVCONF_BLESS=1 cargo test crd` (or `mvconf crd > {file}`)"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_carries_names_printer_columns_and_rules() {
+        let crd = MacvlanBinding::crd();
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["mvb".to_owned()]));
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        assert!(v.subresources.as_ref().unwrap().status.is_some());
+        let cols: Vec<&str> = v
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(cols, ["Ready", "Reason", "Bound", "Desired", "Age"]);
+        let json = serde_json::to_string(&crd).unwrap();
+        for needle in [
+            "x-kubernetes-validations",
+            "cidr(self.subnet).containsIP(self.gateway)",
+            "\"x-kubernetes-list-type\":\"map\"",
+            "\"Detach\"",
+            "\"DisconnectAndRemoveNetworks\"",
+        ] {
+            assert!(json.contains(needle), "schema lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn every_spec_and_status_field_is_documented() {
+        fn walk(path: &str, v: &serde_json::Value, missing: &mut Vec<String>) {
+            if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+                for (k, s) in props {
+                    let p = format!("{path}.{k}");
+                    let documented = s
+                        .get("description")
+                        .and_then(|d| d.as_str())
+                        .is_some_and(|d| !d.is_empty());
+                    // metadata / apiVersion / kind are Kubernetes' own.
+                    if !documented && !["apiVersion", "kind", "metadata"].contains(&k.as_str()) {
+                        missing.push(p.clone());
+                    }
+                    walk(&p, s, missing);
+                }
+            }
+            if let Some(items) = v.get("items") {
+                walk(&format!("{path}[]"), items, missing);
+            }
+        }
+        let crd = MacvlanBinding::crd();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let mut missing = Vec::new();
+        let root = &schema["openAPIV3Schema"];
+        walk("", &root["properties"]["spec"], &mut missing);
+        // Condition is metav1.Condition, documented upstream; check ours only.
+        let status = &root["properties"]["status"];
+        walk(".status", status, &mut missing);
+        missing.retain(|p| !p.starts_with(".status.conditions[]"));
+        assert!(missing.is_empty(), "undocumented fields: {missing:?}");
+    }
+}

@@ -1,0 +1,10 @@
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = mvconf::cli::Cli::parse();
+    mvconf::cli::init_logging(&cli);
+    mvconf::cli::run(cli)
+}

@@ -1,0 +1,180 @@
+//! The binary's offline commands: config, convert, crd.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn mvconf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        .args(args)
+        .env_remove("MVCONF_CONFIG")
+        .output()
+        .expect("run mvconf")
+}
+
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mvconf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn config_accepts_the_manuals_example_and_masks_the_password() {
+    let out = mvconf(&["-f", &example("conf.json"), "config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["services"][0]["ip_pool"][1], "192.168.8.139");
+    assert_eq!(v["auth"]["password"], "******");
+    assert!(
+        !stdout.contains("\"admin\"\n  }"),
+        "password leaked: {stdout}"
+    );
+}
+
+#[test]
+fn config_reports_every_error_with_its_field_and_fails() {
+    let bad = tmp(
+        "bad.json",
+        r#"{"networks":[{"name":"m","subnet":"10.0.0.0/24","gateway":"10.1.0.1","parent":"eth1"}],
+            "services":[{"name":"a","network":"x","ip_pool":["10.0.0.9-10.0.0.1"]}]}"#,
+    );
+    let out = mvconf(&["-f", bad.to_str().unwrap(), "config"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    for field in [
+        "networks[0].gateway",
+        "services[0].network",
+        "services[0].ip_pool[0]",
+    ] {
+        assert!(err.contains(field), "{field} missing from: {err}");
+    }
+}
+
+#[test]
+fn config_defaults_to_conf_json_in_the_current_directory() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        .arg("config")
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples"))
+        .env_remove("MVCONF_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn convert_makes_a_manifest_without_the_password() {
+    let out = mvconf(&[
+        "-f",
+        &example("conf.json"),
+        "convert",
+        "--name",
+        "bank",
+        "-n",
+        "prod",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        yaml.contains("kind: MacvlanBinding") && yaml.contains("name: bank-dce-auth"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("password"), "{yaml}");
+    let note = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        note.contains("kubectl -n prod create secret generic bank-dce-auth"),
+        "{note}"
+    );
+    // The manifest it prints is itself a valid configuration.
+    let round = tmp("bank.yaml", &yaml);
+    let out = mvconf(&["-f", round.to_str().unwrap(), "config"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn convert_writes_the_secret_file_0600_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("mvconf-secret-{}.yaml", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let out = mvconf(&[
+        "-f",
+        &example("conf.json"),
+        "convert",
+        "--secret-file",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("password: admin")
+    );
+    let again = mvconf(&[
+        "-f",
+        &example("conf.json"),
+        "convert",
+        "--secret-file",
+        path.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn crd_prints_the_committed_file() {
+    let out = mvconf(&["crd"]);
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds/macvlanbinding.yaml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+}
+
+#[test]
+fn debug_env_turns_on_debug_logs() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        .args(["-f", &example("conf.json"), "config"])
+        .env("DEBUG", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("DEBUG") && err.contains("configuration loaded"),
+        "{err}"
+    );
+}
