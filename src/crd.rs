@@ -542,4 +542,38 @@ mod tests {
         missing.retain(|p| !p.starts_with(".status.conditions[]"));
         assert!(missing.is_empty(), "undocumented fields: {missing:?}");
     }
+
+    /// A binding with 2,000 containers must fit one etcd object (1.5 MiB
+    /// request limit) comfortably. Prints the measured size.
+    #[test]
+    fn two_thousand_records_fit_one_object() {
+        use k8s_openapi::jiff::Timestamp;
+        let since = Time(Timestamp::from_second(1_795_000_000).unwrap());
+        let containers: Vec<ContainerRecord> = (0..2000u32)
+            .map(|i| ContainerRecord {
+                service: format!("payments-api-{}", i % 20),
+                slot: Some(u64::from(i / 20 + 1)),
+                node_id: "q3x9rk2m4b1c7d8e6f5g0h2j1".into(),
+                node: format!("dce-worker-{:03}", i % 150),
+                host_ip: format!("10.20.{}.{}", i % 150 / 250, i % 250),
+                task: "vz8y7x6w5v4u3t2s1r0q9p8o7".into(),
+                container: "3f2a7b9c1d0e".into(),
+                ip: Some(std::net::Ipv4Addr::from(0x0a64_0000 + i).to_string()),
+                ingress: false,
+                state: RecordState::Bound,
+                message: None,
+                since: Some(since.clone()),
+            })
+            .collect();
+        let status = MacvlanBindingStatus {
+            containers,
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&status).unwrap().len();
+        println!(
+            "status with 2000 records: {bytes} bytes ({} per record)",
+            bytes / 2000
+        );
+        assert!(bytes < 768 * 1024, "{bytes} bytes");
+    }
 }

@@ -6,7 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crd;
+pub mod engine;
 pub mod pool;
+pub mod reconcile;
 pub mod secret;

@@ -1,0 +1,221 @@
+//! A typed client for the part of the Docker Engine API mvconf uses.
+//!
+//! One [`Engine`] is one endpoint: a node's engine, a swarm manager, or a
+//! node reached through a DCE controller's proxy. How a whole swarm is
+//! reached is [`crate::cluster`]'s business.
+
+pub mod error;
+pub mod events;
+pub mod models;
+pub mod transport;
+
+pub use error::{EngineError, ErrorKind};
+use models::*;
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use transport::{Transport, segment};
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// One Docker Engine API endpoint. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    t: Arc<Transport>,
+}
+
+fn filters(pairs: &[(&str, &[&str])]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+impl Engine {
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            t: Arc::new(transport),
+        }
+    }
+
+    /// The node (or endpoint) this engine is, as errors and logs name it.
+    pub fn label(&self) -> &str {
+        self.t.label()
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.t
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let a = self
+            .t
+            .send(Method::GET, path, None, query, None, false)
+            .await?;
+        self.t.decode(&format!("GET {path}"), &a)
+    }
+
+    async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<transport::Answer> {
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            EngineError::new(
+                ErrorKind::Decode,
+                self.label(),
+                &format!("POST {path}"),
+                None,
+                e.to_string(),
+            )
+        })?;
+        self.t
+            .send(Method::POST, path, Some(bytes), &[], None, false)
+            .await
+    }
+
+    /// `GET /_ping`: the engine answers at all.
+    pub async fn ping(&self) -> Result<()> {
+        self.t
+            .send(Method::GET, "/_ping", None, &[], None, true)
+            .await
+            .map(|_| ())
+    }
+
+    /// The negotiated API version, e.g. `1.41`.
+    pub async fn api_version(&self) -> Result<String> {
+        self.t.api_version().await.map(str::to_owned)
+    }
+
+    pub async fn version(&self) -> Result<Version> {
+        let a = self
+            .t
+            .send(Method::GET, "/version", None, &[], None, true)
+            .await?;
+        self.t.decode("GET /version", &a)
+    }
+
+    pub async fn info(&self) -> Result<Info> {
+        self.get("/info", &[]).await
+    }
+
+    /// Swarm nodes (manager only).
+    pub async fn nodes(&self) -> Result<Vec<Node>> {
+        self.get("/nodes", &[]).await
+    }
+
+    /// Every service (manager only).
+    pub async fn services(&self) -> Result<Vec<Service>> {
+        self.get("/services", &[]).await
+    }
+
+    /// The service with exactly this name. Docker's name filter matches
+    /// prefixes (`web` finds `web-admin`), so the answer is filtered again.
+    pub async fn service(&self, name: &str) -> Result<Option<Service>> {
+        let all: Vec<Service> = self
+            .get("/services", &[("filters", filters(&[("name", &[name])]))])
+            .await?;
+        Ok(all.into_iter().find(|s| s.spec.name == name))
+    }
+
+    /// Tasks of these services (by ID or name); with `running_only`, only
+    /// those swarm wants running.
+    pub async fn tasks(&self, services: &[&str], running_only: bool) -> Result<Vec<Task>> {
+        let mut f: Vec<(&str, &[&str])> = vec![("service", services)];
+        if running_only {
+            f.push(("desired-state", &["running"]));
+        }
+        if services.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.get("/tasks", &[("filters", filters(&f))]).await
+    }
+
+    /// Containers of this engine; `all` includes stopped ones; `labels` are
+    /// `key` or `key=value` filters (all must match).
+    pub async fn containers(&self, all: bool, labels: &[&str]) -> Result<Vec<ContainerSummary>> {
+        let mut q = vec![("all", if all { "1" } else { "0" }.to_owned())];
+        if !labels.is_empty() {
+            q.push(("filters", filters(&[("label", labels)])));
+        }
+        self.get("/containers/json", &q).await
+    }
+
+    pub async fn container(&self, id: &str) -> Result<ContainerInspect> {
+        self.get(&format!("/containers/{}/json", segment(id)), &[])
+            .await
+    }
+
+    /// Networks of this engine (swarm-scoped ones included).
+    pub async fn networks(&self) -> Result<Vec<Network>> {
+        self.get("/networks", &[]).await
+    }
+
+    /// One network with its endpoints on this engine.
+    pub async fn network(&self, id_or_name: &str) -> Result<Network> {
+        self.get(&format!("/networks/{}", segment(id_or_name)), &[])
+            .await
+    }
+
+    pub async fn create_network(&self, spec: &NetworkCreate) -> Result<NetworkCreated> {
+        let a = self.post("/networks/create", spec).await?;
+        self.t.decode("POST /networks/create", &a)
+    }
+
+    pub async fn remove_network(&self, id_or_name: &str) -> Result<()> {
+        let path = format!("/networks/{}", segment(id_or_name));
+        self.t
+            .send(Method::DELETE, &path, None, &[], None, false)
+            .await
+            .map(|_| ())
+    }
+
+    /// Connects a container, with a fixed IPv4 address when given.
+    pub async fn connect(
+        &self,
+        network: &str,
+        container: &str,
+        ipv4: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let body = NetworkConnect {
+            container: container.to_owned(),
+            endpoint_config: ConnectEndpointConfig {
+                ipam_config: ipv4.map(|ip| EndpointIpamConfig {
+                    ipv4_address: ip.to_string(),
+                }),
+            },
+        };
+        self.post(&format!("/networks/{}/connect", segment(network)), &body)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn disconnect(&self, network: &str, container: &str, force: bool) -> Result<()> {
+        let body = NetworkDisconnect {
+            container: container.to_owned(),
+            force,
+        };
+        self.post(&format!("/networks/{}/disconnect", segment(network)), &body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Opens the container event stream (start, die, destroy) once.
+    pub async fn events(&self, since: Option<&str>) -> Result<events::EventStream> {
+        let mut q = vec![(
+            "filters",
+            filters(&[
+                ("type", &["container"]),
+                ("event", &["start", "die", "destroy"]),
+            ]),
+        )];
+        if let Some(s) = since {
+            q.push(("since", s.to_owned()));
+        }
+        let resp = self.t.stream("/events", &q).await?;
+        Ok(events::EventStream::new(self.label().to_owned(), resp))
+    }
+}

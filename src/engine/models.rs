@@ -1,0 +1,450 @@
+//! The part of the Docker Engine API's data we read and send.
+//!
+//! Hand-written rather than taken from a generated crate: we read about
+//! thirty fields, every one must tolerate engines from API 1.30 (17.06, DCE
+//! 2.x) to today, and anything we do not name is skipped while decoding,
+//! which keeps large list answers cheap.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Version {
+    pub version: String,
+    pub api_version: String,
+    #[serde(rename = "MinAPIVersion")]
+    pub min_api_version: String,
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Info {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub server_version: String,
+    pub swarm: SwarmInfo,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SwarmInfo {
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_addr: String,
+    /// `active`, `inactive`, `pending`, `error`, `locked`.
+    pub local_node_state: String,
+    pub control_available: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Node {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub description: NodeDescription,
+    pub status: NodeStatus,
+    pub spec: NodeSpec,
+    pub manager_status: Option<ManagerStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeDescription {
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeStatus {
+    /// `ready`, `down`, `unknown`, `disconnected`.
+    pub state: String,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeSpec {
+    pub role: String,
+    pub availability: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ManagerStatus {
+    pub leader: bool,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Service {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub spec: ServiceSpec,
+    pub endpoint: ServiceEndpoint,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceEndpoint {
+    pub ports: Vec<PortConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortConfig {
+    /// `ingress` (the default, routed through the ingress network) or `host`.
+    pub publish_mode: String,
+    pub published_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub mode: ServiceMode,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceMode {
+    pub replicated: Option<Replicated>,
+    pub global: Option<serde_json::Value>,
+    pub replicated_job: Option<serde_json::Value>,
+    pub global_job: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Replicated {
+    pub replicas: Option<u64>,
+}
+
+impl Service {
+    /// Global services run one task per node and have no slots.
+    pub fn is_global(&self) -> bool {
+        self.spec.mode.global.is_some() || self.spec.mode.global_job.is_some()
+    }
+
+    /// Whether swarm attaches this service's containers to the ingress
+    /// network: it publishes a port in ingress mode.
+    pub fn uses_ingress(&self) -> bool {
+        self.endpoint
+            .ports
+            .iter()
+            .any(|p| p.publish_mode.is_empty() || p.publish_mode == "ingress")
+    }
+
+    pub fn replicas(&self) -> Option<u64> {
+        self.spec.mode.replicated.as_ref().and_then(|r| r.replicas)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Task {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    /// Replicated services only.
+    pub slot: Option<u64>,
+    pub desired_state: String,
+    pub status: TaskStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskStatus {
+    pub state: String,
+    pub timestamp: String,
+    pub err: String,
+    pub container_status: Option<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerStatus {
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+}
+
+impl Task {
+    pub fn container_id(&self) -> Option<&str> {
+        self.status
+            .container_status
+            .as_ref()
+            .map(|c| c.container_id.as_str())
+            .filter(|c| !c.is_empty())
+    }
+
+    /// Whether swarm still wants this task (its slot is alive): any desired
+    /// state before shutdown. Scaled-down tasks get `shutdown` or `remove`.
+    pub fn is_wanted(&self) -> bool {
+        matches!(
+            self.desired_state.as_str(),
+            "new"
+                | "pending"
+                | "assigned"
+                | "accepted"
+                | "preparing"
+                | "ready"
+                | "starting"
+                | "running"
+        )
+    }
+}
+
+/// Labels swarm puts on task containers.
+pub mod labels {
+    pub const SERVICE_NAME: &str = "com.docker.swarm.service.name";
+    pub const SERVICE_ID: &str = "com.docker.swarm.service.id";
+    pub const TASK_ID: &str = "com.docker.swarm.task.id";
+    pub const TASK_NAME: &str = "com.docker.swarm.task.name";
+    pub const NODE_ID: &str = "com.docker.swarm.node.id";
+    /// Put on the networks mvconf creates.
+    pub const MANAGED_BY: &str = "io.mvconf.managed-by";
+}
+
+/// One entry of `GET /containers/json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub names: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// `created`, `running`, `paused`, `restarting`, `exited`, `dead`.
+    pub state: String,
+    pub network_settings: SummaryNetworkSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SummaryNetworkSettings {
+    pub networks: HashMap<String, EndpointSettings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct EndpointIpamConfig {
+    #[serde(
+        rename = "IPv4Address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_address: String,
+}
+
+impl EndpointSettings {
+    /// The address the endpoint was asked for (kept by stopped containers).
+    pub fn requested_ipv4(&self) -> Option<&str> {
+        self.ipam_config
+            .as_ref()
+            .map(|c| c.ipv4_address.as_str())
+            .filter(|a| !a.is_empty())
+    }
+}
+
+/// `GET /containers/{id}/json`, the fields we use.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerInspect {
+    pub id: String,
+    pub name: String,
+    pub state: ContainerState,
+    pub config: ContainerConfig,
+    pub network_settings: SummaryNetworkSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerState {
+    pub status: String,
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub driver: String,
+    pub scope: String,
+    pub ingress: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    pub options: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    /// Present on inspect; absent from list answers.
+    pub containers: Option<HashMap<String, NetworkContainer>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ipam {
+    pub driver: String,
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct IpamConfig {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub subnet: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub gateway: String,
+    #[serde(rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    pub ip_range: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkContainer {
+    pub name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// `192.168.8.136/24`.
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+}
+
+/// `POST /networks/create`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkCreate {
+    pub name: String,
+    pub driver: String,
+    /// Refuse a duplicate name (engines before 1.44 allow duplicates without it).
+    pub check_duplicate: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: Ipam,
+    pub options: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkCreated {
+    pub id: String,
+    pub warning: String,
+}
+
+/// `POST /networks/{id}/connect`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkConnect {
+    pub container: String,
+    pub endpoint_config: ConnectEndpointConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectEndpointConfig {
+    #[serde(rename = "IPAMConfig", skip_serializing_if = "Option::is_none")]
+    pub ipam_config: Option<EndpointIpamConfig>,
+}
+
+/// `POST /networks/{id}/disconnect`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkDisconnect {
+    pub container: String,
+    pub force: bool,
+}
+
+/// One message of `GET /events`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Event {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(rename = "Action")]
+    pub action: String,
+    #[serde(rename = "Actor")]
+    pub actor: EventActor,
+    pub time: i64,
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EventActor {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub attributes: HashMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_a_17_06_task_and_a_global_one() {
+        let t: Task = serde_json::from_str(
+            r#"{"ID":"t1","ServiceID":"s","NodeID":"n","Slot":3,"DesiredState":"running",
+                "Status":{"State":"running","ContainerStatus":{"ContainerID":"abc","PID":12}}}"#,
+        )
+        .unwrap();
+        assert_eq!((t.slot, t.container_id()), (Some(3), Some("abc")));
+        assert!(t.is_wanted());
+        let g: Task = serde_json::from_str(
+            r#"{"ID":"t2","NodeID":"n","DesiredState":"shutdown","Status":{"State":"pending"}}"#,
+        )
+        .unwrap();
+        assert_eq!((g.slot, g.container_id()), (None, None));
+        assert!(!g.is_wanted());
+    }
+
+    #[test]
+    fn decodes_services_modes() {
+        let s: Service = serde_json::from_str(
+            r#"{"ID":"x","Spec":{"Name":"web","Mode":{"Replicated":{"Replicas":3}}}}"#,
+        )
+        .unwrap();
+        assert_eq!((s.is_global(), s.replicas()), (false, Some(3)));
+        let g: Service =
+            serde_json::from_str(r#"{"ID":"y","Spec":{"Name":"agent","Mode":{"Global":{}}}}"#)
+                .unwrap();
+        assert!(g.is_global());
+    }
+
+    #[test]
+    fn connect_body_matches_the_api() {
+        let body = NetworkConnect {
+            container: "abc".into(),
+            endpoint_config: ConnectEndpointConfig {
+                ipam_config: Some(EndpointIpamConfig {
+                    ipv4_address: "192.168.8.136".into(),
+                }),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            r#"{"Container":"abc","EndpointConfig":{"IPAMConfig":{"IPv4Address":"192.168.8.136"}}}"#
+        );
+    }
+}

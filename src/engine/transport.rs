@@ -1,0 +1,619 @@
+//! How requests reach one engine: base URL or unix socket, path prefix (DCE
+//! proxies), auth header, TLS, timeouts, retries for reads, API version
+//! negotiation, and a count of every call.
+
+use super::error::{EngineError, ErrorKind, classify};
+use crate::secret::SecretString;
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// The oldest Engine API we speak: Engine 17.06, as shipped with DCE 2.x.
+pub const MIN_API_VERSION: (u32, u32) = (1, 30);
+
+/// Credentials sent with every request. Never logged, never in errors.
+#[derive(Clone, Debug, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// HTTP Basic.
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// DCE's `X-DCE-Access-Token` header.
+    Token(SecretString),
+}
+
+impl Auth {
+    fn header(&self) -> Result<Option<(HeaderName, HeaderValue)>, String> {
+        use base64::Engine as _;
+        let encode = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let (name, value) = match self {
+            Auth::None => return Ok(None),
+            Auth::Basic { username, password } => (
+                reqwest::header::AUTHORIZATION,
+                format!(
+                    "Basic {}",
+                    encode(format!("{username}:{}", password.expose()).as_bytes())
+                ),
+            ),
+            Auth::Token(t) => (
+                HeaderName::from_static("x-dce-access-token"),
+                t.expose().to_owned(),
+            ),
+        };
+        let mut v = HeaderValue::from_str(&value).map_err(|_| {
+            "credentials contain characters not allowed in an HTTP header".to_owned()
+        })?;
+        v.set_sensitive(true);
+        Ok(Some((name, v)))
+    }
+}
+
+/// TLS settings for https endpoints.
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    /// PEM CA bundle to trust instead of the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key (Docker's TLS client auth).
+    pub identity_pem: Option<SecretBytes>,
+    /// Accept any server certificate. Logged as a warning.
+    pub insecure_skip_verify: bool,
+}
+
+/// Key material that never prints.
+#[derive(Clone, Default)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Timeouts and pool sizes shared by every engine of a cluster.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_per_host: usize,
+    /// Attempts for idempotent reads that fail transiently.
+    pub read_attempts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            idle_per_host: 8,
+            read_attempts: 3,
+        }
+    }
+}
+
+/// Counts of API calls by (node, method, status), for tests, benchmarks and
+/// metrics. Status 0 means no answer.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    counts: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+}
+
+impl CallLog {
+    fn record(&self, node: &str, method: &'static str, status: u16) {
+        if let Ok(mut m) = self.counts.lock() {
+            *m.entry((node.to_owned(), method, status)).or_default() += 1;
+        }
+    }
+
+    /// A copy of all counts.
+    pub fn snapshot(&self) -> BTreeMap<(String, &'static str, u16), u64> {
+        self.counts.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Calls that may change something (anything but GET/HEAD).
+    pub fn mutating(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|((_, m, _), _)| *m != "GET" && *m != "HEAD")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+}
+
+/// Where an engine listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A unix socket, e.g. `/var/run/docker.sock`.
+    Unix(PathBuf),
+    /// `http(s)://host:port` plus an optional path prefix (DCE's node proxy).
+    Http(String),
+}
+
+impl Address {
+    /// Parses Docker's own notation: `unix:///path`, `tcp://h:p` (http, or
+    /// https when TLS material is given), `http://`, `https://`.
+    pub fn parse(url: &str, tls: bool) -> Result<Self, String> {
+        if let Some(path) = url.strip_prefix("unix://") {
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = url.strip_prefix("tcp://") {
+            let scheme = if tls { "https" } else { "http" };
+            return Ok(Address::Http(format!(
+                "{scheme}://{}",
+                rest.trim_end_matches('/')
+            )));
+        }
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+            return Ok(Address::Http(url.trim_end_matches('/').to_owned()));
+        }
+        Err(format!(
+            "{url:?}: expected unix://, tcp://, http:// or https://"
+        ))
+    }
+}
+
+/// Builds reqwest clients; one per unix socket, one shared by TCP engines
+/// with the same TLS settings.
+pub fn build_client(
+    socket: Option<&PathBuf>,
+    tls: &Tls,
+    limits: &Limits,
+) -> Result<reqwest::Client, String> {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only if another provider was installed first, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(limits.connect_timeout)
+        .pool_max_idle_per_host(limits.idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_keepalive(Duration::from_secs(30))
+        .no_proxy()
+        .user_agent(concat!("mvconf/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = socket {
+        b = b.unix_socket(path.clone());
+    }
+    if let Some(ca) = &tls.ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(ca).map_err(|e| format!("CA bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("CA bundle holds no certificate".into());
+        }
+        b = b.tls_certs_only(certs);
+    }
+    if let Some(id) = &tls.identity_pem {
+        let identity = reqwest::Identity::from_pem(&id.0).map_err(|_| {
+            "client certificate/key: not a valid PEM certificate and key".to_owned()
+        })?;
+        b = b.identity(identity);
+    }
+    if tls.insecure_skip_verify {
+        tracing::warn!(
+            "TLS certificate verification is disabled for this endpoint (insecureSkipTlsVerify): anyone on the path can impersonate it"
+        );
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    b.build()
+        .map_err(|e| format!("cannot build HTTP client: {}", e.without_url()))
+}
+
+/// One engine endpoint.
+#[derive(Debug)]
+pub struct Transport {
+    pub(crate) label: String,
+    client: reqwest::Client,
+    base: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+    limits: Limits,
+    pinned: Option<String>,
+    version: OnceCell<String>,
+    log: Arc<CallLog>,
+}
+
+/// An answer with its status.
+pub struct Answer {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Engines answer errors as `{"message": "..."}`; proxies answer HTML.
+fn error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Msg {
+        message: String,
+    }
+    if let Ok(m) = serde_json::from_slice::<Msg>(body) {
+        return m.message;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut short: String = text.chars().take(300).collect();
+    if text.chars().count() > 300 {
+        short.push('…');
+    }
+    short
+}
+
+/// Percent-encodes one path segment (names and IDs we put in paths).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Transport {
+    pub fn new(
+        label: impl Into<String>,
+        client: reqwest::Client,
+        address: &Address,
+        auth: &Auth,
+        limits: Limits,
+        pinned_version: Option<String>,
+        log: Arc<CallLog>,
+    ) -> Result<Self, String> {
+        let base = match address {
+            Address::Unix(_) => "http://localhost".to_owned(),
+            Address::Http(b) => b.clone(),
+        };
+        Ok(Self {
+            label: label.into(),
+            client,
+            base,
+            auth: auth.header()?,
+            limits,
+            pinned: pinned_version,
+            version: OnceCell::new(),
+            log,
+        })
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn err(
+        &self,
+        kind: ErrorKind,
+        request: &str,
+        status: Option<u16>,
+        message: impl Into<String>,
+    ) -> EngineError {
+        EngineError::new(kind, &self.label, request, status, message)
+    }
+
+    /// The API version used in paths: the engine's own (or the pinned one),
+    /// checked against the oldest we support. Asked once per engine.
+    pub async fn api_version(&self) -> Result<&str, EngineError> {
+        self.version
+            .get_or_try_init(|| async {
+                let a = self.send_path(Method::GET, "/version", "/version", None, &[], None).await?;
+                let v: super::models::Version = self.decode("GET /version", &a)?;
+                let server = parse_version(&v.api_version)
+                    .ok_or_else(|| self.err(ErrorKind::Unsupported, "GET /version", None, format!("unreadable API version {:?}", v.api_version)))?;
+                let chosen = match &self.pinned {
+                    None => v.api_version.clone(),
+                    Some(p) => {
+                        let want = parse_version(p).ok_or_else(|| self.err(ErrorKind::Unsupported, "GET /version", None, format!("pinned API version {p:?} is not N.M")))?;
+                        if want > server {
+                            return Err(self.err(ErrorKind::Unsupported, "GET /version", None, format!("pinned API version {p} is newer than the engine's {}", v.api_version)));
+                        }
+                        p.clone()
+                    }
+                };
+                if parse_version(&chosen).is_none_or(|c| c < MIN_API_VERSION) {
+                    return Err(self.err(
+                        ErrorKind::Unsupported,
+                        "GET /version",
+                        None,
+                        format!("engine {} speaks API {}; mvconf needs 1.30 (Engine 17.06) or newer", v.version, v.api_version),
+                    ));
+                }
+                tracing::debug!(node = %self.label, engine = %v.version, api = %chosen, "negotiated API version");
+                Ok(chosen)
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// One request, with retries for idempotent reads. `versioned` adds the
+    /// `/vX.Y` prefix; `query` values are encoded here.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        query: &[(&str, String)],
+        timeout: Option<Duration>,
+        unversioned: bool,
+    ) -> Result<Answer, EngineError> {
+        let full_path = if unversioned {
+            path.to_owned()
+        } else {
+            format!("/v{}{path}", self.api_version().await?)
+        };
+        self.send_path(method, path, &full_path, body, query, timeout)
+            .await
+    }
+
+    async fn send_path(
+        &self,
+        method: Method,
+        path: &str,
+        full_path: &str,
+        body: Option<Vec<u8>>,
+        query: &[(&str, String)],
+        timeout: Option<Duration>,
+    ) -> Result<Answer, EngineError> {
+        let request = format!("{method} {path}");
+        let mut url = Url::parse(&format!("{}{full_path}", self.base))
+            .map_err(|e| self.err(ErrorKind::Engine, &request, None, format!("bad URL: {e}")))?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let retries = if method == Method::GET {
+            self.limits.read_attempts.max(1)
+        } else {
+            1
+        };
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .once(&method, &url, body.clone(), timeout, &request)
+                .await;
+            match result {
+                Err(e) if e.kind.is_transient() && attempt < retries => {
+                    tracing::debug!(node = %self.label, %request, attempt, error = %e, "retrying read");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+        request: &str,
+    ) -> Result<Answer, EngineError> {
+        let mut rb = self.client.request(method.clone(), url.clone());
+        if let Some((name, value)) = &self.auth {
+            rb = rb.header(name, value);
+        }
+        if let Some(b) = body {
+            // Engine 17.06 refuses JSON bodies without this header.
+            rb = rb
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b);
+        }
+        if let Some(t) = timeout.or(Some(self.limits.request_timeout)) {
+            rb = rb.timeout(t);
+        }
+        let started = Instant::now();
+        let method_name = static_method(method);
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.log.record(&self.label, method_name, 0);
+                let kind = if e.is_timeout() {
+                    ErrorKind::Timeout
+                } else {
+                    ErrorKind::Unreachable
+                };
+                let reason = transport_reason(&e);
+                tracing::debug!(node = %self.label, %request, error = %reason, "no answer");
+                return Err(self.err(kind, request, None, reason));
+            }
+        };
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Unreachable
+            };
+            self.err(
+                kind,
+                request,
+                Some(status),
+                format!("reading the answer: {}", transport_reason(&e)),
+            )
+        })?;
+        self.log.record(&self.label, method_name, status);
+        tracing::debug!(node = %self.label, %request, status, ms = started.elapsed().as_millis() as u64, "docker api");
+        if (200..300).contains(&status) || status == 304 {
+            return Ok(Answer { status, body });
+        }
+        let message = error_message(&body);
+        Err(self.err(classify(status, &message), request, Some(status), message))
+    }
+
+    pub fn decode<T: DeserializeOwned>(&self, request: &str, a: &Answer) -> Result<T, EngineError> {
+        serde_json::from_slice(&a.body)
+            .map_err(|e| self.err(ErrorKind::Decode, request, Some(a.status), e.to_string()))
+    }
+
+    /// Opens a long-lived streaming GET (the events stream): no overall
+    /// timeout, no retries; the caller reconnects.
+    pub async fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, EngineError> {
+        let request = format!("GET {path}");
+        let full = format!("{}/v{}{path}", self.base, self.api_version().await?);
+        let mut url = Url::parse(&full)
+            .map_err(|e| self.err(ErrorKind::Engine, &request, None, format!("bad URL: {e}")))?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut rb = self.client.get(url);
+        if let Some((name, value)) = &self.auth {
+            rb = rb.header(name, value);
+        }
+        let resp = rb.send().await.map_err(|e| {
+            self.log.record(&self.label, "GET", 0);
+            let kind = if e.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Unreachable
+            };
+            self.err(kind, &request, None, transport_reason(&e))
+        })?;
+        let status = resp.status().as_u16();
+        self.log.record(&self.label, "GET", status);
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        let message = error_message(&body);
+        Err(self.err(classify(status, &message), &request, Some(status), message))
+    }
+}
+
+fn static_method(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
+/// A transport failure in words, without the URL (it may be long, and a
+/// caller's URL is its business) and without any header.
+fn transport_reason(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut parts = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    let detail = parts
+        .last()
+        .cloned()
+        .unwrap_or_else(|| e.without_url_ref().to_string());
+    if e.is_timeout() {
+        "no answer in time".to_owned()
+    } else if e.is_connect() {
+        format!("cannot connect: {detail}")
+    } else {
+        detail
+    }
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let s = self.to_string();
+        match self.url() {
+            Some(u) => s.replace(u.as_str(), "<url>"),
+            None => s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_host_notations() {
+        assert_eq!(
+            Address::parse("unix:///var/run/docker.sock", false),
+            Ok(Address::Unix("/var/run/docker.sock".into()))
+        );
+        assert_eq!(
+            Address::parse("tcp://10.0.0.1:2375", false),
+            Ok(Address::Http("http://10.0.0.1:2375".into()))
+        );
+        assert_eq!(
+            Address::parse("tcp://10.0.0.1:2376/", true),
+            Ok(Address::Http("https://10.0.0.1:2376".into()))
+        );
+        assert_eq!(
+            Address::parse("https://dce.example/", false),
+            Ok(Address::Http("https://dce.example".into()))
+        );
+        assert!(Address::parse("ftp://x", false).is_err());
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(parse_version("1.9").unwrap() < parse_version("1.30").unwrap());
+        assert!(parse_version("1.41").unwrap() >= MIN_API_VERSION);
+        assert_eq!(parse_version("x"), None);
+    }
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("macvlan"), "macvlan");
+        assert_eq!(segment("10.0.0.12:12376"), "10.0.0.12:12376");
+        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn auth_header_is_sensitive_and_never_printed() {
+        let a = Auth::Basic {
+            username: "admin".into(),
+            password: SecretString::new("s3cret"),
+        };
+        let (name, value) = a.header().unwrap().unwrap();
+        assert_eq!(name, reqwest::header::AUTHORIZATION);
+        assert!(value.is_sensitive());
+        assert_eq!(value.to_str().unwrap(), "Basic YWRtaW46czNjcmV0");
+        assert!(!format!("{a:?}").contains("s3cret"));
+        assert!(!format!("{value:?}").contains("YWRtaW46czNjcmV0"));
+    }
+
+    #[test]
+    fn error_messages_are_short() {
+        assert_eq!(
+            error_message(br#"{"message":"Address already in use"}"#),
+            "Address already in use"
+        );
+        let html = "<html>".repeat(200);
+        assert!(error_message(html.as_bytes()).chars().count() <= 301);
+    }
+}

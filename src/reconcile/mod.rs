@@ -1,0 +1,303 @@
+//! The reconcile engine: observe (I/O) -> plan (pure) -> apply (I/O) ->
+//! report. The CLI and the operator both drive it; neither decides anything
+//! on its own.
+//!
+//! Where is an IP chosen? [`plan`] with [`crate::pool`]. Where is it sent to
+//! Docker? [`apply`] through [`crate::engine`]. Where is it written back?
+//! The operator's status, from the [`Record`]s here.
+
+pub mod apply;
+pub mod observe;
+pub mod plan;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+pub use apply::{ApplyOptions, Outcome, apply};
+pub use observe::{Observed, observe};
+pub use plan::{Memory, Mode, Plan, plan};
+
+/// One observation of the whole swarm: plain data, no handles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeView>,
+    /// The services the spec names that exist, in spec order.
+    pub services: Vec<ServiceView>,
+    /// Services the spec names that do not exist (yet).
+    pub missing_services: Vec<String>,
+}
+
+impl Snapshot {
+    pub fn node(&self, id: &str) -> Option<&NodeView> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+}
+
+/// One node and what its engine showed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeView {
+    pub id: String,
+    pub hostname: String,
+    pub addr: String,
+    /// Swarm's view of the node: `ready`, `down`, ...
+    pub state: String,
+    /// Why its engine could not be read; `None` when it was.
+    pub problem: Option<String>,
+    pub networks: Vec<NetView>,
+    pub containers: Vec<ContainerView>,
+}
+
+impl NodeView {
+    pub fn reachable(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    pub fn network(&self, name: &str) -> Option<&NetView> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// The swarm ingress network, recognised by its flag, not its name.
+    pub fn ingress(&self) -> Option<&NetView> {
+        self.networks.iter().find(|n| n.ingress)
+    }
+
+    pub fn container(&self, id: &str) -> Option<&ContainerView> {
+        self.containers.iter().find(|c| c.id == id)
+    }
+
+    /// Label used in messages: hostname, else ID.
+    pub fn label(&self) -> &str {
+        if self.hostname.is_empty() {
+            &self.id
+        } else {
+            &self.hostname
+        }
+    }
+}
+
+/// A network as one engine has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetView {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub ingress: bool,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub parent: Option<String>,
+}
+
+/// A container on one node, running or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerView {
+    pub id: String,
+    pub running: bool,
+    /// Swarm service name label, for task containers.
+    pub service: Option<String>,
+    pub task: Option<String>,
+    pub endpoints: Vec<EndpointView>,
+}
+
+impl ContainerView {
+    pub fn endpoint(&self, network: &str) -> Option<&EndpointView> {
+        self.endpoints.iter().find(|e| e.network == network)
+    }
+}
+
+/// A container's attachment to a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointView {
+    pub network: String,
+    /// The address it has now (running containers).
+    pub ip: Option<Ipv4Addr>,
+    /// The address it asked for (kept by stopped containers).
+    pub requested: Option<Ipv4Addr>,
+}
+
+/// A service the spec names, with its tasks (all desired states, so that
+/// earlier containers of a slot are known).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceView {
+    pub id: String,
+    pub name: String,
+    pub global: bool,
+    pub uses_ingress: bool,
+    pub tasks: Vec<TaskView>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskView {
+    pub id: String,
+    pub slot: Option<u64>,
+    pub node_id: String,
+    /// Swarm still wants this task (desired state before shutdown).
+    pub wanted: bool,
+    pub state: String,
+    pub container: Option<String>,
+    /// Status timestamp, RFC 3339; orders a slot's tasks in time.
+    pub timestamp: String,
+}
+
+/// What keeps an address across container replacements: a replicated
+/// service's task slot, or a global service's node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    Slot(u64),
+    Node(String),
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Slot::Slot(n) => write!(f, "{n}"),
+            Slot::Node(id) => write!(f, "node {}", short(id)),
+        }
+    }
+}
+
+/// A service's slot: the unit that owns an address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub service: String,
+    pub slot: Slot,
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.slot {
+            Slot::Slot(n) => write!(f, "{}.{n}", self.service),
+            Slot::Node(id) => write!(f, "{}@{}", self.service, short(id)),
+        }
+    }
+}
+
+/// The first 12 characters of a Docker ID, as Docker prints it.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// State of a record.
+pub use crate::crd::RecordState;
+
+/// One slot's binding, as planned and then as applied: what status and the
+/// `status` table show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: Key,
+    pub network: String,
+    pub node_id: String,
+    pub node: String,
+    pub host_ip: String,
+    pub task: String,
+    pub container: String,
+    pub ip: Option<Ipv4Addr>,
+    pub ingress: bool,
+    pub state: RecordState,
+    pub message: Option<String>,
+    /// When the container got this address (RFC 3339), when known.
+    pub since: Option<String>,
+}
+
+/// Something the user should know that is not a single failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The node's engine could not be read.
+    NodeUnreachable { node: String, message: String },
+    /// A network of the spec exists on a node with other settings.
+    NetworkMismatch {
+        node: String,
+        network: String,
+        message: String,
+    },
+    /// The pool has no address left for these slots.
+    PoolExhausted {
+        service: String,
+        waiting: Vec<String>,
+    },
+    /// The spec names a service that does not exist.
+    ServiceMissing { service: String },
+    /// The same address on several live containers, some not ours.
+    DuplicateAddress { ip: Ipv4Addr, holders: Vec<String> },
+    /// A container not managed by this binding holds an address of one of
+    /// its pools; it is left alone, and the address is not handed out.
+    ForeignHolder {
+        node: String,
+        container: String,
+        network: String,
+        ip: Ipv4Addr,
+        service: String,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::NodeUnreachable { node, message } => {
+                write!(f, "node {node} unreachable: {message}")
+            }
+            Problem::NetworkMismatch {
+                node,
+                network,
+                message,
+            } => {
+                write!(
+                    f,
+                    "network {network} on node {node} differs from the spec: {message}"
+                )
+            }
+            Problem::PoolExhausted { service, waiting } => write!(
+                f,
+                "pool of service {service} exhausted: {} container{} left without an address ({})",
+                waiting.len(),
+                if waiting.len() == 1 { "" } else { "s" },
+                waiting.join(", ")
+            ),
+            Problem::ServiceMissing { service } => write!(f, "service {service} does not exist"),
+            Problem::DuplicateAddress { ip, holders } => {
+                write!(
+                    f,
+                    "{ip} is on several live containers: {}",
+                    holders.join(", ")
+                )
+            }
+            Problem::ForeignHolder {
+                node,
+                container,
+                network,
+                ip,
+                service,
+            } => write!(
+                f,
+                "{ip} (pool of service {service}) is held on {network} by container {} on node {node}, which this binding does not manage; left alone",
+                short(container)
+            ),
+        }
+    }
+}
+
+/// Per-service counters, as status shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceCounts {
+    pub name: String,
+    pub desired: u64,
+    pub bound: u64,
+    pub pool_size: u64,
+    pub allocated: u64,
+    pub free: u64,
+}
+
+/// One network's state on every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkState {
+    pub name: String,
+    pub ready_nodes: u64,
+    pub total_nodes: u64,
+    /// (node, why not ready)
+    pub not_ready: Vec<(String, String)>,
+}
+
+/// Records by key, for lookups.
+pub type RecordMap = BTreeMap<Key, Record>;

@@ -1,0 +1,832 @@
+//! Planner tests on synthetic snapshots: no servers.
+
+use super::*;
+use crate::config::validate::{Dialect, validate};
+use crate::crd::{MacvlanBindingSpec, NetworkSpec, PoolEntry, ServiceSpec};
+use crate::reconcile::{
+    ContainerView, EndpointView, NetView, NodeView, ServiceView, Snapshot, TaskView,
+};
+use proptest::prelude::*;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn spec(services: &[(&str, &[&str], IngressMode)]) -> Desired {
+    let s = MacvlanBindingSpec {
+        networks: vec![NetworkSpec {
+            name: "mv".into(),
+            subnet: "192.168.8.0/24".into(),
+            gateway: "192.168.8.1".into(),
+            parent: "mv0".into(),
+            ip_range: None,
+        }],
+        services: services
+            .iter()
+            .map(|(name, pool, ingress)| ServiceSpec {
+                name: (*name).into(),
+                network: "mv".into(),
+                ip_pool: pool.iter().map(|e| PoolEntry::from(*e)).collect(),
+                ingress: *ingress,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    validate(&s, Dialect::Manifest).unwrap()
+}
+
+fn web(pool: &[&str]) -> Desired {
+    spec(&[("web", pool, IngressMode::Keep)])
+}
+
+fn mv_net() -> NetView {
+    NetView {
+        id: "netmv".into(),
+        name: "mv".into(),
+        driver: "macvlan".into(),
+        ingress: false,
+        subnet: Some("192.168.8.0/24".into()),
+        gateway: Some("192.168.8.1".into()),
+        ip_range: None,
+        parent: Some("mv0".into()),
+    }
+}
+
+fn ingress_net() -> NetView {
+    NetView {
+        id: "neting".into(),
+        name: "ingress".into(),
+        driver: "overlay".into(),
+        ingress: true,
+        ..Default::default()
+    }
+}
+
+/// A tiny world: nodes, services, containers.
+#[derive(Clone, Debug)]
+struct World {
+    snap: Snapshot,
+}
+
+impl World {
+    fn new(nodes: usize, with_network: bool) -> Self {
+        let nodes = (1..=nodes)
+            .map(|k| NodeView {
+                id: format!("n{k}"),
+                hostname: format!("node{k}"),
+                addr: format!("10.99.0.{}", 10 + k),
+                state: "ready".into(),
+                problem: None,
+                networks: if with_network {
+                    vec![mv_net(), ingress_net()]
+                } else {
+                    vec![ingress_net()]
+                },
+                containers: vec![],
+            })
+            .collect();
+        Self {
+            snap: Snapshot {
+                nodes,
+                services: vec![],
+                missing_services: vec![],
+            },
+        }
+    }
+
+    fn service(&mut self, name: &str, global: bool) -> &mut Self {
+        self.snap.services.push(ServiceView {
+            id: format!("svc-{name}"),
+            name: name.into(),
+            global,
+            uses_ingress: true,
+            tasks: vec![],
+        });
+        self
+    }
+
+    fn node_mut(&mut self, node: usize) -> &mut NodeView {
+        &mut self.snap.nodes[node - 1]
+    }
+
+    /// A task of `service` in `slot` on `node` with a container; `ip` is its
+    /// address on `mv` if connected.
+    fn task(
+        &mut self,
+        service: &str,
+        slot: Option<u64>,
+        node: usize,
+        container: &str,
+        running: bool,
+        ip: Option<&str>,
+    ) -> &mut Self {
+        let node_id = format!("n{node}");
+        let tid = format!("t-{container}");
+        let sv = self
+            .snap
+            .services
+            .iter_mut()
+            .find(|s| s.name == service)
+            .unwrap();
+        sv.tasks.push(TaskView {
+            id: tid.clone(),
+            slot,
+            node_id,
+            wanted: running,
+            state: if running {
+                "running".into()
+            } else {
+                "shutdown".into()
+            },
+            container: Some(container.into()),
+            timestamp: format!("2026-01-01T00:00:{:02}Z", sv.tasks.len()),
+        });
+        let mut endpoints = vec![EndpointView {
+            network: "ingress".into(),
+            ip: Some(ip_for_ingress(container)),
+            requested: None,
+        }];
+        if let Some(a) = ip {
+            endpoints.push(EndpointView {
+                network: "mv".into(),
+                ip: running.then(|| a.parse().unwrap()),
+                requested: Some(a.parse().unwrap()),
+            });
+        }
+        self.node_mut(node).containers.push(ContainerView {
+            id: container.into(),
+            running,
+            service: Some(service.into()),
+            task: Some(tid),
+            endpoints,
+        });
+        self
+    }
+
+    /// A task that swarm wants but whose container is not running yet.
+    fn pending_task(&mut self, service: &str, slot: Option<u64>, node: usize) -> &mut Self {
+        let sv = self
+            .snap
+            .services
+            .iter_mut()
+            .find(|s| s.name == service)
+            .unwrap();
+        sv.tasks.push(TaskView {
+            id: format!("t-pending-{}", sv.tasks.len()),
+            slot,
+            node_id: format!("n{node}"),
+            wanted: true,
+            state: "ready".into(),
+            container: None,
+            timestamp: "2026-01-01T00:01:00Z".into(),
+        });
+        self
+    }
+
+    fn foreign(&mut self, node: usize, container: &str, ip: &str) -> &mut Self {
+        self.node_mut(node).containers.push(ContainerView {
+            id: container.into(),
+            running: true,
+            service: None,
+            task: None,
+            endpoints: vec![EndpointView {
+                network: "mv".into(),
+                ip: Some(ip.parse().unwrap()),
+                requested: None,
+            }],
+        });
+        self
+    }
+
+    fn plan(&self, d: &Desired, memory: &Memory) -> Plan {
+        plan(d, &self.snap, memory, Mode::Up, &BTreeSet::new())
+    }
+
+    /// Applies a plan's effects to the world, as if every action succeeded.
+    fn apply(&mut self, p: &Plan) {
+        for a in &p.actions {
+            let node = self
+                .snap
+                .nodes
+                .iter_mut()
+                .find(|n| n.id == a.node_id())
+                .unwrap();
+            match a {
+                Action::CreateNetwork { .. } => node.networks.push(mv_net()),
+                Action::RemoveNetwork { network, .. } => {
+                    node.networks.retain(|n| &n.name != network)
+                }
+                Action::Connect {
+                    container,
+                    ip,
+                    network,
+                    ..
+                } => {
+                    let c = node
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == container)
+                        .unwrap();
+                    c.endpoints.push(EndpointView {
+                        network: network.clone(),
+                        ip: Some(*ip),
+                        requested: Some(*ip),
+                    });
+                }
+                Action::Disconnect {
+                    container, network, ..
+                }
+                | Action::DetachIngress {
+                    container, network, ..
+                } => {
+                    let c = node
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == container)
+                        .unwrap();
+                    c.endpoints.retain(|e| &e.network != network);
+                }
+                Action::AttachIngress {
+                    container, network, ..
+                } => {
+                    let c = node
+                        .containers
+                        .iter_mut()
+                        .find(|c| &c.id == container)
+                        .unwrap();
+                    c.endpoints.push(EndpointView {
+                        network: network.clone(),
+                        ip: None,
+                        requested: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Kills a container: it stops, and swarm starts a replacement in the
+    /// same slot on `node`.
+    fn replace(&mut self, service: &str, old: &str, new: &str, node: usize) {
+        let mut slot = None;
+        for n in &mut self.snap.nodes {
+            if let Some(c) = n.containers.iter_mut().find(|c| c.id == old) {
+                c.running = false;
+                for e in &mut c.endpoints {
+                    e.ip = None;
+                }
+            }
+        }
+        for sv in &mut self.snap.services {
+            for t in &mut sv.tasks {
+                if t.container.as_deref() == Some(old) {
+                    t.wanted = false;
+                    t.state = "failed".into();
+                    slot = t.slot;
+                }
+            }
+        }
+        self.task(service, slot, node, new, true, None);
+    }
+}
+
+fn ip_for_ingress(container: &str) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, (container.len() % 200) as u8 + 2)
+}
+
+fn memory_of(p: &Plan) -> Memory {
+    p.records
+        .iter()
+        .filter_map(|r| {
+            r.ip.map(|ip| {
+                (
+                    r.key.clone(),
+                    Remembered {
+                        ip,
+                        since: Some("2026-01-01T00:00:00Z".into()),
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+fn connects(p: &Plan) -> Vec<(String, Ipv4Addr)> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Connect { container, ip, .. } => Some((container.clone(), *ip)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ip_of(p: &Plan, key: &str) -> Option<Ipv4Addr> {
+    p.records
+        .iter()
+        .find(|r| r.key.to_string() == key)
+        .and_then(|r| r.ip)
+}
+
+fn three_replicas() -> World {
+    let mut w = World::new(3, false);
+    w.service("web", false);
+    w.task("web", Some(1), 1, "c1", true, None)
+        .task("web", Some(2), 2, "c2", true, None)
+        .task("web", Some(3), 3, "c3", true, None);
+    w
+}
+
+#[test]
+fn a_fresh_swarm_gets_networks_everywhere_and_lowest_addresses_in_slot_order() {
+    let w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.137", "192.168.8.139"]);
+    let p = w.plan(&d, &Memory::new());
+    let creates = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::CreateNetwork { .. }))
+        .count();
+    assert_eq!(creates, 3);
+    assert_eq!(
+        connects(&p),
+        [
+            ("c1".into(), ip("192.168.8.136")),
+            ("c2".into(), ip("192.168.8.137")),
+            ("c3".into(), ip("192.168.8.139"))
+        ]
+    );
+    // Within a node, the network comes before the connect.
+    let node1: Vec<u8> = p
+        .actions
+        .iter()
+        .filter(|a| a.node_id() == "n1")
+        .map(Action::phase)
+        .collect();
+    assert_eq!(node1, [0, 2]);
+    assert!(p.problems.is_empty(), "{:?}", p.problems);
+    let c = &p.services[0];
+    assert_eq!(
+        (c.desired, c.bound, c.pool_size, c.allocated, c.free),
+        (3, 3, 3, 3, 0)
+    );
+}
+
+#[test]
+fn a_second_pass_changes_nothing() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let again = w.plan(&d, &memory_of(&p));
+    assert!(again.is_empty(), "{again}");
+    assert_eq!(
+        again.records,
+        p.records
+            .iter()
+            .map(|r| Record {
+                since: Some("2026-01-01T00:00:00Z".into()),
+                ..r.clone()
+            })
+            .collect::<Vec<_>>()
+    );
+    // And with no memory at all (the CLI), still nothing.
+    assert!(w.plan(&d, &Memory::new()).is_empty());
+}
+
+#[test]
+fn a_replaced_container_gets_its_slots_address_back_on_any_node() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let mem = memory_of(&p);
+    let before = ip_of(&p, "web.2").unwrap();
+
+    // Slot 2's container dies; while swarm waits to restart it, the address
+    // stays reserved even though a new slot appears and wants one.
+    let mut waiting = w.clone();
+    waiting.replace("web", "c2", "unused", 2);
+    waiting.snap.services[0]
+        .tasks
+        .retain(|t| t.container.as_deref() != Some("unused"));
+    waiting.snap.nodes[1]
+        .containers
+        .retain(|c| c.id != "unused");
+    waiting
+        .pending_task("web", Some(2), 2)
+        .task("web", Some(4), 1, "c4", true, None);
+    let p2 = waiting.plan(&d, &mem);
+    let r2 = p2
+        .records
+        .iter()
+        .find(|r| r.key.to_string() == "web.2")
+        .unwrap();
+    assert_eq!((r2.state, r2.ip), (RecordState::Reserved, Some(before)));
+    assert_ne!(ip_of(&p2, "web.4"), Some(before));
+
+    // The replacement lands on node 3: same address.
+    w.replace("web", "c2", "c2b", 3);
+    let p3 = w.plan(&d, &mem);
+    assert_eq!(connects(&p3), [("c2b".into(), before)]);
+
+    // The CLI has no memory: the stopped container's requested address is the hint.
+    let p4 = w.plan(&d, &Memory::new());
+    assert_eq!(connects(&p4), [("c2b".into(), before)]);
+}
+
+#[test]
+fn a_global_service_keeps_an_address_per_node() {
+    let mut w = World::new(2, true);
+    w.service("agent", true);
+    w.task("agent", None, 1, "a1", true, None)
+        .task("agent", None, 2, "a2", true, None);
+    let d = spec(&[("agent", &["192.168.8.50-192.168.8.60"], IngressMode::Keep)]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let on_node2 = p.records.iter().find(|r| r.node_id == "n2").unwrap().ip;
+    w.replace("agent", "a2", "a2b", 2);
+    let p2 = w.plan(&d, &memory_of(&p));
+    assert_eq!(connects(&p2), [("a2b".into(), on_node2.unwrap())]);
+    assert!(
+        p2.records
+            .iter()
+            .all(|r| matches!(r.key.slot, Slot::Node(_)))
+    );
+}
+
+#[test]
+fn growing_or_reordering_a_pool_moves_nobody() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.138"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let mem = memory_of(&p);
+    for pool in [
+        &["192.168.8.100-192.168.8.138"][..],
+        &[
+            "192.168.8.138",
+            "192.168.8.136-192.168.8.137",
+            "192.168.8.200",
+        ][..],
+    ] {
+        let p2 = w.plan(&web(pool), &mem);
+        assert!(p2.is_empty(), "{pool:?}: {p2}");
+    }
+}
+
+#[test]
+fn removing_an_address_in_use_moves_only_its_container() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    // .137 (slot 2) leaves the pool.
+    let d2 = web(&["192.168.8.136", "192.168.8.138-192.168.8.140"]);
+    let p2 = w.plan(&d2, &memory_of(&p));
+    let moved: Vec<String> = p2.actions.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        moved,
+        [
+            "disconnect c2 (web.2) from mv on node2: 192.168.8.137 is not in the pool",
+            "connect c2 (web.2) to mv on node2 with 192.168.8.139"
+        ]
+    );
+    assert_eq!(ip_of(&p2, "web.1"), Some(ip("192.168.8.136")));
+    assert_eq!(ip_of(&p2, "web.3"), Some(ip("192.168.8.138")));
+}
+
+#[test]
+fn scaling_down_frees_the_slots_address() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let mem = memory_of(&p);
+    for t in &mut w.snap.services[0].tasks {
+        if t.slot == Some(3) {
+            t.wanted = false;
+        }
+    }
+    w.snap.nodes[2].containers.clear();
+    let p2 = w.plan(&d, &mem);
+    assert!(p2.is_empty());
+    assert_eq!(p2.records.len(), 2);
+    assert_eq!((p2.services[0].allocated, p2.services[0].free), (2, 3));
+    // A new slot may now take it.
+    w.task("web", Some(4), 3, "c4", true, None);
+    let p3 = w.plan(&d, &mem);
+    assert_eq!(connects(&p3), [("c4".into(), ip("192.168.8.138"))]);
+}
+
+#[test]
+fn exhaustion_binds_what_it_can_and_names_the_rest() {
+    let w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.137"]);
+    let p = w.plan(&d, &Memory::new());
+    assert_eq!(connects(&p).len(), 2);
+    assert_eq!(
+        p.problems,
+        [Problem::PoolExhausted {
+            service: "web".into(),
+            waiting: vec!["web.3".into()]
+        }]
+    );
+    let r = p
+        .records
+        .iter()
+        .find(|r| r.key.to_string() == "web.3")
+        .unwrap();
+    assert_eq!(r.state, RecordState::Pending);
+    assert!(r.message.as_deref().unwrap().contains("exhausted"), "{r:?}");
+}
+
+#[test]
+fn foreign_holders_are_avoided_reported_and_left_alone() {
+    let mut w2 = three_replicas();
+    w2.node_mut(2).networks.push(mv_net());
+    w2.foreign(2, "stranger", "192.168.8.136");
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w2.plan(&d, &Memory::new());
+    // The address is on node 2; node 1's container must not get it either.
+    assert!(
+        connects(&p).iter().all(|(_, a)| *a != ip("192.168.8.136")),
+        "{p}"
+    );
+    assert!(
+        p.problems.iter().any(
+            |x| matches!(x, Problem::ForeignHolder { container, .. } if container == "stranger")
+        )
+    );
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| !a.to_string().contains("stranger"))
+    );
+}
+
+#[test]
+fn node_addresses_are_never_handed_out() {
+    let w = three_replicas();
+    let mut d = web(&["192.168.8.10-192.168.8.20"]);
+    d.networks[0].subnet = "10.99.0.0/24".parse().unwrap();
+    d.networks[0].gateway = ip("10.99.0.1");
+    d.services[0].pool = crate::pool::Pool::new(["10.99.0.10-10.99.0.20".parse().unwrap()]);
+    let p = w.plan(&d, &Memory::new());
+    let given: Vec<Ipv4Addr> = connects(&p).into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        given,
+        [ip("10.99.0.10"), ip("10.99.0.14"), ip("10.99.0.15")]
+    );
+}
+
+#[test]
+fn duplicates_among_ours_resolve_to_the_remembered_holder() {
+    let mut w = World::new(2, true);
+    w.service("web", false);
+    w.task("web", Some(1), 1, "c1", true, Some("192.168.8.136"))
+        .task("web", Some(2), 2, "c2", true, Some("192.168.8.136"));
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let mut mem = Memory::new();
+    mem.insert(
+        Key {
+            service: "web".into(),
+            slot: Slot::Slot(2),
+        },
+        Remembered {
+            ip: ip("192.168.8.136"),
+            since: None,
+        },
+    );
+    let p = w.plan(&d, &mem);
+    let acts: Vec<String> = p.actions.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        acts,
+        [
+            "disconnect c1 (web.1) from mv on node1: 192.168.8.136 is also held by another container",
+            "connect c1 (web.1) to mv on node1 with 192.168.8.137"
+        ]
+    );
+}
+
+#[test]
+fn an_unreachable_node_is_reported_and_its_slots_keep_their_addresses() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let mem = memory_of(&p);
+    let n3 = w.node_mut(3);
+    n3.problem = Some("GET /networks on node3: unreachable".into());
+    n3.containers.clear();
+    n3.networks.clear();
+    w.task("web", Some(4), 1, "c4", true, None);
+    let p2 = w.plan(&d, &mem);
+    assert!(p2.actions.iter().all(|a| a.node_id() != "n3"));
+    assert!(
+        p2.problems
+            .iter()
+            .any(|x| matches!(x, Problem::NodeUnreachable { node, .. } if node == "node3"))
+    );
+    let r3 = p2
+        .records
+        .iter()
+        .find(|r| r.key.to_string() == "web.3")
+        .unwrap();
+    assert_eq!(
+        (r3.state, r3.ip),
+        (RecordState::Reserved, ip_of(&p, "web.3"))
+    );
+    assert!(r3.message.as_deref().unwrap().contains("node3 unreachable"));
+    assert_ne!(ip_of(&p2, "web.4"), ip_of(&p, "web.3"));
+}
+
+#[test]
+fn a_network_with_other_settings_is_reported_and_not_used() {
+    let mut w = three_replicas();
+    w.node_mut(2).networks.push(NetView {
+        subnet: Some("10.1.0.0/24".into()),
+        ..mv_net()
+    });
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    assert!(p.actions.iter().all(|a| a.node_id() != "n2"), "{p}");
+    assert!(p.problems.iter().any(|x| matches!(x, Problem::NetworkMismatch { message, .. } if message.contains("subnet 10.1.0.0/24"))));
+    assert_eq!(p.networks[0].ready_nodes, 2);
+}
+
+#[test]
+fn ingress_detach_and_the_ingress_commands() {
+    let mut w = three_replicas();
+    let d = spec(&[("web", &["192.168.8.136-192.168.8.140"], IngressMode::Detach)]);
+    let p = w.plan(&d, &Memory::new());
+    let detaches = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::DetachIngress { .. }))
+        .count();
+    assert_eq!(detaches, 3);
+    assert!(p.records.iter().all(|r| !r.ingress));
+    w.apply(&p);
+    assert!(w.plan(&d, &memory_of(&p)).is_empty());
+    let re = plan(
+        &d,
+        &w.snap,
+        &Memory::new(),
+        Mode::Reingress,
+        &BTreeSet::new(),
+    );
+    assert_eq!(
+        re.actions
+            .iter()
+            .filter(|a| matches!(a, Action::AttachIngress { .. }))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn disconnect_remove_and_down() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let none = BTreeSet::new();
+    let dis = plan(&d, &w.snap, &Memory::new(), Mode::Disconnect, &none);
+    assert_eq!(dis.actions.len(), 3);
+    assert!(
+        dis.actions
+            .iter()
+            .all(|a| matches!(a, Action::Disconnect { .. }))
+    );
+    let rm = plan(&d, &w.snap, &Memory::new(), Mode::Remove, &none);
+    assert_eq!(
+        rm.actions
+            .iter()
+            .filter(|a| matches!(a, Action::RemoveNetwork { .. }))
+            .count(),
+        3
+    );
+    let down = plan(&d, &w.snap, &Memory::new(), Mode::Down, &none);
+    let phases: Vec<u8> = down
+        .actions
+        .iter()
+        .filter(|a| a.node_id() == "n1")
+        .map(Action::phase)
+        .collect();
+    assert_eq!(phases, [1, 3]);
+    let keep = BTreeSet::from(["mv".to_owned()]);
+    let kept = plan(&d, &w.snap, &Memory::new(), Mode::Down, &keep);
+    assert!(
+        kept.actions
+            .iter()
+            .all(|a| !matches!(a, Action::RemoveNetwork { .. }))
+    );
+}
+
+#[test]
+fn missing_services_are_reported() {
+    let mut w = World::new(1, true);
+    w.snap.missing_services = vec!["web".into()];
+    let p = w.plan(&web(&["192.168.8.136"]), &Memory::new());
+    assert_eq!(
+        p.problems,
+        [Problem::ServiceMissing {
+            service: "web".into()
+        }]
+    );
+    assert_eq!(p.services[0].pool_size, 1);
+}
+
+// Property: whatever the world looks like, the plan never puts one address
+// on two containers, never outside the pool, never on a foreign-held
+// address or a node address, and keeps every valid, uncontested address.
+fn arb_world() -> impl Strategy<Value = (World, Memory)> {
+    let containers = prop::collection::vec(
+        (1usize..=3, any::<bool>(), prop::option::of(130u8..150)),
+        0..12,
+    );
+    let foreign = prop::collection::vec((1usize..=3, 130u8..150), 0..4);
+    let memory = prop::collection::vec((1u64..12, 130u8..150), 0..6);
+    (containers, foreign, memory, any::<bool>()).prop_map(|(cs, fs, mem, global)| {
+        let mut w = World::new(3, true);
+        w.service("web", global);
+        for (i, (node, running, a)) in cs.into_iter().enumerate() {
+            let slot = if global { None } else { Some(i as u64 + 1) };
+            let addr = a.map(|x| format!("192.168.8.{x}"));
+            if global
+                && w.snap.services[0]
+                    .tasks
+                    .iter()
+                    .any(|t| t.node_id == format!("n{node}") && t.wanted)
+            {
+                continue;
+            }
+            w.task(
+                "web",
+                slot,
+                node,
+                &format!("c{i}"),
+                running,
+                addr.as_deref(),
+            );
+        }
+        for (i, (node, x)) in fs.into_iter().enumerate() {
+            w.foreign(node, &format!("f{i}"), &format!("192.168.8.{x}"));
+        }
+        let memory = mem
+            .into_iter()
+            .map(|(slot, x)| {
+                (
+                    Key {
+                        service: "web".into(),
+                        slot: Slot::Slot(slot),
+                    },
+                    Remembered {
+                        ip: Ipv4Addr::new(192, 168, 8, x),
+                        since: None,
+                    },
+                )
+            })
+            .collect();
+        (w, memory)
+    })
+}
+
+proptest! {
+    #[test]
+    fn plans_never_duplicate_and_never_move_valid_addresses((w, memory) in arb_world()) {
+        let d = web(&["192.168.8.135-192.168.8.145"]);
+        let p = w.plan(&d, &memory);
+        let foreign: BTreeSet<Ipv4Addr> = w.snap.nodes.iter().flat_map(|n| n.containers.iter())
+            .filter(|c| c.service.is_none()).flat_map(|c| c.endpoints.iter().filter_map(|e| e.ip)).collect();
+        let mut seen = BTreeSet::new();
+        for r in &p.records {
+            if let Some(a) = r.ip {
+                prop_assert!(seen.insert(a), "{a} twice: {:?}", p.records);
+                prop_assert!(d.services[0].pool.contains(a));
+                prop_assert!(!foreign.contains(&a), "{a} is foreign-held");
+            }
+        }
+        // Every address of a live container of ours that is in the pool,
+        // held by nobody else, and not a duplicate among ours, is kept.
+        let mut holders: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+        for n in &w.snap.nodes { for c in n.containers.iter().filter(|c| c.running) { for e in &c.endpoints { if let Some(a) = e.ip && e.network == "mv" { *holders.entry(a).or_default() += 1; } } } }
+        for n in &w.snap.nodes {
+            for c in n.containers.iter().filter(|c| c.running && c.service.is_some()) {
+                if let Some(a) = c.endpoint("mv").and_then(|e| e.ip)
+                    && d.services[0].pool.contains(a) && holders[&a] == 1 {
+                        prop_assert!(p.actions.iter().all(|x| !matches!(x, Action::Disconnect { container, .. } if container == &c.id)), "moved {} off {a}", c.id);
+                    }
+            }
+        }
+        // Deterministic.
+        let again = w.plan(&d, &memory);
+        prop_assert_eq!(&again.actions, &p.actions);
+        prop_assert_eq!(&again.records, &p.records);
+        // Applying it converges: the next pass does nothing.
+        let mut after = w.clone();
+        after.apply(&p);
+        let next = after.plan(&d, &memory_of(&p));
+        prop_assert!(next.actions.is_empty(), "not converged: {}", next);
+    }
+}

@@ -1,0 +1,204 @@
+//! Shared harness for tests against the real lab (`scripts/lab up`): real
+//! dockerd nodes in a real swarm, and the nginx DCE gateway.
+//!
+//! The lab's coordinates come from `scripts/lab env`. Without them a lab
+//! test skips, unless `MVCONF_REQUIRE_LAB=1` (set by `scripts/test`), in
+//! which case it fails: CI never passes by skipping.
+#![allow(dead_code)]
+
+use mvconf::cluster::{Cluster, ClusterConfig, Endpoint};
+use mvconf::engine::transport::Auth;
+use mvconf::secret::SecretString;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct Lab {
+    pub nodes: usize,
+    pub manager_url: String,
+    pub node_urls: Vec<String>,
+    pub node_sockets: Vec<String>,
+    pub dce_url: String,
+    pub dce_anon_url: String,
+    pub dce_user: String,
+    pub dce_password: String,
+    pub parent: String,
+    pub image: String,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Lab {
+    /// The lab, or `None` (test skipped) when it is not up and not required.
+    pub fn get() -> Option<Lab> {
+        let Some(nodes) = var("MVCONF_LAB_NODES") else {
+            assert!(
+                var("MVCONF_REQUIRE_LAB").is_none(),
+                "MVCONF_REQUIRE_LAB is set but the lab is not: run `scripts/lab up` and `eval \"$(scripts/lab env)\"`"
+            );
+            eprintln!("skipped: the lab is not up (scripts/lab up; eval \"$(scripts/lab env)\")");
+            return None;
+        };
+        let list = |n: &str| {
+            var(n)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_owned)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        let password = var("MVCONF_LAB_DCE_PASSWORD_FILE")
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Some(Lab {
+            nodes: nodes.parse().expect("MVCONF_LAB_NODES"),
+            manager_url: var("MVCONF_LAB_MANAGER_URL").expect("MVCONF_LAB_MANAGER_URL"),
+            node_urls: list("MVCONF_LAB_NODE_URLS"),
+            node_sockets: list("MVCONF_LAB_NODE_SOCKETS"),
+            dce_url: var("MVCONF_LAB_DCE_URL").expect("MVCONF_LAB_DCE_URL"),
+            dce_anon_url: var("MVCONF_LAB_DCE_ANON_URL").unwrap_or_default(),
+            dce_user: var("MVCONF_LAB_DCE_USER").unwrap_or_else(|| "admin".into()),
+            dce_password: password,
+            parent: var("MVCONF_LAB_PARENT").unwrap_or_else(|| "mv0".into()),
+            image: var("MVCONF_LAB_IMAGE").unwrap_or_else(|| "mvconf-lab/busybox:latest".into()),
+        })
+    }
+
+    /// Docker mode: the manager over TCP, nodes at their swarm address.
+    pub fn docker_cluster(&self) -> Cluster {
+        Cluster::new(ClusterConfig {
+            endpoint: Some(Endpoint::Docker {
+                manager: self.manager_url.clone(),
+                node_port: None,
+                node_urls: Default::default(),
+            }),
+            ..Default::default()
+        })
+        .expect("docker cluster")
+    }
+
+    /// DCE mode through the nginx gateway with Basic auth.
+    pub fn dce_cluster(&self) -> Cluster {
+        self.dce_cluster_with(&self.dce_url, self.dce_auth(), None)
+    }
+
+    pub fn dce_auth(&self) -> Auth {
+        Auth::Basic {
+            username: self.dce_user.clone(),
+            password: SecretString::new(self.dce_password.clone()),
+        }
+    }
+
+    pub fn dce_cluster_with(&self, url: &str, auth: Auth, api_version: Option<&str>) -> Cluster {
+        Cluster::new(ClusterConfig {
+            endpoint: Some(Endpoint::Dce {
+                url: url.to_owned(),
+                node_prefix: "/api".into(),
+            }),
+            auth,
+            api_version: api_version.map(str::to_owned),
+            ..Default::default()
+        })
+        .expect("dce cluster")
+    }
+
+    /// The docker CLI against node `k` (1-based).
+    pub fn docker(&self, k: usize, args: &[&str]) -> String {
+        let host = format!("unix://{}", self.node_sockets[k - 1]);
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(&host)
+            .args(args)
+            .output()
+            .expect("run docker");
+        assert!(
+            out.status.success(),
+            "docker {args:?} on node{k} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The docker CLI, returning success instead of asserting.
+    pub fn try_docker(&self, k: usize, args: &[&str]) -> bool {
+        let host = format!("unix://{}", self.node_sockets[k - 1]);
+        Command::new("docker")
+            .arg("-H")
+            .arg(&host)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Creates a service of busybox containers that sleep; removed on drop.
+    pub fn service(&self, name: &str, mode: Mode) -> ServiceGuard<'_> {
+        let _ = self.try_docker(1, &["service", "rm", name]);
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--name",
+            name,
+            "--restart-delay",
+            "1s",
+        ];
+        let replicas;
+        match mode {
+            Mode::Replicated(n) => {
+                replicas = n.to_string();
+                args.extend(["--replicas", &replicas]);
+            }
+            Mode::Global => args.extend(["--mode", "global"]),
+        }
+        args.extend([self.image.as_str(), "sleep", "1000000"]);
+        self.docker(1, &args);
+        ServiceGuard {
+            lab: self,
+            name: name.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Replicated(u32),
+    Global,
+}
+
+pub struct ServiceGuard<'a> {
+    lab: &'a Lab,
+    pub name: String,
+}
+
+impl Drop for ServiceGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lab.try_docker(1, &["service", "rm", &self.name]);
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A name unique to this test process, for services and networks.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id() % 100_000)
+}

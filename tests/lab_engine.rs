@@ -1,0 +1,495 @@
+//! The Docker / DCE client against the real lab: 3 dockerd nodes in one
+//! swarm, and the nginx DCE gateway in front of them.
+
+mod common;
+
+use common::{Lab, Mode, unique, wait_for};
+use mvconf::cluster::{Cluster, ClusterNode};
+use mvconf::engine::events::{Watch, watch};
+use mvconf::engine::models::{Ipam, IpamConfig, NetworkCreate, labels};
+use mvconf::engine::transport::Auth;
+use mvconf::engine::{Engine, ErrorKind};
+use mvconf::secret::SecretString;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+fn macvlan(name: &str, third_octet: u8, parent: &str) -> NetworkCreate {
+    NetworkCreate {
+        name: name.to_owned(),
+        driver: "macvlan".into(),
+        check_duplicate: true,
+        ipam: Ipam {
+            driver: "default".into(),
+            config: vec![IpamConfig {
+                subnet: format!("192.168.{third_octet}.0/24"),
+                gateway: format!("192.168.{third_octet}.1"),
+                ip_range: String::new(),
+            }],
+        },
+        options: HashMap::from([("parent".to_owned(), parent.to_owned())]),
+        labels: HashMap::from([(labels::MANAGED_BY.to_owned(), "mvconf-test".to_owned())]),
+    }
+}
+
+async fn create_everywhere(nodes: &[ClusterNode], spec: &NetworkCreate) {
+    for n in nodes {
+        match n.engine.create_network(spec).await {
+            Ok(_) => {}
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+async fn remove_everywhere(nodes: &[ClusterNode], name: &str) {
+    for n in nodes {
+        let _ = n.engine.remove_network(name).await;
+    }
+}
+
+async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8) {
+    let nodes = cluster.nodes().await.expect("nodes");
+    assert_eq!(nodes.len(), lab.nodes, "{nodes:?}");
+    remove_everywhere(&nodes, name).await;
+    let spec = macvlan(name, octet, &lab.parent);
+    for n in &nodes {
+        let created = n
+            .engine
+            .create_network(&spec)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!created.id.is_empty());
+        // A second create is refused with a typed error.
+        let again = n
+            .engine
+            .create_network(&spec)
+            .await
+            .expect_err("duplicate create");
+        assert_eq!(again.kind, ErrorKind::AlreadyExists, "{again}");
+        assert!(again.to_string().contains(&n.hostname), "{again}");
+    }
+    for n in &nodes {
+        let net = n
+            .engine
+            .network(name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(net.driver, "macvlan");
+        assert_eq!(net.options.get("parent"), Some(&lab.parent));
+        assert_eq!(net.ipam.config[0].subnet, format!("192.168.{octet}.0/24"));
+        let listed = n.engine.networks().await.unwrap();
+        assert!(listed.iter().any(|x| x.name == name));
+        assert!(
+            listed.iter().any(|x| x.ingress),
+            "the swarm ingress network is recognised by its flag"
+        );
+    }
+    for n in &nodes {
+        n.engine
+            .remove_network(name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone = n.engine.network(name).await.expect_err("removed");
+        assert_eq!(gone.kind, ErrorKind::NotFound, "{gone}");
+    }
+}
+
+#[tokio::test]
+async fn networks_are_created_inspected_and_removed_on_every_node_directly() {
+    let Some(lab) = Lab::get() else { return };
+    network_round_trip(&lab.docker_cluster(), &lab, &unique("mvt-direct"), 101).await;
+}
+
+#[tokio::test]
+async fn networks_are_created_inspected_and_removed_on_every_node_through_dce() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = lab.dce_cluster();
+    assert_eq!(
+        cluster.dce_version().await.unwrap().as_deref(),
+        Some("2.10.0")
+    );
+    network_round_trip(&cluster, &lab, &unique("mvt-dce"), 102).await;
+}
+
+/// (node, container) of every running task of a service, once all run.
+async fn running_tasks(
+    cluster: &Cluster,
+    service: &str,
+    want: usize,
+) -> Vec<(String, String, Option<u64>, String)> {
+    wait_for(
+        &format!("{want} running tasks of {service}"),
+        Duration::from_secs(60),
+        || async {
+            let svc = cluster.manager().service(service).await.ok()??;
+            let tasks = cluster
+                .manager()
+                .tasks(&[svc.id.as_str()], true)
+                .await
+                .ok()?;
+            let running: Vec<_> = tasks
+                .iter()
+                .filter(|t| t.status.state == "running")
+                .filter_map(|t| {
+                    Some((
+                        t.node_id.clone(),
+                        t.container_id()?.to_owned(),
+                        t.slot,
+                        t.id.clone(),
+                    ))
+                })
+                .collect();
+            (running.len() == want).then_some(running)
+        },
+    )
+    .await
+}
+
+fn engine_of<'a>(nodes: &'a [ClusterNode], node_id: &str) -> &'a Engine {
+    &nodes
+        .iter()
+        .find(|n| n.id == node_id)
+        .expect("task on a known node")
+        .engine
+}
+
+#[tokio::test]
+async fn connect_with_a_fixed_address_and_the_typed_refusals() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = lab.docker_cluster();
+    let svc = lab.service(&unique("mvt-conn"), Mode::Replicated(1));
+    let nodes = cluster.nodes().await.unwrap();
+    let net = unique("mvt-conn-net");
+    remove_everywhere(&nodes, &net).await;
+    create_everywhere(&nodes, &macvlan(&net, 103, &lab.parent)).await;
+
+    let tasks = running_tasks(&cluster, &svc.name, 1).await;
+    let (node_id, container, _, _) = &tasks[0];
+    let engine = engine_of(&nodes, node_id);
+    let ip = Ipv4Addr::new(192, 168, 103, 10);
+    engine
+        .connect(&net, container, Some(ip))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let inspect = engine.container(container).await.unwrap();
+    assert_eq!(
+        inspect.network_settings.networks[&net].ip_address,
+        ip.to_string()
+    );
+
+    let twice = engine
+        .connect(&net, container, Some(ip))
+        .await
+        .expect_err("connected twice");
+    assert_eq!(twice.kind, ErrorKind::AlreadyConnected, "{twice}");
+
+    // Another container on the same node asking for the same address.
+    let k = nodes.iter().position(|n| &n.id == node_id).unwrap() + 1;
+    let other = unique("mvt-conn-other");
+    let _ = lab.try_docker(k, &["rm", "-f", &other]);
+    lab.docker(
+        k,
+        &[
+            "run", "-d", "--name", &other, &lab.image, "sleep", "1000000",
+        ],
+    );
+    let taken = engine
+        .connect(&net, &other, Some(ip))
+        .await
+        .expect_err("address in use");
+    assert_eq!(taken.kind, ErrorKind::AddressInUse, "{taken}");
+    assert!(
+        taken.to_string().contains("connect") && taken.to_string().contains(&nodes[k - 1].hostname),
+        "{taken}"
+    );
+
+    let outside = engine
+        .connect(&net, &other, Some(Ipv4Addr::new(10, 9, 9, 9)))
+        .await
+        .expect_err("outside the subnet");
+    assert_eq!(outside.kind, ErrorKind::InvalidAddress, "{outside}");
+
+    let missing = engine
+        .connect(&net, "0123456789ab", Some(Ipv4Addr::new(192, 168, 103, 11)))
+        .await
+        .expect_err("no such container");
+    assert_eq!(missing.kind, ErrorKind::NotFound, "{missing}");
+
+    engine
+        .disconnect(&net, container, true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = engine
+        .disconnect(&net, container, false)
+        .await
+        .expect_err("not connected");
+    assert!(
+        matches!(
+            again.kind,
+            ErrorKind::NotConnected | ErrorKind::NotFound | ErrorKind::Engine
+        ),
+        "{again}"
+    );
+
+    lab.docker(k, &["rm", "-f", &other]);
+    drop(svc);
+    wait_for(
+        "service containers gone",
+        Duration::from_secs(30),
+        || async {
+            let mut left = 0;
+            for n in &nodes {
+                left += n
+                    .engine
+                    .network(&net)
+                    .await
+                    .ok()?
+                    .containers
+                    .unwrap_or_default()
+                    .len();
+            }
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    remove_everywhere(&nodes, &net).await;
+}
+
+#[tokio::test]
+async fn services_map_to_tasks_nodes_and_containers_across_the_swarm() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = lab.dce_cluster();
+    let name = unique("mvt-map");
+    let global = unique("mvt-map-global");
+    let _svc = lab.service(&name, Mode::Replicated(4));
+    let _glob = lab.service(&global, Mode::Global);
+    // The name filter is a prefix match: an exact lookup must not confuse
+    // `mvt-map-N` with `mvt-map-N-global`.
+    let found = cluster
+        .manager()
+        .service(&name)
+        .await
+        .unwrap()
+        .expect("service");
+    assert_eq!(found.spec.name, name);
+    assert_eq!(found.replicas(), Some(4));
+    assert!(
+        cluster
+            .manager()
+            .service(&global)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_global()
+    );
+    assert!(
+        cluster
+            .manager()
+            .service("mvt-map")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let nodes = cluster.nodes().await.unwrap();
+    for (svc, want, replicated) in [(&name, 4, true), (&global, lab.nodes, false)] {
+        let tasks = running_tasks(&cluster, svc, want).await;
+        let mut slots = Vec::new();
+        for (node_id, container, slot, task_id) in &tasks {
+            assert_eq!(
+                slot.is_some(),
+                replicated,
+                "{svc}: slots only for replicated services"
+            );
+            slots.extend(*slot);
+            let engine = engine_of(&nodes, node_id);
+            let listed = engine
+                .containers(false, &[&format!("{}={svc}", labels::SERVICE_NAME)])
+                .await
+                .unwrap();
+            let c = listed
+                .iter()
+                .find(|c| &c.id == container)
+                .unwrap_or_else(|| panic!("{container} not on its node"));
+            assert_eq!(c.labels.get(labels::TASK_ID), Some(task_id));
+            assert_eq!(c.labels.get(labels::NODE_ID), Some(node_id));
+        }
+        slots.sort_unstable();
+        if replicated {
+            assert_eq!(slots, [1, 2, 3, 4]);
+        } else {
+            let mut on: Vec<&String> = tasks.iter().map(|t| &t.0).collect();
+            on.sort();
+            on.dedup();
+            assert_eq!(on.len(), lab.nodes, "one global task per node");
+        }
+    }
+    // The replicas spread over more than one node.
+    let tasks = running_tasks(&cluster, &name, 4).await;
+    let mut on: Vec<&String> = tasks.iter().map(|t| &t.0).collect();
+    on.sort();
+    on.dedup();
+    assert!(on.len() > 1, "4 replicas on one node of {}", lab.nodes);
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn events_report_a_kill_and_the_replacement_within_a_second() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = lab.dce_cluster();
+    let svc = lab.service(&unique("mvt-events"), Mode::Replicated(1));
+    let nodes = cluster.nodes().await.unwrap();
+    let tasks = running_tasks(&cluster, &svc.name, 1).await;
+    let (node_id, container, _, _) = tasks[0].clone();
+
+    let (tx, mut rx) = mpsc::channel(256);
+    let watchers: Vec<_> = nodes
+        .iter()
+        .map(|n| tokio::spawn(watch(n.engine.clone(), tx.clone(), Duration::from_secs(2))))
+        .collect();
+    let mut connected = 0;
+    while connected < nodes.len() {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("watchers connect")
+        {
+            Some(Watch::Connected { .. }) => connected += 1,
+            Some(Watch::Lost { error, .. }) => panic!("{error}"),
+            _ => {}
+        }
+    }
+
+    let k = nodes.iter().position(|n| n.id == node_id).unwrap() + 1;
+    let killed_at = Instant::now();
+    lab.docker(k, &["kill", &container]);
+    let mut died = None;
+    let mut started = None;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while started.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(msg)) = tokio::time::timeout(left, rx.recv()).await else {
+            panic!("no replacement start event (died: {died:?})");
+        };
+        if let Watch::Event { node, event } = msg {
+            let service = event.actor.attributes.get(labels::SERVICE_NAME);
+            if service != Some(&svc.name) {
+                continue;
+            }
+            let lag_ms = (now_nanos() - event.time_nano) / 1_000_000;
+            match event.action.as_str() {
+                "die" if event.actor.id == container => {
+                    assert!(
+                        killed_at.elapsed() < Duration::from_secs(1),
+                        "die reported {:?} after the kill",
+                        killed_at.elapsed()
+                    );
+                    died = Some((node, lag_ms));
+                }
+                "start" if event.actor.id != container => {
+                    assert!(
+                        died.is_some(),
+                        "replacement started before the death was seen"
+                    );
+                    started = Some((node, lag_ms));
+                }
+                _ => {}
+            }
+        }
+    }
+    let (_, die_lag) = died.unwrap();
+    let (_, start_lag) = started.unwrap();
+    assert!(
+        die_lag < 1000 && start_lag < 1000,
+        "event lag: die {die_lag} ms, start {start_lag} ms"
+    );
+    for w in watchers {
+        w.abort();
+    }
+}
+
+#[tokio::test]
+async fn dce_refuses_a_wrong_password_without_repeating_it() {
+    let Some(lab) = Lab::get() else { return };
+    let wrong = "Wr0ng-Pa55word-XYZ";
+    let cluster = lab.dce_cluster_with(
+        &lab.dce_url,
+        Auth::Basic {
+            username: lab.dce_user.clone(),
+            password: SecretString::new(wrong),
+        },
+        None,
+    );
+    let err = cluster.nodes().await.expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::Auth, "{err}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains(wrong), "{text}");
+    assert!(!text.contains(&lab.dce_password), "{text}");
+    // Per-node paths demand the same auth.
+    let anon = lab.dce_cluster_with(&lab.dce_url, Auth::None, None);
+    assert_eq!(
+        anon.manager().info().await.expect_err("no creds").kind,
+        ErrorKind::Auth
+    );
+}
+
+#[tokio::test]
+async fn dce_without_credentials_works_when_anonymous_access_is_on() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = lab.dce_cluster_with(&lab.dce_anon_url, Auth::None, None);
+    let nodes = cluster.nodes().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nodes.len(), lab.nodes);
+    for n in &nodes {
+        let info = n.engine.info().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            info.name, n.hostname,
+            "the proxy path reaches the right node"
+        );
+    }
+}
+
+#[tokio::test]
+async fn works_when_pinned_to_api_1_30() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = lab.dce_cluster_with(&lab.dce_url, lab.dce_auth(), Some("1.30"));
+    let nodes = cluster.nodes().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cluster.manager().api_version().await.unwrap(), "1.30");
+    let net = unique("mvt-v130");
+    remove_everywhere(&nodes, &net).await;
+    create_everywhere(&nodes, &macvlan(&net, 104, &lab.parent)).await;
+    for n in &nodes {
+        assert_eq!(n.engine.api_version().await.unwrap(), "1.30");
+        let nets = n.engine.networks().await.unwrap();
+        assert!(nets.iter().any(|x| x.name == net));
+        assert!(n.engine.containers(true, &[]).await.is_ok());
+    }
+    remove_everywhere(&nodes, &net).await;
+    // A version the engine does not speak is refused clearly.
+    let future = lab.dce_cluster_with(&lab.dce_url, lab.dce_auth(), Some("9.99"));
+    let err = future.manager().nodes().await.expect_err("too new");
+    assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_a_typed_error_naming_the_node() {
+    let Some(_lab) = Lab::get() else { return };
+    let cluster = Cluster::new(mvconf::cluster::ClusterConfig {
+        endpoint: Some(mvconf::cluster::Endpoint::Docker {
+            manager: "tcp://127.0.0.1:1".into(),
+            node_port: None,
+            node_urls: Default::default(),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let err = cluster.nodes().await.expect_err("nothing listens there");
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
+    assert!(err.to_string().contains("manager"), "{err}");
+}
