@@ -49,11 +49,11 @@ async fn remove_everywhere(nodes: &[ClusterNode], name: &str) {
     }
 }
 
-async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8) {
+async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8, parent: &str) {
+    let _guard = lab.networks_guard(&[name]);
     let nodes = cluster.nodes().await.expect("nodes");
     assert_eq!(nodes.len(), lab.nodes, "{nodes:?}");
-    remove_everywhere(&nodes, name).await;
-    let spec = macvlan(name, octet, &lab.parent);
+    let spec = macvlan(name, octet, parent);
     for n in &nodes {
         let created = n
             .engine
@@ -77,7 +77,7 @@ async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(net.driver, "macvlan");
-        assert_eq!(net.options.get("parent"), Some(&lab.parent));
+        assert_eq!(net.options.get("parent").map(String::as_str), Some(parent));
         assert_eq!(net.ipam.config[0].subnet, format!("192.168.{octet}.0/24"));
         let listed = n.engine.networks().await.unwrap();
         assert!(listed.iter().any(|x| x.name == name));
@@ -99,7 +99,14 @@ async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8)
 #[tokio::test]
 async fn networks_are_created_inspected_and_removed_on_every_node_directly() {
     let Some(lab) = Lab::get() else { return };
-    network_round_trip(&lab.docker_cluster(), &lab, &unique("mvt-direct"), 101).await;
+    network_round_trip(
+        &lab.docker_cluster(),
+        &lab,
+        &unique("mvt-direct"),
+        101,
+        &lab.parent(1),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -110,7 +117,7 @@ async fn networks_are_created_inspected_and_removed_on_every_node_through_dce() 
         cluster.dce_version().await.unwrap().as_deref(),
         Some("2.10.0")
     );
-    network_round_trip(&cluster, &lab, &unique("mvt-dce"), 102).await;
+    network_round_trip(&cluster, &lab, &unique("mvt-dce"), 102, &lab.parent(2)).await;
 }
 
 /// (node, container) of every running task of a service, once all run.
@@ -162,8 +169,8 @@ async fn connect_with_a_fixed_address_and_the_typed_refusals() {
     let svc = lab.service(&unique("mvt-conn"), Mode::Replicated(1));
     let nodes = cluster.nodes().await.unwrap();
     let net = unique("mvt-conn-net");
-    remove_everywhere(&nodes, &net).await;
-    create_everywhere(&nodes, &macvlan(&net, 103, &lab.parent)).await;
+    let _guard = lab.networks_guard(&[&net]);
+    create_everywhere(&nodes, &macvlan(&net, 103, &lab.parent(3))).await;
 
     let tasks = running_tasks(&cluster, &svc.name, 1).await;
     let (node_id, container, _, _) = &tasks[0];
@@ -462,8 +469,8 @@ async fn works_when_pinned_to_api_1_30() {
     let nodes = cluster.nodes().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cluster.manager().api_version().await.unwrap(), "1.30");
     let net = unique("mvt-v130");
-    remove_everywhere(&nodes, &net).await;
-    create_everywhere(&nodes, &macvlan(&net, 104, &lab.parent)).await;
+    let _guard = lab.networks_guard(&[&net]);
+    create_everywhere(&nodes, &macvlan(&net, 104, &lab.parent(4))).await;
     for n in &nodes {
         assert_eq!(n.engine.api_version().await.unwrap(), "1.30");
         let nets = n.engine.networks().await.unwrap();
@@ -492,4 +499,26 @@ async fn an_unreachable_engine_is_a_typed_error_naming_the_node() {
     let err = cluster.nodes().await.expect_err("nothing listens there");
     assert_eq!(err.kind, ErrorKind::Unreachable, "{err}");
     assert!(err.to_string().contains("manager"), "{err}");
+}
+
+#[tokio::test]
+async fn local_mode_reaches_the_manager_over_its_unix_socket() {
+    let Some(lab) = Lab::get() else { return };
+    let cluster = Cluster::new(mvconf::cluster::ClusterConfig {
+        endpoint: Some(mvconf::cluster::Endpoint::Local {
+            docker_host: Some(format!("unix://{}", lab.node_sockets[0])),
+            node_port: None,
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let nodes = cluster.nodes().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(nodes.len(), lab.nodes);
+    for n in &nodes {
+        let info = n.engine.info().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(info.name, n.hostname);
+    }
+    // The local node is reached through the socket itself, not over TCP.
+    let local = nodes.iter().find(|n| n.hostname == "node1").unwrap();
+    assert_eq!(local.engine.transport().base(), "http://localhost");
 }

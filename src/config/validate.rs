@@ -329,6 +329,7 @@ fn validate_networks(c: &mut Collector, spec: &MacvlanBindingSpec) -> Vec<Option
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut gateways: HashMap<Ipv4Addr, usize> = HashMap::new();
+    let mut parents: HashMap<&str, usize> = HashMap::new();
     let mut out: Vec<Option<Network>> = Vec::with_capacity(spec.networks.len());
     for (i, n) in spec.networks.iter().enumerate() {
         let at = |c: &Collector, key: &str| c.path(format_args!("networks[{i}].{key}"));
@@ -418,6 +419,15 @@ fn validate_networks(c: &mut Collector, spec: &MacvlanBindingSpec) -> Vec<Option
                     "{} is not a network interface name (at most {} characters: letters, digits, '.', '-', '_', '@')",
                     shown(p),
                     limits::MAX_PARENT_LEN
+                ),
+            );
+            ok = false;
+        } else if let Some(prev) = parents.insert(p, i) {
+            c.push(
+                field,
+                format!(
+                    "{} is also the parent of networks[{prev}]: Docker allows one macvlan network per parent interface (use a VLAN sub-interface such as {p}.101)",
+                    shown(p)
                 ),
             );
             ok = false;
@@ -732,7 +742,8 @@ mod tests {
             name: name.into(),
             subnet: subnet.into(),
             gateway: gateway.into(),
-            parent: "eth1".into(),
+            // One macvlan network per parent: derive a distinct one.
+            parent: format!("eth{}", subnet.split('.').next().unwrap_or("1")),
             ip_range: None,
         }
     }
@@ -872,6 +883,7 @@ mod tests {
     fn one_macvlan_network_per_gateway() {
         let mut s = good();
         s.networks.push(net("other", "10.0.0.0/24", "10.0.0.1"));
+        s.networks[1].parent = "eth2".into();
         s.networks[1].gateway = "192.168.8.1".into();
         let err = validate(&s, Dialect::Manifest).unwrap_err();
         assert!(
@@ -888,6 +900,7 @@ mod tests {
         let mut s = good();
         s.networks
             .push(net("other", "192.168.8.0/25", "192.168.8.2"));
+        s.networks[1].parent = "eth2".into();
         let err = validate(&s, Dialect::Manifest).unwrap_err();
         assert!(
             err.errors.iter().any(|e| e.message.contains("overlaps")),

@@ -21,6 +21,9 @@ pub enum ErrorKind {
     InvalidAddress,
     /// The network still has endpoints (on remove).
     InUse,
+    /// The network clashes with another on the node: overlapping subnet,
+    /// or its parent interface already carries a macvlan network.
+    Conflict,
     /// Credentials refused (401), or access forbidden (403 without a Docker reason).
     Auth,
     /// Connection refused, reset, DNS, or a gateway saying its upstream is down.
@@ -50,6 +53,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::InvalidAddress => "invalid address",
             ErrorKind::InUse => "still in use",
+            ErrorKind::Conflict => "conflicts with another network",
             ErrorKind::Auth => "authentication failed",
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::Timeout => "timed out",
@@ -117,8 +121,10 @@ impl EngineError {
 }
 
 /// Classifies an engine's error answer. The message patterns come from
-/// libnetwork and the daemon across 17.06 .. 28.x.
-pub fn classify(status: u16, message: &str) -> ErrorKind {
+/// libnetwork and the daemon across 17.06 .. 28.x. `from_engine` says the
+/// body was the engine's own JSON error: a 403 without one comes from an
+/// auth proxy (a DCE controller), while the engine's own 403s are reasons.
+pub fn classify(status: u16, message: &str, from_engine: bool) -> ErrorKind {
     let m = message.to_ascii_lowercase();
     let has = |p: &str| m.contains(p);
     if has("address already in use") || has("address is already in use") {
@@ -133,6 +139,9 @@ pub fn classify(status: u16, message: &str) -> ErrorKind {
         ErrorKind::NotConnected
     } else if has("has active endpoints") || has("in use by") {
         ErrorKind::InUse
+    } else if has("pool overlaps") || has("already using parent interface") || has("overlaps with")
+    {
+        ErrorKind::Conflict
     } else if has("network with name") && has("already exists") {
         ErrorKind::AlreadyExists
     } else if has("invalid address")
@@ -154,9 +163,7 @@ pub fn classify(status: u16, message: &str) -> ErrorKind {
         ErrorKind::AlreadyExists
     } else if status == 401 || status == 407 {
         ErrorKind::Auth
-    } else if status == 403 {
-        // Docker's own 403s carry one of the reasons matched above; a bare
-        // 403 comes from an auth proxy such as DCE's controller.
+    } else if status == 403 && !from_engine {
         ErrorKind::Auth
     } else if matches!(status, 502..=504) {
         ErrorKind::Unreachable
@@ -169,16 +176,24 @@ pub fn classify(status: u16, message: &str) -> ErrorKind {
 mod tests {
     use super::*;
 
+    fn classify_t(status: u16, message: &str) -> ErrorKind {
+        classify(
+            status,
+            message,
+            !message.starts_with('<') && message != "Forbidden",
+        )
+    }
+
     #[test]
     fn old_and_new_engines_classify_alike() {
         // 17.06 answers 500 for all of these; 17.09+ moved them.
         for status in [500, 403] {
             assert_eq!(
-                classify(status, "Address already in use"),
+                classify_t(status, "Address already in use"),
                 ErrorKind::AddressInUse
             );
             assert_eq!(
-                classify(
+                classify_t(
                     status,
                     "endpoint with name web.1.abc already exists in network macvlan"
                 ),
@@ -187,59 +202,79 @@ mod tests {
         }
         for status in [500, 400] {
             assert_eq!(
-                classify(
+                classify_t(
                     status,
                     "Invalid address 10.1.1.1: It does not belong to any of this network's subnets"
                 ),
                 ErrorKind::InvalidAddress
             );
             assert_eq!(
-                classify(status, "Requested address is out of range"),
+                classify_t(status, "Requested address is out of range"),
                 ErrorKind::InvalidAddress
             );
             assert_eq!(
-                classify(status, "no configured subnet contains IP address 10.9.9.9"),
+                classify_t(status, "no configured subnet contains IP address 10.9.9.9"),
                 ErrorKind::InvalidAddress
             );
         }
         assert_eq!(
-            classify(500, "network with name macvlan already exists"),
+            classify_t(500, "network with name macvlan already exists"),
             ErrorKind::AlreadyExists
         );
         assert_eq!(
-            classify(409, "network with name macvlan already exists"),
+            classify_t(409, "network with name macvlan already exists"),
             ErrorKind::AlreadyExists
         );
         assert_eq!(
-            classify(404, "No such container: 3f2a"),
+            classify_t(404, "No such container: 3f2a"),
             ErrorKind::NotFound
         );
         assert_eq!(
-            classify(500, "No such container: 3f2a"),
+            classify_t(500, "No such container: 3f2a"),
             ErrorKind::NotFound
         );
         assert_eq!(
-            classify(404, "network macvlan not found"),
+            classify_t(404, "network macvlan not found"),
             ErrorKind::NotFound
         );
         assert_eq!(
-            classify(500, "container 3f2a is not connected to network macvlan"),
+            classify_t(500, "container 3f2a is not connected to network macvlan"),
             ErrorKind::NotConnected
         );
         assert_eq!(
-            classify(
+            classify_t(
                 403,
                 "error while removing network: network macvlan id 1 has active endpoints"
             ),
             ErrorKind::InUse
         );
         assert_eq!(
-            classify(401, "<html>401 Authorization Required</html>"),
+            classify_t(401, "<html>401 Authorization Required</html>"),
             ErrorKind::Auth
         );
-        assert_eq!(classify(403, "Forbidden"), ErrorKind::Auth);
-        assert_eq!(classify(502, "Bad Gateway"), ErrorKind::Unreachable);
-        assert_eq!(classify(500, "something else"), ErrorKind::Engine);
+        assert_eq!(classify_t(403, "Forbidden"), ErrorKind::Auth);
+        assert_eq!(
+            classify(
+                403,
+                "Pool overlaps with other one on this address space",
+                true
+            ),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            classify(
+                500,
+                "network dm-1 is already using parent interface mv0",
+                true
+            ),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            classify(403, "something the engine forbids", true),
+            ErrorKind::Engine
+        );
+        assert_eq!(classify_t(502, "Bad Gateway"), ErrorKind::Unreachable);
+        assert_eq!(classify_t(500, "something else"), ErrorKind::Engine);
     }
 
     #[test]

@@ -5,17 +5,32 @@
 //! 2.x) to today, and anything we do not name is skipped while decoding,
 //! which keeps large list answers cheap.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
+
+/// Docker writes `null` for empty maps and lists (`"Labels": null`), and
+/// some engines for absent objects; read those as empty.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Version {
+    #[serde(deserialize_with = "null_default")]
     pub version: String,
+    #[serde(deserialize_with = "null_default")]
     pub api_version: String,
     #[serde(rename = "MinAPIVersion")]
+    #[serde(deserialize_with = "null_default")]
     pub min_api_version: String,
+    #[serde(deserialize_with = "null_default")]
     pub os: String,
+    #[serde(deserialize_with = "null_default")]
     pub arch: String,
 }
 
@@ -23,9 +38,13 @@ pub struct Version {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Info {
     #[serde(rename = "ID")]
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub name: String,
+    #[serde(deserialize_with = "null_default")]
     pub server_version: String,
+    #[serde(deserialize_with = "null_default")]
     pub swarm: SwarmInfo,
 }
 
@@ -33,9 +52,12 @@ pub struct Info {
 #[serde(rename_all = "PascalCase", default)]
 pub struct SwarmInfo {
     #[serde(rename = "NodeID")]
+    #[serde(deserialize_with = "null_default")]
     pub node_id: String,
+    #[serde(deserialize_with = "null_default")]
     pub node_addr: String,
     /// `active`, `inactive`, `pending`, `error`, `locked`.
+    #[serde(deserialize_with = "null_default")]
     pub local_node_state: String,
     pub control_available: bool,
 }
@@ -44,9 +66,13 @@ pub struct SwarmInfo {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Node {
     #[serde(rename = "ID")]
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub description: NodeDescription,
+    #[serde(deserialize_with = "null_default")]
     pub status: NodeStatus,
+    #[serde(deserialize_with = "null_default")]
     pub spec: NodeSpec,
     pub manager_status: Option<ManagerStatus>,
 }
@@ -54,6 +80,7 @@ pub struct Node {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeDescription {
+    #[serde(deserialize_with = "null_default")]
     pub hostname: String,
 }
 
@@ -61,14 +88,18 @@ pub struct NodeDescription {
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeStatus {
     /// `ready`, `down`, `unknown`, `disconnected`.
+    #[serde(deserialize_with = "null_default")]
     pub state: String,
+    #[serde(deserialize_with = "null_default")]
     pub addr: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeSpec {
+    #[serde(deserialize_with = "null_default")]
     pub role: String,
+    #[serde(deserialize_with = "null_default")]
     pub availability: String,
 }
 
@@ -76,6 +107,7 @@ pub struct NodeSpec {
 #[serde(rename_all = "PascalCase", default)]
 pub struct ManagerStatus {
     pub leader: bool,
+    #[serde(deserialize_with = "null_default")]
     pub addr: String,
 }
 
@@ -83,14 +115,18 @@ pub struct ManagerStatus {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Service {
     #[serde(rename = "ID")]
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub spec: ServiceSpec,
+    #[serde(deserialize_with = "null_default")]
     pub endpoint: ServiceEndpoint,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ServiceEndpoint {
+    #[serde(deserialize_with = "null_default")]
     pub ports: Vec<PortConfig>,
 }
 
@@ -98,6 +134,7 @@ pub struct ServiceEndpoint {
 #[serde(rename_all = "PascalCase", default)]
 pub struct PortConfig {
     /// `ingress` (the default, routed through the ingress network) or `host`.
+    #[serde(deserialize_with = "null_default")]
     pub publish_mode: String,
     pub published_port: Option<u16>,
 }
@@ -105,7 +142,9 @@ pub struct PortConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ServiceSpec {
+    #[serde(deserialize_with = "null_default")]
     pub name: String,
+    #[serde(deserialize_with = "null_default")]
     pub mode: ServiceMode,
 }
 
@@ -148,22 +187,30 @@ impl Service {
 #[serde(rename_all = "PascalCase", default)]
 pub struct Task {
     #[serde(rename = "ID")]
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
     #[serde(rename = "ServiceID")]
+    #[serde(deserialize_with = "null_default")]
     pub service_id: String,
     #[serde(rename = "NodeID")]
+    #[serde(deserialize_with = "null_default")]
     pub node_id: String,
     /// Replicated services only.
     pub slot: Option<u64>,
+    #[serde(deserialize_with = "null_default")]
     pub desired_state: String,
+    #[serde(deserialize_with = "null_default")]
     pub status: TaskStatus,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct TaskStatus {
+    #[serde(deserialize_with = "null_default")]
     pub state: String,
+    #[serde(deserialize_with = "null_default")]
     pub timestamp: String,
+    #[serde(deserialize_with = "null_default")]
     pub err: String,
     pub container_status: Option<ContainerStatus>,
 }
@@ -172,6 +219,7 @@ pub struct TaskStatus {
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerStatus {
     #[serde(rename = "ContainerID")]
+    #[serde(deserialize_with = "null_default")]
     pub container_id: String,
 }
 
@@ -216,17 +264,23 @@ pub mod labels {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerSummary {
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub names: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
     /// `created`, `running`, `paused`, `restarting`, `exited`, `dead`.
+    #[serde(deserialize_with = "null_default")]
     pub state: String,
+    #[serde(deserialize_with = "null_default")]
     pub network_settings: SummaryNetworkSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SummaryNetworkSettings {
+    #[serde(deserialize_with = "null_default")]
     pub networks: HashMap<String, EndpointSettings>,
 }
 
@@ -236,10 +290,13 @@ pub struct EndpointSettings {
     #[serde(rename = "IPAMConfig")]
     pub ipam_config: Option<EndpointIpamConfig>,
     #[serde(rename = "NetworkID")]
+    #[serde(deserialize_with = "null_default")]
     pub network_id: String,
     #[serde(rename = "EndpointID")]
+    #[serde(deserialize_with = "null_default")]
     pub endpoint_id: String,
     #[serde(rename = "IPAddress")]
+    #[serde(deserialize_with = "null_default")]
     pub ip_address: String,
 }
 
@@ -250,6 +307,7 @@ pub struct EndpointIpamConfig {
         default,
         skip_serializing_if = "String::is_empty"
     )]
+    #[serde(deserialize_with = "null_default")]
     pub ipv4_address: String,
 }
 
@@ -267,16 +325,22 @@ impl EndpointSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerInspect {
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub name: String,
+    #[serde(deserialize_with = "null_default")]
     pub state: ContainerState,
+    #[serde(deserialize_with = "null_default")]
     pub config: ContainerConfig,
+    #[serde(deserialize_with = "null_default")]
     pub network_settings: SummaryNetworkSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerState {
+    #[serde(deserialize_with = "null_default")]
     pub status: String,
     pub running: bool,
 }
@@ -284,20 +348,28 @@ pub struct ContainerState {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerConfig {
+    #[serde(deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Network {
+    #[serde(deserialize_with = "null_default")]
     pub name: String,
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub driver: String,
+    #[serde(deserialize_with = "null_default")]
     pub scope: String,
     pub ingress: bool,
     #[serde(rename = "IPAM")]
+    #[serde(deserialize_with = "null_default")]
     pub ipam: Ipam,
+    #[serde(deserialize_with = "null_default")]
     pub options: HashMap<String, String>,
+    #[serde(deserialize_with = "null_default")]
     pub labels: HashMap<String, String>,
     /// Present on inspect; absent from list answers.
     pub containers: Option<HashMap<String, NetworkContainer>>,
@@ -306,7 +378,9 @@ pub struct Network {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Ipam {
+    #[serde(deserialize_with = "null_default")]
     pub driver: String,
+    #[serde(deserialize_with = "null_default")]
     pub config: Vec<IpamConfig>,
 }
 
@@ -314,21 +388,27 @@ pub struct Ipam {
 #[serde(rename_all = "PascalCase", default)]
 pub struct IpamConfig {
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
     pub subnet: String,
     #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
     pub gateway: String,
     #[serde(rename = "IPRange", skip_serializing_if = "String::is_empty")]
+    #[serde(deserialize_with = "null_default")]
     pub ip_range: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NetworkContainer {
+    #[serde(deserialize_with = "null_default")]
     pub name: String,
     #[serde(rename = "EndpointID")]
+    #[serde(deserialize_with = "null_default")]
     pub endpoint_id: String,
     /// `192.168.8.136/24`.
     #[serde(rename = "IPv4Address")]
+    #[serde(deserialize_with = "null_default")]
     pub ipv4_address: String,
 }
 
@@ -349,7 +429,9 @@ pub struct NetworkCreate {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NetworkCreated {
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub warning: String,
 }
 
@@ -380,10 +462,13 @@ pub struct NetworkDisconnect {
 #[serde(default)]
 pub struct Event {
     #[serde(rename = "Type")]
+    #[serde(deserialize_with = "null_default")]
     pub kind: String,
     #[serde(rename = "Action")]
+    #[serde(deserialize_with = "null_default")]
     pub action: String,
     #[serde(rename = "Actor")]
+    #[serde(deserialize_with = "null_default")]
     pub actor: EventActor,
     pub time: i64,
     #[serde(rename = "timeNano")]
@@ -394,7 +479,9 @@ pub struct Event {
 #[serde(rename_all = "PascalCase", default)]
 pub struct EventActor {
     #[serde(rename = "ID")]
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
+    #[serde(deserialize_with = "null_default")]
     pub attributes: HashMap<String, String>,
 }
 
@@ -417,6 +504,25 @@ mod tests {
         .unwrap();
         assert_eq!((g.slot, g.container_id()), (None, None));
         assert!(!g.is_wanted());
+    }
+
+    #[test]
+    fn nulls_read_as_empty() {
+        let n: Network = serde_json::from_str(
+            r#"{"Name":"m","Id":"x","Driver":"macvlan","Labels":null,"Options":null,"IPAM":{"Driver":"default","Config":null,"Options":null},"Containers":null}"#,
+        )
+        .unwrap();
+        assert!(
+            n.labels.is_empty()
+                && n.options.is_empty()
+                && n.ipam.config.is_empty()
+                && n.containers.is_none()
+        );
+        let c: ContainerSummary = serde_json::from_str(
+            r#"{"Id":"a","Names":null,"Labels":null,"NetworkSettings":{"Networks":null}}"#,
+        )
+        .unwrap();
+        assert!(c.names.is_empty() && c.network_settings.networks.is_empty());
     }
 
     #[test]

@@ -235,13 +235,14 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// Engines answer errors as `{"message": "..."}`; proxies answer HTML.
-fn error_message(body: &[u8]) -> String {
+/// Returns the message and whether it was the engine's own.
+fn error_message(body: &[u8]) -> (String, bool) {
     #[derive(serde::Deserialize)]
     struct Msg {
         message: String,
     }
     if let Ok(m) = serde_json::from_slice::<Msg>(body) {
-        return m.message;
+        return (m.message, true);
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
@@ -249,7 +250,7 @@ fn error_message(body: &[u8]) -> String {
     if text.chars().count() > 300 {
         short.push('…');
     }
-    short
+    (short, false)
 }
 
 /// Percent-encodes one path segment (names and IDs we put in paths).
@@ -458,8 +459,13 @@ impl Transport {
         if (200..300).contains(&status) || status == 304 {
             return Ok(Answer { status, body });
         }
-        let message = error_message(&body);
-        Err(self.err(classify(status, &message), request, Some(status), message))
+        let (message, from_engine) = error_message(&body);
+        Err(self.err(
+            classify(status, &message, from_engine),
+            request,
+            Some(status),
+            message,
+        ))
     }
 
     pub fn decode<T: DeserializeOwned>(&self, request: &str, a: &Answer) -> Result<T, EngineError> {
@@ -501,8 +507,13 @@ impl Transport {
             return Ok(resp);
         }
         let body = resp.bytes().await.unwrap_or_default();
-        let message = error_message(&body);
-        Err(self.err(classify(status, &message), &request, Some(status), message))
+        let (message, from_engine) = error_message(&body);
+        Err(self.err(
+            classify(status, &message, from_engine),
+            &request,
+            Some(status),
+            message,
+        ))
     }
 }
 
@@ -611,9 +622,10 @@ mod tests {
     fn error_messages_are_short() {
         assert_eq!(
             error_message(br#"{"message":"Address already in use"}"#),
-            "Address already in use"
+            ("Address already in use".to_owned(), true)
         );
         let html = "<html>".repeat(200);
-        assert!(error_message(html.as_bytes()).chars().count() <= 301);
+        let (m, from_engine) = error_message(html.as_bytes());
+        assert!(m.chars().count() <= 301 && !from_engine);
     }
 }

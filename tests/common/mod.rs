@@ -22,6 +22,9 @@ pub struct Lab {
     pub dce_user: String,
     pub dce_password: String,
     pub parent: String,
+    /// Macvlan parents, the same on every node: Docker allows one macvlan
+    /// network per parent, so tests running at once each take their own.
+    pub parents: Vec<String>,
     pub image: String,
 }
 
@@ -62,6 +65,7 @@ impl Lab {
             dce_user: var("MVCONF_LAB_DCE_USER").unwrap_or_else(|| "admin".into()),
             dce_password: password,
             parent: var("MVCONF_LAB_PARENT").unwrap_or_else(|| "mv0".into()),
+            parents: list("MVCONF_LAB_PARENTS"),
             image: var("MVCONF_LAB_IMAGE").unwrap_or_else(|| "mvconf-lab/busybox:latest".into()),
         })
     }
@@ -132,6 +136,25 @@ impl Lab {
             .is_ok_and(|o| o.status.success())
     }
 
+    /// Parent interface number `i` (each test file picks distinct ones).
+    pub fn parent(&self, i: usize) -> String {
+        self.parents
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| format!("mv{i}"))
+    }
+
+    /// Removes these networks from every node when dropped, even when the
+    /// test failed half-way.
+    pub fn networks_guard(&self, names: &[&str]) -> NetGuard<'_> {
+        let g = NetGuard {
+            lab: self,
+            names: names.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        g.remove();
+        g
+    }
+
     /// Creates a service of busybox containers that sleep; removed on drop.
     pub fn service(&self, name: &str, mode: Mode) -> ServiceGuard<'_> {
         let _ = self.try_docker(1, &["service", "rm", name]);
@@ -176,6 +199,27 @@ pub struct ServiceGuard<'a> {
 impl Drop for ServiceGuard<'_> {
     fn drop(&mut self) {
         let _ = self.lab.try_docker(1, &["service", "rm", &self.name]);
+    }
+}
+
+pub struct NetGuard<'a> {
+    lab: &'a Lab,
+    names: Vec<String>,
+}
+
+impl NetGuard<'_> {
+    fn remove(&self) {
+        for k in 1..=self.lab.nodes {
+            for n in &self.names {
+                let _ = self.lab.try_docker(k, &["network", "rm", n]);
+            }
+        }
+    }
+}
+
+impl Drop for NetGuard<'_> {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
