@@ -161,9 +161,7 @@ pub fn classify(status: u16, message: &str, from_engine: bool) -> ErrorKind {
         ErrorKind::NotFound
     } else if status == 409 && has("already exists") {
         ErrorKind::AlreadyExists
-    } else if status == 401 || status == 407 {
-        ErrorKind::Auth
-    } else if status == 403 && !from_engine {
+    } else if status == 401 || status == 407 || (status == 403 && !from_engine) {
         ErrorKind::Auth
     } else if matches!(status, 502..=504) {
         ErrorKind::Unreachable
