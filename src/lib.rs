@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod crd;
+pub mod credentials;
 pub mod engine;
 pub mod pool;
 pub mod reconcile;

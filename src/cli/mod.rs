@@ -1,6 +1,10 @@
 //! The `mvconf` command line: one module per command family.
 
 mod config;
+pub mod endpoint;
+mod login;
+mod ops;
+pub mod status;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -27,6 +31,9 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MVCONF_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    #[command(flatten)]
+    pub endpoint: endpoint::EndpointArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,6 +52,22 @@ pub enum Command {
     Convert(config::ConvertArgs),
     /// Print the MacvlanBinding CustomResourceDefinition.
     Crd,
+    /// Log in to a DCE controller and save the login (mode 0600) for later commands.
+    Login(login::LoginArgs),
+    /// Create the networks on every node and connect each service's containers.
+    Up(ops::OpArgs),
+    /// Disconnect the services' containers from their networks.
+    Disconnect(ops::OpArgs),
+    /// Remove the networks from every node.
+    Rm(ops::OpArgs),
+    /// Disconnect the containers, then remove the networks (disconnect + rm).
+    Down(ops::OpArgs),
+    /// Disconnect the services' containers from the swarm ingress network.
+    Uningress(ops::OpArgs),
+    /// Connect the services' containers to the swarm ingress network again.
+    Reingress(ops::OpArgs),
+    /// Show every container's macvlan address.
+    Status(status::StatusArgs),
 }
 
 /// Logs go to stderr. `DEBUG=1` (as in mvconf) or `RUST_LOG` raise the level.
@@ -53,28 +76,62 @@ pub fn init_logging(cli: &Cli) {
     let debug = std::env::var("DEBUG").is_ok_and(|v| !v.is_empty() && v != "0");
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }
 
-/// Runs one command; the exit code says whether it worked.
+/// Runs one command; the exit code says whether it worked: 0 yes, 1 no
+/// (or partly), 2 wrong usage.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
-        Command::Config => config::check(&cli.file),
-        Command::Convert(args) => config::convert(&cli.file, args),
-        Command::Crd => config::crd(),
+        Command::Config => config::check(&cli.file).map(|()| true),
+        Command::Convert(args) => config::convert(&cli.file, args).map(|()| true),
+        Command::Crd => config::crd().map(|()| true),
+        _ => block_on(run_async(&cli)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = Result<bool, CliError>>>(
+    f: F,
+) -> Result<bool, CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(f)
+}
+
+async fn run_async(cli: &Cli) -> Result<bool, CliError> {
+    use crate::reconcile::Mode;
+    let op = |mode, args| ops::run(mode, &cli.file, &cli.endpoint, args);
+    match &cli.command {
+        Command::Login(args) => login::run(args, &cli.endpoint).await.map(|()| true),
+        Command::Up(a) => op(Mode::Up, a).await,
+        Command::Disconnect(a) => op(Mode::Disconnect, a).await,
+        Command::Rm(a) => op(Mode::Remove, a).await,
+        Command::Down(a) => op(Mode::Down, a).await,
+        Command::Uningress(a) => op(Mode::Uningress, a).await,
+        Command::Reingress(a) => op(Mode::Reingress, a).await,
+        Command::Status(args) => status::run(&cli.file, &cli.endpoint, args)
+            .await
+            .map(|()| true),
+        Command::Config | Command::Convert(_) | Command::Crd => Ok(true),
     }
 }
 
@@ -100,4 +157,6 @@ pub enum CliError {
     File { path: PathBuf, message: String },
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
 }

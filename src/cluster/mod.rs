@@ -109,6 +109,7 @@ pub struct Cluster {
     endpoint: Endpoint,
     config: ClusterConfig,
     manager: Engine,
+    manager_address: Address,
     tcp: reqwest::Client,
     log: Arc<CallLog>,
     local_node: OnceCell<String>,
@@ -183,6 +184,7 @@ impl Cluster {
             endpoint,
             config,
             manager,
+            manager_address,
             tcp,
             log,
             local_node: OnceCell::new(),
@@ -283,7 +285,8 @@ impl Cluster {
             let engine = match &self.endpoint {
                 Endpoint::Local { node_port, .. } => {
                     if local_id.as_deref() == Some(n.id.as_str()) {
-                        self.manager.clone()
+                        // The same socket, named after the node in errors.
+                        self.engine_for(&label, self.manager_address.clone())?
                     } else {
                         let (port, scheme) = self.direct_port(*node_port);
                         self.engine_for(

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 pub use apply::{ApplyOptions, Outcome, apply};
 pub use observe::{Observed, observe};
-pub use plan::{Memory, Mode, Plan, plan};
+pub use plan::{Memory, Mode, Plan, PlanOptions, plan};
 
 /// One observation of the whole swarm: plain data, no handles.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -230,6 +230,14 @@ pub enum Problem {
         ip: Ipv4Addr,
         service: String,
     },
+}
+
+impl Problem {
+    /// Whether the problem means the pass did not do its job (exit code,
+    /// Ready condition); a foreign holder is only worth a warning.
+    pub fn is_error(&self) -> bool {
+        !matches!(self, Problem::ForeignHolder { .. })
+    }
 }
 
 impl fmt::Display for Problem {

@@ -41,6 +41,8 @@ pub enum Mode {
     Uningress,
     /// Connect them to the ingress network again.
     Reingress,
+    /// Change nothing; report what is (the `status` table, the audit).
+    Observe,
 }
 
 /// What is remembered of a slot between passes (the operator's status
@@ -355,14 +357,26 @@ struct Live<'a> {
     container: &'a ContainerView,
 }
 
+/// Choices that differ between the CLI and the operator.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Networks another binding still uses: never removed.
+    pub keep_networks: BTreeSet<String>,
+    /// With `ingress: Keep`, re-attach the ingress network to containers of
+    /// services that publish ports through it (the operator keeps the spec
+    /// true); the CLI's `up` leaves ingress alone, as mvconf did.
+    pub restore_ingress: bool,
+}
+
 /// Builds the plan.
 pub fn plan(
     desired: &Desired,
     snapshot: &Snapshot,
     memory: &Memory,
     mode: Mode,
-    keep_networks: &BTreeSet<String>,
+    options: &PlanOptions,
 ) -> Plan {
+    let keep_networks = &options.keep_networks;
     let mut actions = Vec::new();
     let mut problems = Vec::new();
     let mut records = Vec::new();
@@ -397,7 +411,22 @@ pub fn plan(
             }
             match n.network(&want.name) {
                 None => {
-                    if mode == Mode::Up {
+                    // Docker allows one macvlan network per parent interface.
+                    let taken_parent = n.networks.iter().find(|x| {
+                        x.driver == "macvlan" && x.parent.as_deref() == Some(want.parent.as_str())
+                    });
+                    if let (Mode::Up, Some(other)) = (mode, taken_parent) {
+                        let message = format!(
+                            "its parent {} already carries macvlan network {} (Docker allows one per parent)",
+                            want.parent, other.name
+                        );
+                        problems.push(Problem::NetworkMismatch {
+                            node: n.label().to_owned(),
+                            network: want.name.clone(),
+                            message: message.clone(),
+                        });
+                        state.not_ready.push((n.label().to_owned(), message));
+                    } else if mode == Mode::Up {
                         actions.push(Action::CreateNetwork {
                             node_id: n.id.clone(),
                             node: n.label().to_owned(),
@@ -610,16 +639,46 @@ pub fn plan(
             }
         }
 
-        // Rule 3: reservations for slots whose container is not live.
+        // Rule 3: every other wanted slot reserves the address it is known
+        // to have had: remembered, else what its earlier containers (newest
+        // first) asked for. A slot whose container is being replaced keeps
+        // it that way; a live one gets it back.
+        let history = |slot: &Slot| -> Vec<Ipv4Addr> {
+            slots
+                .get(slot)
+                .map(|st| {
+                    st.history
+                        .iter()
+                        .rev()
+                        .filter_map(|t| t.container.as_deref())
+                        .filter_map(|c| {
+                            stopped
+                                .get(c)
+                                .copied()
+                                .or_else(|| live.get(c).map(|l| l.container))
+                        })
+                        .filter_map(|c| {
+                            c.endpoint(&spec.network).and_then(|e| e.requested.or(e.ip))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         let mut reserved: HashMap<&Slot, Ipv4Addr> = HashMap::new();
         for w in &wants {
             if kept.contains_key(w.slot) {
                 continue;
             }
-            if let Some(m) = memory.get(&key_of(w.slot))
-                && alloc.claim(m.ip).is_ok()
-            {
-                reserved.insert(w.slot, m.ip);
+            let candidates = memory
+                .get(&key_of(w.slot))
+                .map(|m| m.ip)
+                .into_iter()
+                .chain(history(w.slot));
+            for ip in candidates {
+                if alloc.claim(ip).is_ok() {
+                    reserved.insert(w.slot, ip);
+                    break;
+                }
             }
         }
 
@@ -700,24 +759,21 @@ pub fn plan(
                     records.push(rec);
                     continue;
                 }
-                Mode::Remove => {
+                Mode::Remove | Mode::Observe | Mode::Uningress | Mode::Reingress => {
                     rec.ip = w.cur;
-                    rec.state = if w.cur.is_some() {
-                        RecordState::Bound
-                    } else {
-                        RecordState::Pending
-                    };
-                    records.push(rec);
-                    continue;
-                }
-                Mode::Uningress | Mode::Reingress => {
-                    rec.ip = w.cur;
-                    rec.state = if w.cur.is_some() {
-                        RecordState::Bound
-                    } else {
-                        RecordState::Pending
-                    };
-                    plan_ingress(mode, l, &key, &mut rec, &mut actions);
+                    match w.cur {
+                        Some(ip) if spec.pool.contains(ip) => rec.state = RecordState::Bound,
+                        Some(ip) => {
+                            rec.state = RecordState::Failed;
+                            rec.message = Some(format!("has {ip}, outside its pool"));
+                        }
+                        None => {
+                            rec.message = Some(format!("not connected to {}", spec.network));
+                        }
+                    }
+                    if mode == Mode::Uningress || (mode == Mode::Reingress && sv.uses_ingress) {
+                        plan_ingress(mode, l, &key, &mut rec, &mut actions);
+                    }
                     records.push(rec);
                     continue;
                 }
@@ -739,33 +795,9 @@ pub fn plan(
                 rec.ip = Some(*ip);
                 rec.state = RecordState::Bound;
             } else {
-                // Preference: remembered (already reserved above), then the
-                // slot's earlier containers, newest first.
-                let history = slots
-                    .get(w.slot)
-                    .map(|st| {
-                        st.history
-                            .iter()
-                            .rev()
-                            .filter_map(|t| t.container.as_deref())
-                            .filter_map(|c| {
-                                stopped
-                                    .get(c)
-                                    .copied()
-                                    .or_else(|| live.get(c).map(|l| l.container))
-                            })
-                            .filter_map(|c| {
-                                c.endpoint(&spec.network).and_then(|e| e.requested.or(e.ip))
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
                 let choice = match reserved.get(w.slot) {
                     Some(ip) => Ok(*ip),
-                    None => match history.into_iter().find(|ip| alloc.is_free(*ip)) {
-                        Some(ip) => alloc.allocate(Some(ip)),
-                        None => alloc.allocate(None),
-                    },
+                    None => alloc.allocate(None),
                 };
                 match choice {
                     Ok(ip) => {
@@ -803,8 +835,14 @@ pub fn plan(
                     }
                 }
             }
-            if spec.ingress == IngressMode::Detach {
-                plan_ingress(Mode::Uningress, l, &key, &mut rec, &mut actions);
+            match spec.ingress {
+                IngressMode::Detach => {
+                    plan_ingress(Mode::Uningress, l, &key, &mut rec, &mut actions)
+                }
+                IngressMode::Keep if options.restore_ingress && sv.uses_ingress => {
+                    plan_ingress(Mode::Reingress, l, &key, &mut rec, &mut actions)
+                }
+                IngressMode::Keep => {}
             }
             records.push(rec);
         }

@@ -16,6 +16,8 @@ pub struct Summary {
     pub failed: BTreeMap<String, u64>,
     /// Slots left without an address.
     pub pending: u64,
+    /// Slots holding their address while swarm replaces their container.
+    pub reserved: u64,
     pub problems: u64,
 }
 
@@ -36,7 +38,18 @@ impl Summary {
             .iter()
             .filter(|r| r.state == super::RecordState::Pending && r.ip.is_none())
             .count() as u64;
-        s.problems = applied.plan.problems.len() as u64;
+        s.reserved = applied
+            .plan
+            .records
+            .iter()
+            .filter(|r| r.state == super::RecordState::Reserved)
+            .count() as u64;
+        s.problems = applied
+            .plan
+            .problems
+            .iter()
+            .filter(|p| p.is_error())
+            .count() as u64;
         s
     }
 
@@ -76,6 +89,12 @@ impl fmt::Display for Summary {
         }
         if self.pending > 0 {
             parts.push(format!("{} without an address", self.pending));
+        }
+        if self.reserved > 0 {
+            parts.push(format!(
+                "{} keeping their address while swarm replaces the container",
+                self.reserved
+            ));
         }
         if self.problems > 0 {
             parts.push(format!(

@@ -136,12 +136,72 @@ impl Lab {
             .is_ok_and(|o| o.status.success())
     }
 
-    /// Parent interface number `i` (each test file picks distinct ones).
+    /// Parent interface number `i`, freed of any macvlan network a failed
+    /// earlier run left on it (Docker allows one per parent).
     pub fn parent(&self, i: usize) -> String {
-        self.parents
+        let p = self
+            .parents
             .get(i)
             .cloned()
-            .unwrap_or_else(|| format!("mv{i}"))
+            .unwrap_or_else(|| format!("mv{i}"));
+        for k in 1..=self.nodes {
+            let Some(out) =
+                self.docker_output(k, &["network", "ls", "-q", "--filter", "driver=macvlan"])
+            else {
+                continue;
+            };
+            for id in out.lines() {
+                let parent = self
+                    .docker_output(
+                        k,
+                        &[
+                            "network",
+                            "inspect",
+                            id,
+                            "--format",
+                            "{{index .Options \"parent\"}}",
+                        ],
+                    )
+                    .unwrap_or_default();
+                if parent.trim() == p {
+                    self.remove_network(k, id);
+                }
+            }
+        }
+        p
+    }
+
+    fn docker_output(&self, k: usize, args: &[&str]) -> Option<String> {
+        let host = format!("unix://{}", self.node_sockets[k - 1]);
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(&host)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Disconnects every endpoint, then removes the network, on node `k`.
+    pub fn remove_network(&self, k: usize, network: &str) {
+        let Some(ids) = self.docker_output(
+            k,
+            &[
+                "network",
+                "inspect",
+                network,
+                "--format",
+                "{{range $id, $c := .Containers}}{{$id}} {{end}}",
+            ],
+        ) else {
+            return;
+        };
+        for id in ids.split_whitespace() {
+            let _ = self.try_docker(k, &["network", "disconnect", "-f", network, id]);
+        }
+        let _ = self.try_docker(k, &["network", "rm", network]);
     }
 
     /// Removes these networks from every node when dropped, even when the
@@ -157,6 +217,17 @@ impl Lab {
 
     /// Creates a service of busybox containers that sleep; removed on drop.
     pub fn service(&self, name: &str, mode: Mode) -> ServiceGuard<'_> {
+        self.service_with(name, mode, &[], &["sleep", "1000000"])
+    }
+
+    /// A service with extra `docker service create` options and a command.
+    pub fn service_with(
+        &self,
+        name: &str,
+        mode: Mode,
+        extra: &[&str],
+        command: &[&str],
+    ) -> ServiceGuard<'_> {
         let _ = self.try_docker(1, &["service", "rm", name]);
         let mut args = vec![
             "service",
@@ -176,7 +247,9 @@ impl Lab {
             }
             Mode::Global => args.extend(["--mode", "global"]),
         }
-        args.extend([self.image.as_str(), "sleep", "1000000"]);
+        args.extend(extra);
+        args.push(self.image.as_str());
+        args.extend(command);
         self.docker(1, &args);
         ServiceGuard {
             lab: self,
@@ -211,7 +284,7 @@ impl NetGuard<'_> {
     fn remove(&self) {
         for k in 1..=self.lab.nodes {
             for n in &self.names {
-                let _ = self.lab.try_docker(k, &["network", "rm", n]);
+                self.lab.remove_network(k, n);
             }
         }
     }

@@ -199,7 +199,7 @@ impl World {
     }
 
     fn plan(&self, d: &Desired, memory: &Memory) -> Plan {
-        plan(d, &self.snap, memory, Mode::Up, &BTreeSet::new())
+        plan(d, &self.snap, memory, Mode::Up, &PlanOptions::default())
     }
 
     /// Applies a plan's effects to the world, as if every action succeeded.
@@ -655,6 +655,77 @@ fn a_network_with_other_settings_is_reported_and_not_used() {
 }
 
 #[test]
+fn a_parent_that_already_carries_another_macvlan_is_reported() {
+    let mut w = three_replicas();
+    w.node_mut(2).networks.push(NetView {
+        name: "other".into(),
+        id: "o".into(),
+        subnet: Some("10.5.0.0/24".into()),
+        ..mv_net()
+    });
+    let p = w.plan(&web(&["192.168.8.136-192.168.8.140"]), &Memory::new());
+    assert!(p.actions.iter().all(|a| a.node_id() != "n2"), "{p}");
+    assert!(
+        p.problems.iter().any(|x| matches!(x, Problem::NetworkMismatch { message, .. } if message.contains("already carries macvlan network other"))),
+        "{:?}",
+        p.problems
+    );
+}
+
+#[test]
+fn the_operator_restores_ingress_the_cli_does_not() {
+    let mut w = three_replicas();
+    for n in &mut w.snap.nodes {
+        for c in &mut n.containers {
+            c.endpoints.retain(|e| e.network != "ingress");
+        }
+    }
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let cli = w.plan(&d, &Memory::new());
+    assert!(
+        cli.actions
+            .iter()
+            .all(|a| !matches!(a, Action::AttachIngress { .. }))
+    );
+    let operator = plan(
+        &d,
+        &w.snap,
+        &Memory::new(),
+        Mode::Up,
+        &PlanOptions {
+            restore_ingress: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        operator
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::AttachIngress { .. }))
+            .count(),
+        3
+    );
+    // Not for a service that publishes no port through ingress.
+    w.snap.services[0].uses_ingress = false;
+    let quiet = plan(
+        &d,
+        &w.snap,
+        &Memory::new(),
+        Mode::Up,
+        &PlanOptions {
+            restore_ingress: true,
+            ..Default::default()
+        },
+    );
+    assert!(
+        quiet
+            .actions
+            .iter()
+            .all(|a| !matches!(a, Action::AttachIngress { .. }))
+    );
+}
+
+#[test]
 fn ingress_detach_and_the_ingress_commands() {
     let mut w = three_replicas();
     let d = spec(&[("web", &["192.168.8.136-192.168.8.140"], IngressMode::Detach)]);
@@ -673,7 +744,7 @@ fn ingress_detach_and_the_ingress_commands() {
         &w.snap,
         &Memory::new(),
         Mode::Reingress,
-        &BTreeSet::new(),
+        &PlanOptions::default(),
     );
     assert_eq!(
         re.actions
@@ -690,7 +761,7 @@ fn disconnect_remove_and_down() {
     let d = web(&["192.168.8.136-192.168.8.140"]);
     let p = w.plan(&d, &Memory::new());
     w.apply(&p);
-    let none = BTreeSet::new();
+    let none = PlanOptions::default();
     let dis = plan(&d, &w.snap, &Memory::new(), Mode::Disconnect, &none);
     assert_eq!(dis.actions.len(), 3);
     assert!(
@@ -714,7 +785,10 @@ fn disconnect_remove_and_down() {
         .map(Action::phase)
         .collect();
     assert_eq!(phases, [1, 3]);
-    let keep = BTreeSet::from(["mv".to_owned()]);
+    let keep = PlanOptions {
+        keep_networks: BTreeSet::from(["mv".to_owned()]),
+        ..Default::default()
+    };
     let kept = plan(&d, &w.snap, &Memory::new(), Mode::Down, &keep);
     assert!(
         kept.actions

@@ -1,0 +1,237 @@
+//! Which swarm a command talks to, in mvconf's order: an explicit flag, the
+//! file's own endpoint (`auth` in conf.json, `spec.endpoint` in a
+//! manifest), the saved login, then the local engine.
+
+use super::CliError;
+use crate::cluster::{ClusterConfig, Endpoint};
+use crate::config::Loaded;
+use crate::config::legacy::normalize_controller_url;
+use crate::crd::EndpointKind;
+use crate::credentials::{LoginFile, default_login_path};
+use crate::engine::transport::{Auth, SecretBytes, Tls};
+use std::path::PathBuf;
+
+/// How to reach the engines; every flag is optional.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EndpointArgs {
+    /// DCE controller URL (e.g. http://192.168.56.102); wins over the file.
+    #[arg(long, global = true, value_name = "URL", env = "MVCONF_DCE_URL")]
+    pub dce: Option<String>,
+    /// Docker swarm manager (tcp://HOST:2375, https://HOST:2376, unix:///PATH); wins over the file.
+    #[arg(short = 'H', long = "host", global = true, value_name = "URL")]
+    pub host: Option<String>,
+    /// Engine port of each node when reached directly (default 2375, 2376 with TLS).
+    #[arg(long, global = true, value_name = "PORT")]
+    pub node_port: Option<u16>,
+    /// DCE per-node proxy prefix: /api (default) or /dce.
+    #[arg(long, global = true, default_value = "/api", value_name = "PREFIX")]
+    pub dce_prefix: String,
+    /// Pin the Docker Engine API version (e.g. 1.30) instead of negotiating.
+    #[arg(
+        long,
+        global = true,
+        value_name = "VERSION",
+        env = "MVCONF_DOCKER_API_VERSION"
+    )]
+    pub api_version: Option<String>,
+    /// CA bundle (PEM) to trust for https endpoints.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for Docker TLS.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for Docker TLS.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept any server certificate (insecure; a warning is logged).
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+    /// The login file written by `mvconf login` (default ~/.mvconf/auth.json).
+    #[arg(long, global = true, value_name = "FILE", env = "MVCONF_AUTH_FILE")]
+    pub auth_file: Option<PathBuf>,
+}
+
+impl EndpointArgs {
+    pub fn login_path(&self) -> Result<PathBuf, CliError> {
+        match &self.auth_file {
+            Some(p) => Ok(p.clone()),
+            None => default_login_path().map_err(|e| CliError::Usage(e.to_string())),
+        }
+    }
+
+    fn tls(&self) -> Result<Tls, CliError> {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| CliError::File {
+                path: p.clone(),
+                message: e.to_string(),
+            })
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                let mut pem = read(c)?;
+                pem.push(b'\n');
+                pem.extend(
+                    crate::credentials::read_private(k)
+                        .map_err(|e| CliError::Usage(e.to_string()))?
+                        .unwrap_or_default(),
+                );
+                Some(SecretBytes(pem))
+            }
+            _ => None,
+        };
+        Ok(Tls {
+            ca_pem: self.tls_ca.as_ref().map(read).transpose()?,
+            identity_pem: identity,
+            insecure_skip_verify: self.insecure_skip_tls_verify,
+        })
+    }
+}
+
+/// A resolved endpoint, and where its credentials came from (for the user;
+/// never the credentials themselves).
+pub struct Resolved {
+    pub config: ClusterConfig,
+    pub description: String,
+}
+
+/// Resolves the endpoint for a command on `loaded`.
+pub fn resolve(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Resolved, CliError> {
+    let logins = || -> Result<LoginFile, CliError> {
+        let path = args.login_path()?;
+        LoginFile::load(&path).map_err(|e| CliError::Usage(e.to_string()))
+    };
+    let base = |endpoint: Endpoint, auth: Auth| -> Result<ClusterConfig, CliError> {
+        Ok(ClusterConfig {
+            endpoint: Some(endpoint),
+            auth,
+            tls: args.tls()?,
+            api_version: args.api_version.clone(),
+            ..Default::default()
+        })
+    };
+    let dce = |url: String| Endpoint::Dce {
+        url,
+        node_prefix: args.dce_prefix.clone(),
+    };
+
+    // 1. Flags.
+    if let Some(url) = &args.dce {
+        let url = normalize_controller_url(url);
+        let file_auth = loaded
+            .and_then(|l| l.auth.as_ref())
+            .filter(|a| a.controller_url().as_deref() == Some(url.as_str()))
+            .and_then(legacy_auth);
+        let (auth, from) = match file_auth {
+            Some(a) => (a, "login from the file's auth block"),
+            None => match logins()?.get(&url) {
+                Some(l) => (l.auth(), "saved login"),
+                None => (Auth::None, "anonymous"),
+            },
+        };
+        return Ok(Resolved {
+            config: base(dce(url.clone()), auth)?,
+            description: format!("DCE {url} ({from})"),
+        });
+    }
+    if let Some(host) = &args.host {
+        let ep = Endpoint::Docker {
+            manager: host.clone(),
+            node_port: args.node_port,
+            node_urls: Default::default(),
+        };
+        return Ok(Resolved {
+            config: base(ep, Auth::None)?,
+            description: format!("Docker manager {host}"),
+        });
+    }
+
+    // 2. The file.
+    if let Some(l) = loaded {
+        if let Some(ep) = &l.desired.endpoint {
+            let (endpoint, what) = match ep.kind {
+                EndpointKind::Dce => (
+                    Endpoint::Dce {
+                        url: ep.url.clone(),
+                        node_prefix: ep
+                            .dce_node_prefix
+                            .clone()
+                            .unwrap_or_else(|| args.dce_prefix.clone()),
+                    },
+                    "DCE",
+                ),
+                EndpointKind::Docker => (
+                    Endpoint::Docker {
+                        manager: ep.url.clone(),
+                        node_port: ep.node_port.or(args.node_port),
+                        node_urls: ep.node_urls.clone(),
+                    },
+                    "Docker manager",
+                ),
+            };
+            // The manifest names a Secret the CLI cannot read: use the saved login for that URL.
+            let (auth, from) = match logins()?.get(&ep.url) {
+                Some(login) => (login.auth(), "saved login"),
+                None => (Auth::None, "anonymous; `mvconf login` to save one"),
+            };
+            let mut config = base(endpoint, auth)?;
+            config.tls.insecure_skip_verify |= ep.insecure_skip_tls_verify;
+            return Ok(Resolved {
+                config,
+                description: format!("{what} {} from the manifest ({from})", ep.url),
+            });
+        }
+        if let Some(auth) = &l.auth
+            && let Some(url) = auth.controller_url()
+        {
+            let (creds, from) = match legacy_auth(auth) {
+                Some(a) => (a, "login from the file's auth block"),
+                None => match logins()?.get(&url) {
+                    Some(login) => (login.auth(), "saved login"),
+                    None => (Auth::None, "anonymous"),
+                },
+            };
+            return Ok(Resolved {
+                config: base(dce(url.clone()), creds)?,
+                description: format!("DCE {url} ({from})"),
+            });
+        }
+    }
+
+    // 3. The saved login.
+    let saved = logins()?;
+    if let Some(url) = saved.current.clone()
+        && let Some(login) = saved.get(&url)
+    {
+        return Ok(Resolved {
+            config: base(dce(url.clone()), login.auth())?,
+            description: format!("DCE {url} (saved login)"),
+        });
+    }
+
+    // 4. The local engine.
+    let docker_host = std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty());
+    let description = format!(
+        "the local engine {}",
+        docker_host
+            .as_deref()
+            .unwrap_or("unix:///var/run/docker.sock")
+    );
+    let ep = Endpoint::Local {
+        docker_host,
+        node_port: args.node_port,
+    };
+    Ok(Resolved {
+        config: base(ep, Auth::None)?,
+        description,
+    })
+}
+
+fn legacy_auth(a: &crate::config::legacy::LegacyAuth) -> Option<Auth> {
+    match (&a.username, &a.password) {
+        (Some(u), Some(p)) if !u.is_empty() => Some(Auth::Basic {
+            username: u.clone(),
+            password: p.clone(),
+        }),
+        _ => None,
+    }
+}

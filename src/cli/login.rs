@@ -1,0 +1,96 @@
+//! `mvconf login URL`: check a DCE login and save it for later commands.
+
+use super::CliError;
+use super::endpoint::EndpointArgs;
+use crate::cluster::{Cluster, ClusterConfig, Endpoint};
+use crate::config::legacy::normalize_controller_url;
+use crate::credentials::{LoginFile, StoredLogin};
+use crate::engine::ErrorKind;
+use crate::engine::transport::Auth;
+use crate::secret::SecretString;
+use std::io::{BufRead, IsTerminal, Write};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoginArgs {
+    /// DCE controller address: an IP, a host or a URL.
+    pub url: String,
+    /// Administrator account (prompted for when missing).
+    #[arg(short = 'u', long)]
+    pub username: Option<String>,
+    /// Password (visible to other users in the process list: prefer the
+    /// prompt or --password-stdin).
+    #[arg(short = 'p', long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+fn read_line(prompt: &str) -> Result<String, CliError> {
+    let mut err = std::io::stderr();
+    let _ = write!(err, "{prompt}");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("cannot read {prompt}{e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+pub async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliError> {
+    let url = normalize_controller_url(&args.url);
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None => read_line("Username: ")?,
+    };
+    let password = if let Some(p) = &args.password {
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "warning: a password on the command line is visible to other users; prefer --password-stdin"
+            );
+        }
+        p.clone()
+    } else if args.password_stdin || !std::io::stdin().is_terminal() {
+        read_line("")?
+    } else {
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?
+    };
+    if username.is_empty() {
+        return Err(CliError::Usage("the username must not be empty".into()));
+    }
+    let cluster = Cluster::new(ClusterConfig {
+        endpoint: Some(Endpoint::Dce {
+            url: url.clone(),
+            node_prefix: endpoint.dce_prefix.clone(),
+        }),
+        auth: Auth::Basic {
+            username: username.clone(),
+            password: SecretString::new(password.clone()),
+        },
+        api_version: endpoint.api_version.clone(),
+        ..Default::default()
+    })
+    .map_err(|e| CliError::Usage(e.to_string()))?;
+    // What mvconf did: list the swarm's nodes with these credentials.
+    match cluster.manager().nodes().await {
+        Ok(nodes) => tracing::debug!(nodes = nodes.len(), "login verified"),
+        Err(e) if e.kind == ErrorKind::Auth => {
+            return Err(CliError::Usage(format!(
+                "login to {url} failed: the controller refused the credentials of {username:?}"
+            )));
+        }
+        Err(e) => return Err(CliError::Engine(e)),
+    }
+    let path = endpoint.login_path()?;
+    let mut file = LoginFile::load(&path).map_err(|e| CliError::Usage(e.to_string()))?;
+    file.set(&url, StoredLogin { username, password });
+    file.save(&path)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "Login succeeded: {url}; saved to {} (mode 0600)",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The mutating commands: `up`, `disconnect`, `rm`, `down`, `uningress`,
+//! `reingress`. Each is one engine pass in a mode; they differ only in it.
+
+use super::endpoint::{EndpointArgs, resolve};
+use super::{CliError, emit};
+use crate::cluster::Cluster;
+use crate::config;
+use crate::reconcile::apply::{Applied, ApplyOptions, Outcome};
+use crate::reconcile::report::Summary;
+use crate::reconcile::{Memory, Mode, PlanOptions, apply, observe, plan};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OpArgs {
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Calls in flight per node.
+    #[arg(long, default_value_t = ApplyOptions::default().per_node)]
+    pub per_node: usize,
+    /// Nodes read at once when observing.
+    #[arg(long, default_value_t = 32)]
+    pub observe_concurrency: usize,
+}
+
+/// Prints outcomes as they come: a bar on a terminal, lines otherwise.
+struct Progress {
+    total: usize,
+    done: Mutex<usize>,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        // A bar is worth it only on a terminal and for more than a few actions.
+        Self {
+            total,
+            done: Mutex::new(0),
+            tty: std::io::stderr().is_terminal() && total > 10,
+        }
+    }
+
+    fn see(&self, o: &Outcome) {
+        let Ok(mut done) = self.done.lock() else {
+            return;
+        };
+        *done += 1;
+        if self.tty {
+            let width = 30;
+            let filled = width * *done / self.total.max(1);
+            let mut err = std::io::stderr().lock();
+            if o.failed() {
+                let _ = writeln!(err, "\r\x1b[2K{o}");
+            }
+            let _ = write!(
+                err,
+                "\r\x1b[2K[{}{}] {}/{} {}",
+                "=".repeat(filled),
+                " ".repeat(width - filled),
+                *done,
+                self.total,
+                o.action
+            );
+            let _ = err.flush();
+        } else {
+            let _ = emit(&format!("{o}\n"));
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            let _ = writeln!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
+}
+
+fn command_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Up => "up",
+        Mode::Disconnect => "disconnect",
+        Mode::Remove => "rm",
+        Mode::Down => "down",
+        Mode::Uningress => "uningress",
+        Mode::Reingress => "reingress",
+        Mode::Observe => "status",
+    }
+}
+
+/// Loads the file, reaches the swarm, and observes it.
+pub async fn connect_and_observe(
+    file: &Path,
+    endpoint: &EndpointArgs,
+    concurrency: usize,
+) -> Result<(config::Loaded, Cluster, crate::reconcile::Observed), CliError> {
+    let loaded = config::load(file)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{}: {w}", file.display());
+    }
+    let resolved = resolve(endpoint, Some(&loaded))?;
+    tracing::info!("using {}", resolved.description);
+    let cluster = Cluster::new(resolved.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let names: Vec<String> = loaded
+        .desired
+        .services
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let observed = observe(&cluster, &names, concurrency)
+        .await
+        .map_err(CliError::Engine)?;
+    Ok((loaded, cluster, observed))
+}
+
+/// Runs one mutating command; `Ok(false)` when something failed.
+pub async fn run(
+    mode: Mode,
+    file: &Path,
+    endpoint: &EndpointArgs,
+    args: &OpArgs,
+) -> Result<bool, CliError> {
+    let started = Instant::now();
+    let (loaded, cluster, observed) =
+        connect_and_observe(file, endpoint, args.observe_concurrency).await?;
+    let p = plan(
+        &loaded.desired,
+        &observed.snapshot,
+        &Memory::new(),
+        mode,
+        &PlanOptions::default(),
+    );
+    let name = command_name(mode);
+    if args.dry_run {
+        emit(&p.to_string())?;
+        emit(&format!(
+            "mvconf {name} --dry-run: {} action{}, nothing changed\n",
+            p.actions.len(),
+            if p.actions.len() == 1 { "" } else { "s" }
+        ))?;
+        return Ok(p.problems.iter().all(|x| !x.is_error()));
+    }
+    for problem in &p.problems {
+        if problem.is_error() {
+            tracing::error!("{problem}");
+        } else {
+            tracing::warn!("{problem}");
+        }
+    }
+    let progress = Progress::new(p.actions.len());
+    let opts = ApplyOptions {
+        per_node: args.per_node,
+        ..Default::default()
+    };
+    let applied: Applied = apply(p, &observed.engines, &opts, &|o: &Outcome| progress.see(o)).await;
+    progress.finish();
+    let summary = Summary::of(&applied);
+    let calls = cluster.calls();
+    tracing::debug!(
+        total = calls.total(),
+        mutating = calls.mutating(),
+        "docker api calls"
+    );
+    emit(&format!(
+        "mvconf {name}: {summary} ({:.1} s)\n",
+        started.elapsed().as_secs_f64()
+    ))?;
+    Ok(summary.ok())
+}

@@ -1,0 +1,224 @@
+//! Where logins live outside Kubernetes: the CLI's login file (what
+//! `mvconf login` writes, like mvconf's `~/.dce_auth`) and the operator's
+//! mounted credential files. Both must be private to their owner: a file
+//! that others can read is refused, not used.
+
+use crate::engine::transport::Auth;
+use crate::secret::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Why a credential file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("{path}: readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path}: not a valid login file: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error(
+        "cannot find the home directory (HOME is not set); use --auth-file or MVCONF_AUTH_FILE"
+    )]
+    NoHome,
+}
+
+/// The login file: one login per controller URL, and which one is current.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct LoginFile {
+    /// The URL of the last login, used when a command names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    #[serde(default)]
+    pub logins: BTreeMap<String, StoredLogin>,
+}
+
+/// One login. Stored as written (like docker's config.json), protected by
+/// the file's mode.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for StoredLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "StoredLogin {{ username: {:?}, password: <redacted> }}",
+            self.username
+        )
+    }
+}
+
+impl StoredLogin {
+    pub fn auth(&self) -> Auth {
+        Auth::Basic {
+            username: self.username.clone(),
+            password: SecretString::new(self.password.clone()),
+        }
+    }
+}
+
+/// `$MVCONF_AUTH_FILE`, else `~/.mvconf/auth.json`.
+pub fn default_login_path() -> Result<PathBuf, CredentialError> {
+    if let Some(p) = std::env::var_os("MVCONF_AUTH_FILE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or(CredentialError::NoHome)?;
+    Ok(PathBuf::from(home).join(".mvconf").join("auth.json"))
+}
+
+/// Reads a file that holds secrets, refusing it when group or others can
+/// read it. `Ok(None)` when it does not exist.
+pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CredentialError::Io {
+                path: path.to_owned(),
+                message: e.to_string(),
+            });
+        }
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CredentialError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| CredentialError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+impl LoginFile {
+    pub fn load(path: &Path) -> Result<Self, CredentialError> {
+        match read_private(path)? {
+            None => Ok(Self::default()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| CredentialError::Format {
+                path: path.to_owned(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the file with mode 0600 (its directory 0700), replacing it
+    /// atomically so a crash never leaves half a file.
+    pub fn save(&self, path: &Path) -> Result<(), CredentialError> {
+        let io = |e: std::io::Error| CredentialError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io)?;
+        let body = serde_json::to_vec_pretty(self).map_err(|e| CredentialError::Format {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        f.write_all(&body).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
+    pub fn get(&self, url: &str) -> Option<&StoredLogin> {
+        self.logins.get(url.trim_end_matches('/'))
+    }
+
+    pub fn set(&mut self, url: &str, login: StoredLogin) {
+        let url = url.trim_end_matches('/').to_owned();
+        self.current = Some(url.clone());
+        self.logins.insert(url, login);
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mvconf-cred-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn saves_0600_in_a_0700_directory_and_reads_back() {
+        let dir = tmpdir("save");
+        let path = dir.join("sub").join("auth.json");
+        let mut f = LoginFile::default();
+        f.set(
+            "http://10.0.0.1/",
+            StoredLogin {
+                username: "admin".into(),
+                password: "pw".into(),
+            },
+        );
+        f.save(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        let back = LoginFile::load(&path).unwrap();
+        assert_eq!(back.current.as_deref(), Some("http://10.0.0.1"));
+        assert_eq!(back.get("http://10.0.0.1").unwrap().username, "admin");
+        assert!(!format!("{back:?}").contains("pw\""));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_file_others_can_read() {
+        let dir = tmpdir("open");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("auth.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = LoginFile::load(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(LoginFile::load(&path).is_ok());
+        assert!(
+            LoginFile::load(&dir.join("absent"))
+                .unwrap()
+                .logins
+                .is_empty()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

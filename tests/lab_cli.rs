@@ -1,0 +1,452 @@
+//! mvconf's commands against the real lab: the manual's workflow on three
+//! nodes, idempotence, sticky addresses, overlaps, exhaustion, a node down.
+
+mod common;
+
+use common::{Lab, Mode, unique};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// The node-down test stops an engine: it runs alone.
+static NODES: RwLock<()> = RwLock::new(());
+
+fn mvconf(file: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mvconf"));
+    cmd.arg("-f")
+        .arg(file)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("MVCONF_DCE_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run mvconf")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn write_conf(name: &str, body: &serde_json::Value) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mvconf-lab-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{name}.json"));
+    std::fs::write(&p, serde_json::to_string_pretty(body).unwrap()).unwrap();
+    p
+}
+
+/// Every container's addresses on `network`, across all nodes: (container, node, ip).
+fn endpoints(lab: &Lab, network: &str) -> Vec<(String, usize, String)> {
+    let mut out = Vec::new();
+    for k in 1..=lab.nodes {
+        if !lab.try_docker(k, &["network", "inspect", network]) {
+            continue;
+        }
+        let json = lab.docker(
+            k,
+            &[
+                "network",
+                "inspect",
+                network,
+                "--format",
+                "{{json .Containers}}",
+            ],
+        );
+        let map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(&json).unwrap_or_default();
+        for (id, c) in map {
+            let ip = c["IPv4Address"]
+                .as_str()
+                .unwrap_or_default()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            out.push((id, k, ip));
+        }
+    }
+    out
+}
+
+fn assert_unique(eps: &[(String, usize, String)]) {
+    let mut seen = BTreeSet::new();
+    for (_, _, ip) in eps {
+        assert!(
+            seen.insert(ip.clone()),
+            "{ip} is on two containers: {eps:?}"
+        );
+    }
+}
+
+fn status_rows(file: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = mvconf(file, &["status", "-o", "json"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until every service has its running containers.
+fn wait_running(lab: &Lab, services: &[(&str, usize)]) {
+    let start = Instant::now();
+    loop {
+        let ok = services.iter().all(|(s, n)| {
+            let mut count = 0;
+            for k in 1..=lab.nodes {
+                count += lab
+                    .docker(
+                        k,
+                        &[
+                            "ps",
+                            "-q",
+                            "--filter",
+                            &format!("label=com.docker.swarm.service.name={s}"),
+                        ],
+                    )
+                    .lines()
+                    .count();
+            }
+            count == *n
+        });
+        if ok {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "services did not start: {services:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn the_manuals_workflow_on_three_nodes() {
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let (web, api, agent) = (unique("cli-web"), unique("cli-api"), unique("cli-agent"));
+    let (net_a, net_b) = (unique("cli-mva"), unique("cli-mvb"));
+    let _nets = lab.networks_guard(&[&net_a, &net_b]);
+    let (parent_a, parent_b) = (lab.parent(5), lab.parent(6));
+    let _s1 = lab.service_with(
+        &web,
+        Mode::Replicated(3),
+        &["-p", "18090:80"],
+        &["httpd", "-f", "-p", "80"],
+    );
+    let _s2 = lab.service(&api, Mode::Replicated(2));
+    let _s3 = lab.service(&agent, Mode::Global);
+    let conf = write_conf(
+        "workflow",
+        &serde_json::json!({
+            "networks": [
+                {"name": net_a, "subnet": "192.168.61.0/24", "gateway": "192.168.61.1", "parent": parent_a},
+                {"name": net_b, "subnet": "192.168.62.0/24", "gateway": "192.168.62.1", "parent": parent_b, "ip_range": "192.168.62.128/25"}
+            ],
+            "services": [
+                {"name": web, "network": net_a, "ip_pool": ["192.168.61.10-192.168.61.19"]},
+                {"name": agent, "network": net_a, "ip_pool": ["192.168.61.100-192.168.61.101", "192.168.61.105"]},
+                {"name": api, "network": net_b, "ip_pool": ["192.168.62.20", "192.168.62.21-192.168.62.29"]}
+            ]
+        }),
+    );
+    wait_running(&lab, &[(&web, 3), (&api, 2), (&agent, lab.nodes)]);
+
+    // up: every running container bound, from its pool, no address twice.
+    let t0 = Instant::now();
+    let out = mvconf(&conf, &["up"], &[]);
+    let up_time = t0.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("8 connected"), "{}", text(&out));
+    let a = endpoints(&lab, &net_a);
+    let b = endpoints(&lab, &net_b);
+    assert_eq!((a.len(), b.len()), (3 + lab.nodes, 2));
+    assert_unique(&a);
+    for (_, _, ip) in &b {
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!((20..=29).contains(&last), "{ip} outside api's pool");
+    }
+
+    // Containers on different nodes reach each other over macvlan.
+    let (c1, n1, _) = a.iter().find(|(_, n, _)| *n == 1).cloned().unwrap();
+    let (_, _, far_ip) = a.iter().find(|(_, n, _)| *n != 1).cloned().unwrap();
+    let ping = lab.docker(n1, &["exec", &c1, "ping", "-c", "2", "-W", "2", &far_ip]);
+    assert!(ping.contains("0% packet loss"), "{ping}");
+
+    // status shows the truth: the same containers and addresses as Docker.
+    let rows = status_rows(&conf);
+    assert_eq!(rows.len(), 3 + 2 + lab.nodes);
+    let docker_view: BTreeSet<(String, String)> = a
+        .iter()
+        .chain(&b)
+        .map(|(c, _, ip)| (c[..12].to_owned(), ip.clone()))
+        .collect();
+    let status_view: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["container_id"].as_str().unwrap()[..12].to_owned(),
+                r["macvlan_ip"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(status_view, docker_view);
+    let table = mvconf(
+        &conf,
+        &[
+            "status",
+            "--fields",
+            "macvlan_ip,SERVICE NAME,Host IP",
+            "--sort",
+            "macvlan_ip",
+        ],
+        &[],
+    );
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.starts_with("MACVLAN IP"), "{table}");
+    assert_eq!(table.lines().count(), 1 + 3 + 2 + lab.nodes, "{table}");
+
+    // A second up makes no mutating call at all.
+    let again = mvconf(&conf, &["up"], &[("DEBUG", "1")]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("mutating=0"), "{}", text(&again));
+    assert!(text(&again).contains("no change"), "{}", text(&again));
+
+    // Kill a web container: swarm replaces it; up gives the new one the old address.
+    let (victim, vnode, vip) = a
+        .iter()
+        .find(|(c, _, _)| {
+            rows.iter().any(|r| {
+                r["service_name"] == web.as_str()
+                    && c.starts_with(r["container_id"].as_str().unwrap())
+            })
+        })
+        .cloned()
+        .unwrap();
+    lab.docker(vnode, &["kill", &victim]);
+    wait_running(&lab, &[(&web, 3)]);
+    let out = mvconf(&conf, &["up"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let after = endpoints(&lab, &net_a);
+    assert!(
+        after.iter().any(|(c, _, ip)| c != &victim && ip == &vip),
+        "{vip} not given back: {after:?}"
+    );
+    assert_unique(&after);
+
+    // uningress / reingress really detach and re-attach the ingress network.
+    let ingress_of = || -> usize {
+        status_rows(&conf)
+            .iter()
+            .filter(|r| r["service_name"] == web.as_str() && r["ingress"] == true)
+            .count()
+    };
+    assert_eq!(ingress_of(), 3);
+    assert!(mvconf(&conf, &["uningress"], &[]).status.success());
+    assert_eq!(ingress_of(), 0);
+    assert!(mvconf(&conf, &["reingress"], &[]).status.success());
+    assert_eq!(ingress_of(), 3);
+    // Services without published ports never get ingress.
+    assert!(
+        status_rows(&conf)
+            .iter()
+            .filter(|r| r["service_name"] == agent.as_str())
+            .all(|r| r["ingress"] == false)
+    );
+
+    // down: no endpoint and no network left anywhere.
+    let out = mvconf(&conf, &["down"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    for k in 1..=lab.nodes {
+        assert!(
+            !lab.try_docker(k, &["network", "inspect", &net_a]),
+            "{net_a} left on node{k}"
+        );
+        assert!(
+            !lab.try_docker(k, &["network", "inspect", &net_b]),
+            "{net_b} left on node{k}"
+        );
+    }
+
+    // The same connects, one by one with the docker CLI, for the note.
+    for k in 1..=lab.nodes {
+        lab.docker(
+            k,
+            &[
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "--subnet",
+                "192.168.61.0/24",
+                "--gateway",
+                "192.168.61.1",
+                "-o",
+                &format!("parent={parent_a}"),
+                &net_a,
+            ],
+        );
+        lab.docker(
+            k,
+            &[
+                "network",
+                "create",
+                "-d",
+                "macvlan",
+                "--subnet",
+                "192.168.62.0/24",
+                "--gateway",
+                "192.168.62.1",
+                "--ip-range",
+                "192.168.62.128/25",
+                "-o",
+                &format!("parent={parent_b}"),
+                &net_b,
+            ],
+        );
+    }
+    let mut by_hand = Vec::new();
+    for (svc, net, base) in [
+        (&web, &net_a, "192.168.61.1"),
+        (&agent, &net_a, "192.168.61.10"),
+        (&api, &net_b, "192.168.62.2"),
+    ] {
+        for k in 1..=lab.nodes {
+            for (i, c) in lab
+                .docker(
+                    k,
+                    &[
+                        "ps",
+                        "-q",
+                        "--filter",
+                        &format!("label=com.docker.swarm.service.name={svc}"),
+                    ],
+                )
+                .lines()
+                .enumerate()
+            {
+                by_hand.push((k, net.clone(), c.to_owned(), format!("{base}{}", k * 3 + i)));
+            }
+        }
+    }
+    let t1 = Instant::now();
+    for (k, net, c, ip) in &by_hand {
+        lab.docker(*k, &["network", "connect", "--ip", ip, net, c]);
+    }
+    let by_hand_time = t1.elapsed();
+    for (k, net, c, _) in &by_hand {
+        lab.docker(*k, &["network", "disconnect", "-f", net, c]);
+    }
+    eprintln!(
+        "timing: mvconf up bound {} containers (+{} networks) in {:.2} s; the same {} connects one by one with the docker CLI took {:.2} s",
+        3 + 2 + lab.nodes,
+        2 * lab.nodes,
+        up_time.as_secs_f64(),
+        by_hand.len(),
+        by_hand_time.as_secs_f64()
+    );
+}
+
+#[test]
+fn overlapping_pools_between_two_files_never_share_an_address() {
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let (first, second) = (unique("cli-ovl-a"), unique("cli-ovl-b"));
+    let net = unique("cli-ovl");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s1 = lab.service(&first, Mode::Replicated(3));
+    let _s2 = lab.service(&second, Mode::Replicated(3));
+    let network = serde_json::json!({"name": net, "subnet": "192.168.63.0/24", "gateway": "192.168.63.1", "parent": lab.parent(7)});
+    let a = write_conf(
+        "ovl-a",
+        &serde_json::json!({"networks": [network], "services": [{"name": first, "network": net, "ip_pool": ["192.168.63.10-192.168.63.12"]}]}),
+    );
+    let b = write_conf(
+        "ovl-b",
+        &serde_json::json!({"networks": [network], "services": [{"name": second, "network": net, "ip_pool": ["192.168.63.11-192.168.63.14"]}]}),
+    );
+    wait_running(&lab, &[(&first, 3), (&second, 3)]);
+    assert!(mvconf(&a, &["up"], &[]).status.success());
+    // b's pool overlaps a's: .11 and .12 are taken, so two of b's three
+    // containers fit (.13, .14) and the third has no address.
+    let out = mvconf(&b, &["up"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("exhausted") && t.contains("1 without an address"),
+        "{t}"
+    );
+    assert!(
+        t.contains("not manage"),
+        "foreign holders are reported: {t}"
+    );
+    let eps = endpoints(&lab, &net);
+    assert_eq!(eps.len(), 5, "{eps:?}");
+    assert_unique(&eps);
+    // Running it again changes nothing and still says why.
+    let again = mvconf(&b, &["up"], &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(endpoints(&lab, &net).len(), 5);
+    assert!(mvconf(&b, &["down"], &[]).status.code().is_some());
+    assert!(mvconf(&a, &["down"], &[]).status.success());
+}
+
+#[test]
+fn a_node_whose_engine_is_down_fails_loudly_and_the_rest_is_done() {
+    let Some(lab) = Lab::get() else { return };
+    let _alone = NODES.write().unwrap_or_else(|e| e.into_inner());
+    let svc = unique("cli-down");
+    let net = unique("cli-down-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Global);
+    let conf = write_conf(
+        "down",
+        &serde_json::json!({
+            "networks": [{"name": net, "subnet": "192.168.64.0/24", "gateway": "192.168.64.1", "parent": lab.parent(0)}],
+            "services": [{"name": svc, "network": net, "ip_pool": ["192.168.64.10-192.168.64.20"]}]
+        }),
+    );
+    wait_running(&lab, &[(&svc, lab.nodes)]);
+    let last = lab.nodes;
+    let stop = Command::new("scripts/lab")
+        .args(["node-stop", &last.to_string()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    let out = mvconf(&conf, &["up"], &[]);
+    let restart = Command::new("scripts/lab")
+        .args(["node-start", &last.to_string()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(restart.success());
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains(&format!("node{last} unreachable")), "{t}");
+    // Every healthy node is fully done.
+    let eps = endpoints(&lab, &net);
+    let healthy: BTreeSet<usize> = eps.iter().map(|(_, k, _)| *k).collect();
+    assert_eq!(healthy, (1..last).collect::<BTreeSet<_>>(), "{eps:?}");
+    assert_unique(&eps);
+    // Once it is back, up completes it.
+    let start = Instant::now();
+    loop {
+        let out = mvconf(&conf, &["up"], &[]);
+        if out.status.success() && endpoints(&lab, &net).len() == lab.nodes {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "node{last} did not come back: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_unique(&endpoints(&lab, &net));
+    assert!(mvconf(&conf, &["down"], &[]).status.success());
+}
