@@ -78,7 +78,7 @@ pub mod limits {
         .field_path(".services"),
     validation = Rule::new("self.networks.all(n, self.networks.exists_one(m, m.gateway == n.gateway))")
         .message("two networks share a gateway: Docker allows one macvlan network per gateway")
-        .reason(Reason::FieldValueDuplicate)
+        .reason(Reason::FieldValueInvalid)
         .field_path(".networks")
 )]
 #[serde(rename_all = "camelCase")]
@@ -272,7 +272,7 @@ pub struct EndpointSpec {
     /// Docker only: port of each node's engine at its swarm address (default
     /// 2375, or 2376 for `https`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(with = "Option<i32>", range(min = 1, max = 65535))]
     pub node_port: Option<u16>,
 
     /// Docker only: explicit engine URL per node, keyed by node hostname or
@@ -306,11 +306,11 @@ pub struct MacvlanBindingStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// `Ready` is True when every running container of every service is
-    /// bound and every network exists on every reachable node. Its reason
-    /// explains otherwise: InvalidSpec, PoolExhausted, Conflict,
+    /// `Ready` is True (reason AllBound) when every running container of
+    /// every service is bound and every network exists on every node. Its
+    /// reason explains otherwise: InvalidSpec, Conflict, PoolExhausted,
     /// NodeUnreachable, AuthFailed, EndpointUnreachable, ApplyFailed,
-    /// Progressing.
+    /// ServiceNotFound, Progressing, Deleting.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -389,6 +389,7 @@ pub struct ContainerRecord {
     /// Task slot of a replicated service; absent for a global service, whose
     /// containers are keyed by node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<i64>")]
     pub slot: Option<u64>,
     /// Swarm node ID the container runs on.
     pub node_id: String,
@@ -446,6 +447,8 @@ pub mod reasons {
     pub const AUTH_FAILED: &str = "AuthFailed";
     pub const ENDPOINT_UNREACHABLE: &str = "EndpointUnreachable";
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
+    pub const DELETING: &str = "Deleting";
 }
 
 /// The CRD as YAML, exactly as committed under `crds/`.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crd;
 pub mod credentials;
 pub mod engine;
+pub mod operator;
 pub mod pool;
 pub mod reconcile;
 pub mod secret;

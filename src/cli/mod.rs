@@ -68,6 +68,8 @@ pub enum Command {
     Reingress(ops::OpArgs),
     /// Show every container's macvlan address.
     Status(status::StatusArgs),
+    /// Run the Kubernetes operator that keeps every MacvlanBinding true.
+    Operator(Box<crate::operator::OperatorArgs>),
 }
 
 /// Logs go to stderr. `DEBUG=1` (as in mvconf) or `RUST_LOG` raise the level.
@@ -131,6 +133,10 @@ async fn run_async(cli: &Cli) -> Result<bool, CliError> {
         Command::Status(args) => status::run(&cli.file, &cli.endpoint, args)
             .await
             .map(|()| true),
+        Command::Operator(args) => crate::operator::run((**args).clone())
+            .await
+            .map(|()| true)
+            .map_err(|e| CliError::Usage(e.to_string())),
         Command::Config | Command::Convert(_) | Command::Crd => Ok(true),
     }
 }

@@ -165,11 +165,14 @@ pub async fn apply(
     for (i, a) in plan.actions.iter().enumerate() {
         groups.entry(a.node_id()).or_default().push((i, a));
     }
-    let node_runs = groups.into_iter().map(|(node_id, actions)| {
-        let engine = engines.get(node_id).cloned();
-        let allocators = allocators.clone();
-        async move { run_node(engine, actions, opts, &allocators, progress).await }
-    });
+    let node_runs: Vec<_> = groups
+        .into_iter()
+        .map(|(node_id, actions)| {
+            let engine = engines.get(node_id).cloned();
+            let allocators = allocators.clone();
+            async move { run_node(engine, actions, opts, &allocators, progress).await }
+        })
+        .collect();
     let mut indexed: Vec<(usize, Outcome)> = futures::stream::iter(node_runs)
         .buffer_unordered(opts.nodes_at_once.max(1))
         .flat_map(futures::stream::iter)
@@ -214,30 +217,34 @@ async fn run_node(
             .map_or(actions.len(), |p| phase_start + p);
         let batch = &actions[phase_start..phase_end];
         let broken = &broken_networks;
-        let results: Vec<(usize, Outcome)> = futures::stream::iter(batch.iter().map(|(i, a)| {
-            let engine = engine.clone();
-            async move {
-                let started = Instant::now();
-                let mut o = match a {
-                    Action::Connect { network, .. } if broken.contains(network) => Outcome {
-                        action: (*a).clone(),
-                        result: Result::Skipped(format!(
-                            "network {network} could not be created on this node"
-                        )),
-                        note: None,
-                        ip: None,
-                        millis: 0,
-                    },
-                    _ => run_one(&engine, a, opts, allocators).await,
-                };
-                o.millis = started.elapsed().as_millis() as u64;
-                progress(&o);
-                (*i, o)
-            }
-        }))
-        .buffer_unordered(opts.per_node.max(1))
-        .collect()
-        .await;
+        let calls: Vec<_> = batch
+            .iter()
+            .map(|(i, a)| {
+                let engine = engine.clone();
+                async move {
+                    let started = Instant::now();
+                    let mut o = match a {
+                        Action::Connect { network, .. } if broken.contains(network) => Outcome {
+                            action: (*a).clone(),
+                            result: Result::Skipped(format!(
+                                "network {network} could not be created on this node"
+                            )),
+                            note: None,
+                            ip: None,
+                            millis: 0,
+                        },
+                        _ => run_one(&engine, a, opts, allocators).await,
+                    };
+                    o.millis = started.elapsed().as_millis() as u64;
+                    progress(&o);
+                    (*i, o)
+                }
+            })
+            .collect();
+        let results: Vec<(usize, Outcome)> = futures::stream::iter(calls)
+            .buffer_unordered(opts.per_node.max(1))
+            .collect()
+            .await;
         for (_, o) in &results {
             if let (Action::CreateNetwork { network, .. }, Result::Failed(_)) =
                 (&o.action, &o.result)

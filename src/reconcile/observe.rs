@@ -92,15 +92,22 @@ pub async fn observe(
     let tasks_fut = manager.tasks(&ids, false);
 
     // Down nodes are still asked: swarm's view lags, and an answer is truth.
-    let reads = futures::stream::iter(nodes.iter().map(|n| async move { (n, read_node(n).await) }))
+    // Collected first: a lazy map of borrowing closures trips the
+    // compiler's Send check when this runs inside the operator.
+    let node_reads: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| async move { (i, read_node(n).await) })
+        .collect();
+    let reads = futures::stream::iter(node_reads)
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>();
     let (tasks, reads) = futures::join!(tasks_fut, reads);
     let tasks = tasks?;
 
     let mut by_id: HashMap<&str, NodeRead> = HashMap::new();
-    for (n, r) in reads {
-        by_id.insert(n.id.as_str(), r);
+    for (i, r) in reads {
+        by_id.insert(nodes[i].id.as_str(), r);
     }
     let mut views = Vec::with_capacity(nodes.len());
     let mut engines = HashMap::with_capacity(nodes.len());

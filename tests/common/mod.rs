@@ -319,3 +319,5 @@ where
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id() % 100_000)
 }
+
+pub mod k8s;

@@ -1,0 +1,259 @@
+//! What every reconcile shares: the Kubernetes client, the operator's
+//! settings, the swarm views, the event recorder, metrics.
+
+use super::endpoints::{EndpointState, Registry};
+use super::metrics::Metrics;
+use crate::cluster::{ClusterConfig, Endpoint};
+use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding};
+use crate::engine::transport::{Auth, Limits, SecretBytes, Tls};
+use crate::secret::SecretString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::DeserializeGuard;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// Where the operator's own default credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    None,
+    /// A Secret in the operator's namespace.
+    Secret {
+        namespace: String,
+        name: String,
+    },
+    /// A directory of files named like a Secret's keys (a mounted Secret);
+    /// each file must be private (no group or other permission bits).
+    Dir(PathBuf),
+}
+
+/// The operator's settings, resolved from its command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub default_endpoint: Endpoint,
+    pub default_credentials: CredentialSource,
+    pub insecure_skip_tls_verify: bool,
+    pub api_version: Option<String>,
+    pub limits: Limits,
+    pub resync: Duration,
+    pub observe_concurrency: usize,
+    pub apply_per_node: usize,
+}
+
+/// What a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub stores: OnceLock<Vec<Store<DeserializeGuard<MacvlanBinding>>>>,
+    /// Docker start times of containers, for the drift-repair latency.
+    pub started: Mutex<HashMap<String, i64>>,
+    /// Consecutive failures per binding, for backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Why a binding's endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("{0}")]
+    Auth(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The endpoint a binding uses: its own, else the operator's default.
+pub fn endpoint_of(spec: Option<&EndpointSpec>, default: &Endpoint) -> Endpoint {
+    match spec {
+        None => default.clone(),
+        Some(ep) => match ep.kind {
+            EndpointKind::Dce => Endpoint::Dce {
+                url: ep.url.trim_end_matches('/').to_owned(),
+                node_prefix: ep.dce_node_prefix.clone().unwrap_or_else(|| "/api".into()),
+            },
+            EndpointKind::Docker => Endpoint::Docker {
+                manager: ep.url.clone(),
+                node_port: ep.node_port,
+                node_urls: ep.node_urls.clone(),
+            },
+        },
+    }
+}
+
+/// Credentials read from a Secret's data (or a directory of files).
+fn auth_from(
+    data: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) -> Result<(Auth, Tls, u64), EndpointError> {
+    let text = |k: &str| -> Result<Option<String>, EndpointError> {
+        data.get(k)
+            .map(|v| {
+                String::from_utf8(v.clone()).map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+            })
+            .transpose()
+            .map_err(|_| EndpointError::Config(format!("{what}: key {k} is not UTF-8 text")))
+    };
+    let auth = match (text("username")?, text("password")?, text("token")?) {
+        (_, _, Some(t)) if !t.is_empty() => Auth::Token(SecretString::new(t)),
+        (Some(u), Some(p), _) if !u.is_empty() => Auth::Basic {
+            username: u,
+            password: SecretString::new(p),
+        },
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err(EndpointError::Config(format!(
+                "{what}: give both username and password (or token)"
+            )));
+        }
+        _ => Auth::None,
+    };
+    let identity = match (data.get("tls.crt"), data.get("tls.key")) {
+        (Some(c), Some(k)) => {
+            let mut pem = c.clone();
+            pem.push(b'\n');
+            pem.extend_from_slice(k);
+            Some(SecretBytes(pem))
+        }
+        _ => None,
+    };
+    let tls = Tls {
+        ca_pem: data.get("ca.crt").cloned(),
+        identity_pem: identity,
+        insecure_skip_verify: false,
+    };
+    // Change detection only; never shown.
+    let mut h = DefaultHasher::new();
+    data.hash(&mut h);
+    Ok((auth, tls, h.finish()))
+}
+
+impl Context {
+    async fn read_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, EndpointError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        match api.get_opt(name).await {
+            Ok(Some(s)) => Ok(s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()),
+            Ok(None) => Err(EndpointError::Auth(format!(
+                "Secret {namespace}/{name} not found"
+            ))),
+            Err(kube::Error::Api(e)) if e.code == 403 => Err(EndpointError::Auth(format!(
+                "not allowed to read Secret {namespace}/{name}: add it to the chart's secrets.names"
+            ))),
+            Err(e) => Err(EndpointError::Config(format!(
+                "reading Secret {namespace}/{name}: {e}"
+            ))),
+        }
+    }
+
+    fn read_dir(dir: &std::path::Path) -> Result<BTreeMap<String, Vec<u8>>, EndpointError> {
+        let mut out = BTreeMap::new();
+        for key in [
+            "username", "password", "token", "ca.crt", "tls.crt", "tls.key",
+        ] {
+            let path = dir.join(key);
+            // ca.crt is public; everything else must be private to us.
+            let bytes = if key == "ca.crt" {
+                std::fs::read(&path).ok()
+            } else {
+                crate::credentials::read_private(&path)
+                    .map_err(|e| EndpointError::Auth(e.to_string()))?
+            };
+            if let Some(b) = bytes {
+                out.insert(key.to_owned(), b);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The swarm view a binding uses, with its current credentials.
+    pub async fn endpoint_for(
+        &self,
+        b: &MacvlanBinding,
+    ) -> Result<Arc<EndpointState>, EndpointError> {
+        let endpoint = endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint);
+        let identity = endpoint.identity();
+        let ns = b.namespace().unwrap_or_default();
+        let data = match (&b.spec.endpoint, &self.settings.default_credentials) {
+            (Some(ep), _) => match &ep.secret_ref {
+                Some(r) => self.read_secret(&ns, &r.name).await?,
+                None => BTreeMap::new(),
+            },
+            (None, CredentialSource::Secret { namespace, name }) => {
+                self.read_secret(namespace, name).await?
+            }
+            (None, CredentialSource::Dir(dir)) => Self::read_dir(dir)?,
+            (None, CredentialSource::None) => BTreeMap::new(),
+        };
+        let what = "credentials";
+        let (auth, mut tls, fingerprint) = auth_from(&data, what)?;
+        tls.insecure_skip_verify = self.settings.insecure_skip_tls_verify
+            || b.spec
+                .endpoint
+                .as_ref()
+                .is_some_and(|e| e.insecure_skip_tls_verify);
+        let config = ClusterConfig {
+            endpoint: Some(endpoint),
+            auth,
+            tls,
+            limits: self.settings.limits.clone(),
+            api_version: self.settings.api_version.clone(),
+        };
+        self.registry
+            .get(&identity, fingerprint, config)
+            .map_err(EndpointError::Config)
+    }
+
+    /// Every binding the operator sees, valid ones only.
+    pub fn bindings(&self) -> Vec<Arc<MacvlanBinding>> {
+        let Some(stores) = self.stores.get() else {
+            return Vec::new();
+        };
+        stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
+            .collect()
+    }
+
+    pub fn identity_of(&self, b: &MacvlanBinding) -> String {
+        endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint).identity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_basic_token_and_tls_from_secret_data() {
+        let mut d = BTreeMap::new();
+        d.insert("username".to_owned(), b"admin".to_vec());
+        d.insert("password".to_owned(), b"pw\n".to_vec());
+        let (auth, tls, f1) = auth_from(&d, "s").unwrap();
+        assert!(
+            matches!(auth, Auth::Basic { ref username, ref password } if username == "admin" && password.expose() == "pw")
+        );
+        assert!(tls.ca_pem.is_none());
+        d.insert("password".to_owned(), b"rotated".to_vec());
+        let (_, _, f2) = auth_from(&d, "s").unwrap();
+        assert_ne!(f1, f2, "a rotated password is a new fingerprint");
+        d.insert("token".to_owned(), b"tok".to_vec());
+        assert!(matches!(auth_from(&d, "s").unwrap().0, Auth::Token(_)));
+        let only_user: BTreeMap<String, Vec<u8>> = [("username".to_owned(), b"u".to_vec())].into();
+        assert!(auth_from(&only_user, "s").is_err());
+    }
+}

@@ -1,0 +1,798 @@
+//! The MacvlanBinding controller: a thin reconcile around the engine
+//! (validate -> conflicts -> endpoint -> observe -> plan -> apply -> status),
+//! the finalizer that applies the deletion policy, and the router that turns
+//! Docker events into reconciles.
+
+use super::context::{Context, EndpointError};
+use super::endpoints::Signal;
+use super::metrics::{BindingLabels, PoolLabels, ReasonLabels, ResultLabels};
+use super::status::{after_pass, memory_from, not_run};
+use crate::config::validate::{Desired, Dialect, validate};
+use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
+use crate::engine::ErrorKind;
+use crate::engine::events::Watch;
+use crate::engine::models::labels;
+use crate::reconcile::apply::{ApplyOptions, Outcome, Result as Done};
+use crate::reconcile::plan::Action as PlanAction;
+use crate::reconcile::{Mode, PlanOptions, Problem, apply, observe, plan};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Field manager of everything the operator writes.
+pub const MANAGER: &str = "mvconf-operator";
+
+/// What a reconcile can fail with; all of them are retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("cleanup of {binding} not finished: {reason}")]
+    CleanupPending { binding: String, reason: String },
+}
+
+type Guarded = DeserializeGuard<MacvlanBinding>;
+
+fn key(b: &MacvlanBinding) -> String {
+    format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
+}
+
+async fn publish(ctx: &Context, b: &MacvlanBinding, warning: bool, reason: &str, note: String) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
+        tracing::warn!(binding = %key(b), error = %e, "cannot publish an event");
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    b: &MacvlanBinding,
+    status: &MacvlanBindingStatus,
+) -> Result<(), Error> {
+    if b.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<MacvlanBinding> =
+        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": MacvlanBinding::api_version(&()),
+        "kind": MacvlanBinding::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &b.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}
+
+/// Whether `other` was there first: older, or as old and sorting first.
+fn earlier(other: &MacvlanBinding, me: &MacvlanBinding) -> bool {
+    let t = |b: &MacvlanBinding| b.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (t(other), key(other)) < (t(me), key(me))
+}
+
+/// Why `me` may not act because of a binding that was there first on the
+/// same swarm; `None` when it may.
+pub fn conflict(
+    me: &MacvlanBinding,
+    mine: &Desired,
+    others: &[(Arc<MacvlanBinding>, Desired)],
+) -> Option<String> {
+    let mut found = Vec::new();
+    for (other, theirs) in others {
+        if !earlier(other, me) {
+            continue;
+        }
+        let who = key(other);
+        for n in &mine.networks {
+            for m in &theirs.networks {
+                if n.name == m.name
+                    && (n.subnet, n.gateway, &n.parent, n.ip_range)
+                        != (m.subnet, m.gateway, &m.parent, m.ip_range)
+                {
+                    found.push(format!(
+                        "network {} is defined differently by {who}",
+                        n.name
+                    ));
+                } else if n.name != m.name && n.parent == m.parent {
+                    found.push(format!("parent {} of network {} already carries network {} of {who} (one macvlan network per parent)", n.parent, n.name, m.name));
+                } else if n.name != m.name
+                    && (n.subnet.contains(m.subnet.network())
+                        || m.subnet.contains(n.subnet.network()))
+                {
+                    found.push(format!(
+                        "subnet {} of network {} overlaps {} of {who}",
+                        n.subnet, n.name, m.subnet
+                    ));
+                }
+            }
+        }
+        for s in &mine.services {
+            for t in &theirs.services {
+                if s.name == t.name {
+                    found.push(format!("service {} is already bound by {who}", s.name));
+                } else if s.network == t.network
+                    && s.pool
+                        .ranges()
+                        .iter()
+                        .any(|r| t.pool.ranges().iter().any(|q| r.overlaps(q)))
+                {
+                    found.push(format!(
+                        "pool of service {} overlaps the pool of service {} in {who}",
+                        s.name, t.name
+                    ));
+                }
+            }
+        }
+    }
+    found.dedup();
+    (!found.is_empty()).then(|| found.join("; "))
+}
+
+/// Other valid bindings on the same swarm.
+fn neighbours(ctx: &Context, me: &MacvlanBinding) -> Vec<(Arc<MacvlanBinding>, Desired)> {
+    let identity = ctx.identity_of(me);
+    ctx.bindings()
+        .into_iter()
+        .filter(|o| key(o) != key(me) && ctx.identity_of(o) == identity)
+        .filter_map(|o| validate(&o.spec, Dialect::Manifest).ok().map(|d| (o, d)))
+        .collect()
+}
+
+fn backoff(ctx: &Context, b: &MacvlanBinding) -> Duration {
+    let n = ctx.failures.lock().map(|mut f| {
+        let e = f.entry(key(b)).or_default();
+        *e = e.saturating_add(1);
+        *e
+    });
+    let n = n.unwrap_or(1).min(6);
+    Duration::from_secs(2u64.pow(n)).min(Duration::from_secs(60))
+}
+
+fn recovered(ctx: &Context, b: &MacvlanBinding) {
+    if let Ok(mut f) = ctx.failures.lock() {
+        f.remove(&key(b));
+    }
+}
+
+async fn not_ready(
+    ctx: &Context,
+    b: &MacvlanBinding,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    ctx.metrics
+        .errors
+        .get_or_create(&ReasonLabels {
+            reason: reason.to_owned(),
+        })
+        .inc();
+    publish(ctx, b, true, reason, message.clone()).await;
+    let status = not_run(
+        b.status.as_ref(),
+        b.metadata.generation,
+        reason,
+        message,
+        Timestamp::now(),
+    );
+    write_status(ctx, b, &status).await
+}
+
+fn engine_reason(kind: ErrorKind) -> &'static str {
+    if kind == ErrorKind::Auth {
+        reasons::AUTH_FAILED
+    } else {
+        reasons::ENDPOINT_UNREACHABLE
+    }
+}
+
+/// One pass for a live binding.
+async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
+    let desired = match validate(&b.spec, Dialect::Manifest) {
+        Ok(d) => d,
+        Err(invalid) => {
+            not_ready(ctx, &b, reasons::INVALID_SPEC, invalid.summary(10)).await?;
+            // Nothing changes until the spec does.
+            return Ok(Action::await_change());
+        }
+    };
+    if let Some(why) = conflict(&b, &desired, &neighbours(ctx, &b)) {
+        not_ready(
+            ctx,
+            &b,
+            reasons::CONFLICT,
+            format!("touching nothing: {why}"),
+        )
+        .await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+    let endpoint = match ctx.endpoint_for(&b).await {
+        Ok(e) => e,
+        Err(EndpointError::Auth(m)) => {
+            not_ready(ctx, &b, reasons::AUTH_FAILED, m).await?;
+            return Ok(Action::requeue(backoff(ctx, &b)));
+        }
+        Err(EndpointError::Config(m)) => {
+            not_ready(ctx, &b, reasons::ENDPOINT_UNREACHABLE, m).await?;
+            return Ok(Action::requeue(backoff(ctx, &b)));
+        }
+    };
+    let names: Vec<String> = desired.services.iter().map(|s| s.name.clone()).collect();
+    let observed = match observe(&endpoint.cluster, &names, ctx.settings.observe_concurrency).await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            not_ready(ctx, &b, engine_reason(e.kind), e.to_string()).await?;
+            return Ok(Action::requeue(backoff(ctx, &b)));
+        }
+    };
+    endpoint.ensure_watchers(&observed.engines);
+
+    let memory = memory_from(b.status.as_ref());
+    let p = plan(
+        &desired,
+        &observed.snapshot,
+        &memory,
+        Mode::Up,
+        &PlanOptions {
+            restore_ingress: true,
+            ..Default::default()
+        },
+    );
+    let opts = ApplyOptions {
+        per_node: ctx.settings.apply_per_node,
+        ..Default::default()
+    };
+    let applied = apply(p, &observed.engines, &opts, &|_: &Outcome| {}).await;
+    let now = Timestamp::now();
+    let records = applied.records(&now.to_string());
+    let failures: Vec<String> = applied.failures().map(ToString::to_string).collect();
+    let status = after_pass(
+        b.status.as_ref(),
+        b.metadata.generation,
+        &applied.plan,
+        &records,
+        &failures,
+        now,
+    );
+    write_status(ctx, &b, &status).await?;
+    report(ctx, &b, &applied, &memory, &status).await;
+
+    let ready = status
+        .conditions
+        .first()
+        .is_some_and(|c| c.status == "True");
+    if ready {
+        recovered(ctx, &b);
+        Ok(Action::requeue(ctx.settings.resync))
+    } else {
+        let reason = status
+            .conditions
+            .first()
+            .map(|c| c.reason.clone())
+            .unwrap_or_default();
+        ctx.metrics
+            .errors
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        Ok(Action::requeue(backoff(ctx, &b)))
+    }
+}
+
+/// Notes of one pass, gathered per (warning, reason) so that a pass makes
+/// one event per reason; the recorder folds repeats into a series.
+#[derive(Default)]
+struct Notes(std::collections::BTreeMap<(bool, &'static str), Vec<String>>);
+
+impl Notes {
+    fn add(&mut self, warning: bool, reason: &'static str, note: String) {
+        self.0.entry((warning, reason)).or_default().push(note);
+    }
+
+    async fn publish(self, ctx: &Context, b: &MacvlanBinding) {
+        for ((warning, reason), notes) in self.0 {
+            let n = notes.len();
+            let text = if n == 1 {
+                notes.into_iter().next().unwrap_or_default()
+            } else {
+                let shown: Vec<String> = notes.iter().take(5).cloned().collect();
+                let more = if n > 5 {
+                    format!("; and {} more", n - 5)
+                } else {
+                    String::new()
+                };
+                format!("{n}: {}{more}", shown.join("; "))
+            };
+            publish(ctx, b, warning, reason, text).await;
+        }
+    }
+}
+
+/// Events and metrics for a pass.
+async fn report(
+    ctx: &Context,
+    b: &MacvlanBinding,
+    applied: &crate::reconcile::apply::Applied,
+    memory: &crate::reconcile::Memory,
+    status: &MacvlanBindingStatus,
+) {
+    let ns = b.namespace().unwrap_or_default();
+    let name = b.name_any();
+    for s in &status.services {
+        let l = PoolLabels {
+            namespace: ns.clone(),
+            binding: name.clone(),
+            service: s.name.clone(),
+        };
+        ctx.metrics.pool_size.get_or_create(&l).set(s.pool_size);
+        ctx.metrics
+            .pool_allocated
+            .get_or_create(&l)
+            .set(s.allocated);
+        ctx.metrics.pool_free.get_or_create(&l).set(s.free);
+    }
+    let bl = BindingLabels {
+        namespace: ns,
+        binding: name,
+    };
+    ctx.metrics
+        .bound
+        .get_or_create(&bl)
+        .set(i64::from(status.bound));
+    ctx.metrics
+        .desired
+        .get_or_create(&bl)
+        .set(i64::from(status.desired));
+
+    let now_nanos = Timestamp::now().as_nanosecond();
+    let mut notes = Notes::default();
+    for o in &applied.outcomes {
+        match (&o.action, &o.result) {
+            (
+                PlanAction::Connect {
+                    key,
+                    container,
+                    node,
+                    ..
+                },
+                Done::Done,
+            ) => {
+                let ip = o.ip.map(|i| i.to_string()).unwrap_or_default();
+                let started = ctx
+                    .started
+                    .lock()
+                    .ok()
+                    .and_then(|mut m| m.remove(container));
+                let restored = memory.get(key).is_some_and(|m| Some(m.ip) == o.ip);
+                let short = crate::reconcile::short(container);
+                match started {
+                    Some(t) if restored => {
+                        let secs = ((now_nanos - i128::from(t)).max(0) as f64) / 1e9;
+                        ctx.metrics.drift_repairs.inc();
+                        ctx.metrics.drift_repair_seconds.observe(secs);
+                        notes.add(false, "Rebound", format!("{key}: replacement container {short} on {node} got its address {ip} back, {secs:.2} s after it started"));
+                    }
+                    _ => notes.add(false, "Bound", format!("{key} ({short} on {node}) {ip}")),
+                }
+                if let Some(n) = &o.note {
+                    notes.add(true, "AddressInUse", format!("{key}: {n}"));
+                }
+            }
+            (PlanAction::CreateNetwork { network, node, .. }, Done::Done) => {
+                notes.add(
+                    false,
+                    "NetworkCreated",
+                    format!("{} on {node}", network.name),
+                );
+            }
+            (action, Done::Failed(e)) => {
+                notes.add(true, reasons::APPLY_FAILED, format!("{action}: {e}"))
+            }
+            (
+                PlanAction::Disconnect { .. }
+                | PlanAction::DetachIngress { .. }
+                | PlanAction::AttachIngress { .. },
+                Done::Done,
+            ) => {
+                notes.add(false, "Changed", o.action.to_string());
+            }
+            _ => {}
+        }
+    }
+    for p in &applied.plan.problems {
+        let reason = match p {
+            Problem::PoolExhausted { .. } => reasons::POOL_EXHAUSTED,
+            Problem::NodeUnreachable { .. } => reasons::NODE_UNREACHABLE,
+            Problem::NetworkMismatch { .. } | Problem::DuplicateAddress { .. } => reasons::CONFLICT,
+            Problem::ServiceMissing { .. } => reasons::SERVICE_NOT_FOUND,
+            Problem::ForeignHolder { .. } => "ForeignAddress",
+        };
+        notes.add(true, reason, p.to_string());
+    }
+    notes.publish(ctx, b).await;
+}
+
+/// The finalizer: applies the deletion policy on every node, and lets go
+/// only when it is done everywhere (a node that is down is retried).
+async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
+    let pending = |reason: String| Error::CleanupPending {
+        binding: key(&b),
+        reason,
+    };
+    let mode = match b.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            publish(
+                ctx,
+                &b,
+                false,
+                "Retained",
+                "deletionPolicy Retain: containers and networks left as they are".into(),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        DeletionPolicy::Disconnect => Mode::Disconnect,
+        DeletionPolicy::DisconnectAndRemoveNetworks => Mode::Down,
+    };
+    let Ok(desired) = validate(&b.spec, Dialect::Manifest) else {
+        // An invalid spec never reached Docker.
+        return Ok(Action::await_change());
+    };
+    let endpoint = match ctx.endpoint_for(&b).await {
+        Ok(e) => e,
+        Err(e) => {
+            let m = e.to_string();
+            let _ = not_ready(
+                ctx,
+                &b,
+                reasons::DELETING,
+                format!("cannot clean up yet: {m}"),
+            )
+            .await;
+            return Err(pending(m));
+        }
+    };
+    let names: Vec<String> = desired.services.iter().map(|s| s.name.clone()).collect();
+    let observed = match observe(&endpoint.cluster, &names, ctx.settings.observe_concurrency).await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = not_ready(
+                ctx,
+                &b,
+                reasons::DELETING,
+                format!("cannot clean up yet: {e}"),
+            )
+            .await;
+            return Err(pending(e.to_string()));
+        }
+    };
+    // Networks another binding on this swarm still declares stay.
+    let keep: BTreeSet<String> = neighbours(ctx, &b)
+        .into_iter()
+        .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
+        .flat_map(|(_, d)| d.networks.into_iter().map(|n| n.name))
+        .collect();
+    let p = plan(
+        &desired,
+        &observed.snapshot,
+        &crate::reconcile::Memory::new(),
+        mode,
+        &PlanOptions {
+            keep_networks: keep,
+            ..Default::default()
+        },
+    );
+    let opts = ApplyOptions {
+        per_node: ctx.settings.apply_per_node,
+        ..Default::default()
+    };
+    let applied = apply(p, &observed.engines, &opts, &|_: &Outcome| {}).await;
+    let mut blocking: Vec<String> = applied
+        .failures()
+        .filter(|o| matches!(&o.result, Done::Failed(e) if e.kind.is_transient() || e.kind == ErrorKind::Auth))
+        .map(ToString::to_string)
+        .collect();
+    blocking.extend(
+        applied
+            .plan
+            .problems
+            .iter()
+            .filter(|p| matches!(p, Problem::NodeUnreachable { .. }))
+            .map(ToString::to_string),
+    );
+    for o in applied.failures() {
+        publish(ctx, &b, true, "CleanupIncomplete", o.to_string()).await;
+    }
+    if !blocking.is_empty() {
+        let m = blocking.join("; ");
+        let _ = not_ready(
+            ctx,
+            &b,
+            reasons::DELETING,
+            format!("waiting to finish cleanup: {m}"),
+        )
+        .await;
+        return Err(pending(m));
+    }
+    let done = applied.outcomes.iter().filter(|o| o.changed()).count();
+    publish(
+        ctx,
+        &b,
+        false,
+        "CleanedUp",
+        format!(
+            "deletionPolicy {:?}: {done} change{} made",
+            b.spec.deletion_policy,
+            if done == 1 { "" } else { "s" }
+        ),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+/// The reconcile entry point.
+pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let b = match &obj.0 {
+        Ok(b) => Arc::new(b.clone()),
+        Err(e) => {
+            // A malformed object is reported and skipped; the others go on.
+            tracing::warn!(object = %obj.name_any(), error = %e, "cannot read a MacvlanBinding");
+            ctx.metrics
+                .reconciles
+                .get_or_create(&ResultLabels {
+                    result: "malformed".into(),
+                })
+                .inc();
+            return Ok(Action::await_change());
+        }
+    };
+    let api: Api<MacvlanBinding> =
+        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, b, |event| async {
+        match event {
+            Finalizer::Apply(b) => apply_binding(b, &ctx).await,
+            Finalizer::Cleanup(b) => cleanup(b, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let label = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels {
+            result: label.into(),
+        })
+        .inc();
+    result
+}
+
+/// Transient failures are retried with backoff.
+pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(object = %obj.name_any(), error = %error, "reconcile failed; retrying");
+    let n = ctx.failures.lock().map(|mut f| {
+        let e = f
+            .entry(format!(
+                "{}/{}",
+                obj.namespace().unwrap_or_default(),
+                obj.name_any()
+            ))
+            .or_default();
+        *e = e.saturating_add(1);
+        *e
+    });
+    Action::requeue(Duration::from_secs(2u64.pow(n.unwrap_or(1).min(5))))
+}
+
+/// Turns Docker events into reconciles of the bindings naming the service,
+/// and a broken-then-restored event stream into a resync of its swarm.
+pub async fn route(
+    mut signals: mpsc::Receiver<Signal>,
+    triggers: mpsc::Sender<ObjectRef<Guarded>>,
+    ctx: Arc<Context>,
+) {
+    let mut lost: BTreeSet<String> = BTreeSet::new();
+    while let Some(Signal { identity, watch }) = signals.recv().await {
+        let service = match &watch {
+            Watch::Event { event, .. } => {
+                let Some(s) = event.actor.attributes.get(labels::SERVICE_NAME) else {
+                    continue;
+                };
+                if event.action == "start"
+                    && let Ok(mut m) = ctx.started.lock()
+                {
+                    m.insert(event.actor.id.clone(), event.time_nano);
+                    if m.len() > 10_000 {
+                        m.clear();
+                    }
+                }
+                Some(s.clone())
+            }
+            Watch::Connected { node } => {
+                if lost.remove(node) {
+                    tracing::info!(%node, endpoint = %identity, "Docker event stream restored; resyncing");
+                }
+                None
+            }
+            Watch::Lost { node, error } => {
+                if lost.insert(node.clone()) {
+                    tracing::warn!(%node, endpoint = %identity, %error, "Docker event stream lost; reconnecting");
+                }
+                continue;
+            }
+        };
+        for b in ctx.bindings() {
+            if ctx.identity_of(&b) != identity {
+                continue;
+            }
+            if service
+                .as_ref()
+                .is_some_and(|s| !b.spec.services.iter().any(|x| &x.name == s))
+            {
+                continue;
+            }
+            let r =
+                ObjectRef::<Guarded>::new(&b.name_any()).within(&b.namespace().unwrap_or_default());
+            if triggers.send(r).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{MacvlanBindingSpec, NetworkSpec, PoolEntry, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn binding(
+        name: &str,
+        age_secs: i64,
+        net: (&str, &str, &str),
+        services: &[(&str, &str)],
+    ) -> (Arc<MacvlanBinding>, Desired) {
+        let spec = MacvlanBindingSpec {
+            networks: vec![NetworkSpec {
+                name: net.0.into(),
+                subnet: net.1.into(),
+                gateway: net.1.replace(".0/24", ".1"),
+                parent: net.2.into(),
+                ip_range: None,
+            }],
+            services: services
+                .iter()
+                .map(|(s, pool)| ServiceSpec {
+                    name: (*s).into(),
+                    network: net.0.into(),
+                    ip_pool: vec![PoolEntry::from(*pool)],
+                    ingress: Default::default(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut b = MacvlanBinding::new(name, spec);
+        b.metadata.namespace = Some("ns".into());
+        b.metadata.creation_timestamp = Some(Time(
+            Timestamp::from_second(1_800_000_000 - age_secs).unwrap(),
+        ));
+        let d = validate(&b.spec, Dialect::Manifest).unwrap();
+        (Arc::new(b), d)
+    }
+
+    #[test]
+    fn the_later_binding_gets_the_conflict() {
+        let first = binding(
+            "first",
+            100,
+            ("mv", "192.168.8.0/24", "eth1"),
+            &[("web", "192.168.8.10-192.168.8.20")],
+        );
+        let second = binding(
+            "second",
+            10,
+            ("mv", "192.168.8.0/24", "eth1"),
+            &[("api", "192.168.8.15-192.168.8.30")],
+        );
+        let why = conflict(&second.0, &second.1, std::slice::from_ref(&first)).unwrap();
+        assert!(
+            why.contains("pool of service api overlaps the pool of service web in ns/first"),
+            "{why}"
+        );
+        assert_eq!(
+            conflict(&first.0, &first.1, std::slice::from_ref(&second)),
+            None,
+            "the first is untouched"
+        );
+    }
+
+    #[test]
+    fn networks_must_agree_and_parents_not_be_shared() {
+        let first = binding(
+            "first",
+            100,
+            ("mv", "192.168.8.0/24", "eth1"),
+            &[("web", "192.168.8.10-192.168.8.20")],
+        );
+        let other_subnet = binding(
+            "b",
+            10,
+            ("mv", "192.168.9.0/24", "eth1"),
+            &[("api", "192.168.9.10")],
+        );
+        assert!(
+            conflict(
+                &other_subnet.0,
+                &other_subnet.1,
+                std::slice::from_ref(&first)
+            )
+            .unwrap()
+            .contains("defined differently")
+        );
+        let same_parent = binding(
+            "c",
+            10,
+            ("mv2", "192.168.9.0/24", "eth1"),
+            &[("api", "192.168.9.10")],
+        );
+        assert!(
+            conflict(&same_parent.0, &same_parent.1, std::slice::from_ref(&first))
+                .unwrap()
+                .contains("one macvlan network per parent")
+        );
+        let same_service = binding(
+            "d",
+            10,
+            ("mv", "192.168.8.0/24", "eth1"),
+            &[("web", "192.168.8.50")],
+        );
+        assert!(
+            conflict(
+                &same_service.0,
+                &same_service.1,
+                std::slice::from_ref(&first)
+            )
+            .unwrap()
+            .contains("already bound")
+        );
+        let fine = binding(
+            "e",
+            10,
+            ("mv", "192.168.8.0/24", "eth1"),
+            &[("api", "192.168.8.50-192.168.8.60")],
+        );
+        assert_eq!(
+            conflict(&fine.0, &fine.1, std::slice::from_ref(&first)),
+            None
+        );
+    }
+}

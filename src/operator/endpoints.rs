@@ -1,0 +1,127 @@
+//! One view per swarm: the operator keeps one [`Cluster`] per endpoint
+//! (identity plus credentials), and the Docker event watchers of its nodes.
+//! A credential change (a rotated password) builds a new view.
+
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::engine::Engine;
+use crate::engine::events::{Watch, watch};
+use crate::engine::transport::CallLog;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// A Docker event, tagged with the endpoint it came from.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    pub identity: String,
+    pub watch: Watch,
+}
+
+/// The view of one swarm.
+#[derive(Debug)]
+pub struct EndpointState {
+    pub identity: String,
+    fingerprint: u64,
+    pub cluster: Cluster,
+    watchers: Mutex<HashMap<String, JoinHandle<()>>>,
+    signals: mpsc::Sender<Signal>,
+}
+
+impl Drop for EndpointState {
+    fn drop(&mut self) {
+        if let Ok(w) = self.watchers.lock() {
+            for h in w.values() {
+                h.abort();
+            }
+        }
+    }
+}
+
+impl EndpointState {
+    /// Follows the events of every node not yet followed.
+    pub fn ensure_watchers(&self, engines: &HashMap<String, Engine>) {
+        let Ok(mut watched) = self.watchers.lock() else {
+            return;
+        };
+        watched.retain(|_, h| !h.is_finished());
+        for (node_id, engine) in engines {
+            if watched.contains_key(node_id) {
+                continue;
+            }
+            let (tx, mut rx) = mpsc::channel::<Watch>(256);
+            let engine = engine.clone();
+            let signals = self.signals.clone();
+            let identity = self.identity.clone();
+            let handle = tokio::spawn(async move {
+                let follow = tokio::spawn(watch(engine, tx, Duration::from_secs(10)));
+                while let Some(w) = rx.recv().await {
+                    if signals
+                        .send(Signal {
+                            identity: identity.clone(),
+                            watch: w,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                follow.abort();
+            });
+            watched.insert(node_id.clone(), handle);
+        }
+    }
+}
+
+/// Every swarm the operator talks to.
+#[derive(Debug)]
+pub struct Registry {
+    states: Mutex<HashMap<String, Arc<EndpointState>>>,
+    signals: mpsc::Sender<Signal>,
+    /// Docker API calls of every endpoint, for metrics.
+    pub calls: Arc<CallLog>,
+}
+
+impl Registry {
+    pub fn new(signals: mpsc::Sender<Signal>) -> Self {
+        Self {
+            states: Mutex::new(HashMap::new()),
+            signals,
+            calls: Arc::new(CallLog::default()),
+        }
+    }
+
+    /// The view for `identity` with these credentials; built on first use
+    /// and rebuilt when the credentials change.
+    pub fn get(
+        &self,
+        identity: &str,
+        fingerprint: u64,
+        config: ClusterConfig,
+    ) -> Result<Arc<EndpointState>, String> {
+        let mut states = self
+            .states
+            .lock()
+            .map_err(|_| "endpoint registry poisoned".to_owned())?;
+        if let Some(s) = states
+            .get(identity)
+            .filter(|s| s.fingerprint == fingerprint)
+        {
+            return Ok(s.clone());
+        }
+        let cluster = Cluster::with_log(config, self.calls.clone()).map_err(|e| e.to_string())?;
+        let state = Arc::new(EndpointState {
+            identity: identity.to_owned(),
+            fingerprint,
+            cluster,
+            watchers: Mutex::new(HashMap::new()),
+            signals: self.signals.clone(),
+        });
+        if states.insert(identity.to_owned(), state.clone()).is_some() {
+            tracing::info!(endpoint = identity, "credentials changed: reconnecting");
+        }
+        Ok(state)
+    }
+}

@@ -1,0 +1,354 @@
+//! `mvconf operator`: keeps every MacvlanBinding true, continuously.
+
+pub mod context;
+pub mod controller;
+pub mod endpoints;
+pub mod metrics;
+pub mod status;
+
+use crate::cluster::Endpoint;
+use crate::crd::MacvlanBinding;
+use crate::engine::transport::Limits;
+use context::{Context, CredentialSource, Settings};
+use endpoints::Registry;
+use futures::StreamExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::Predicate;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::WatchStreamExt;
+use kube::runtime::{predicates, watcher};
+use kube::{Api, Client};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EndpointKindArg {
+    Local,
+    Docker,
+    Dce,
+}
+
+/// The operator's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// Default endpoint for bindings without their own: local (DOCKER_HOST
+    /// or /var/run/docker.sock), docker (a manager URL) or dce.
+    #[arg(long, value_enum, default_value_t = EndpointKindArg::Local, env = "MVCONF_ENDPOINT_KIND")]
+    pub endpoint_kind: EndpointKindArg,
+    /// URL of the default endpoint (docker: tcp://, https://, unix://; dce: http(s)://).
+    #[arg(long, env = "MVCONF_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// DCE per-node proxy prefix.
+    #[arg(long, default_value = "/api", env = "MVCONF_DCE_NODE_PREFIX")]
+    pub dce_node_prefix: String,
+    /// Docker: engine port of the nodes at their swarm address.
+    #[arg(long, env = "MVCONF_NODE_PORT")]
+    pub node_port: Option<u16>,
+    /// Secret (in the operator's namespace) with the default endpoint's
+    /// credentials: username/password or token, optional ca.crt, tls.crt/tls.key.
+    #[arg(
+        long,
+        env = "MVCONF_CREDENTIALS_SECRET",
+        conflicts_with = "credentials_dir"
+    )]
+    pub credentials_secret: Option<String>,
+    /// Directory with the same keys as files (a mounted Secret, mode 0400/0600).
+    #[arg(long, env = "MVCONF_CREDENTIALS_DIR")]
+    pub credentials_dir: Option<PathBuf>,
+    /// Accept any server certificate (insecure; logged as a warning).
+    #[arg(long, env = "MVCONF_INSECURE_SKIP_TLS_VERIFY")]
+    pub insecure_skip_tls_verify: bool,
+    /// Pin the Docker Engine API version.
+    #[arg(long, env = "MVCONF_DOCKER_API_VERSION")]
+    pub api_version: Option<String>,
+    /// Namespaces to watch (repeat or comma-separate); all when omitted.
+    #[arg(
+        long = "namespace",
+        value_delimiter = ',',
+        env = "MVCONF_WATCH_NAMESPACES"
+    )]
+    pub namespaces: Vec<String>,
+    /// Bindings reconciled at once.
+    #[arg(long, default_value_t = 4, env = "MVCONF_CONCURRENCY")]
+    pub concurrency: u16,
+    /// Full resync period in seconds (Docker events trigger passes in between).
+    #[arg(long, default_value_t = 300, env = "MVCONF_RESYNC_SECONDS")]
+    pub resync_seconds: u64,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "MVCONF_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader with a Lease, so that several replicas are safe.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "MVCONF_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "mvconf-operator", env = "MVCONF_LEASE_NAME")]
+    pub lease_name: String,
+    /// Namespace of the Lease (and of the credentials Secret); default: the
+    /// pod's namespace (POD_NAMESPACE), else "default".
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// Calls in flight per node when applying.
+    #[arg(long, default_value_t = 2)]
+    pub apply_per_node: usize,
+}
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("leader election: {0}")]
+    Lease(String),
+    #[error("lost leadership; stopping so that the new leader alone acts")]
+    LostLeadership,
+    #[error("metrics server on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn default_endpoint(args: &OperatorArgs) -> Result<Endpoint, OperatorError> {
+    let need_url = || {
+        args.endpoint_url.clone().ok_or_else(|| {
+            OperatorError::Config("--endpoint-url is required for this --endpoint-kind".into())
+        })
+    };
+    Ok(match args.endpoint_kind {
+        EndpointKindArg::Local => Endpoint::Local {
+            docker_host: args
+                .endpoint_url
+                .clone()
+                .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty())),
+            node_port: args.node_port,
+        },
+        EndpointKindArg::Docker => Endpoint::Docker {
+            manager: need_url()?,
+            node_port: args.node_port,
+            node_urls: Default::default(),
+        },
+        EndpointKindArg::Dce => Endpoint::Dce {
+            url: need_url()?.trim_end_matches('/').to_owned(),
+            node_prefix: args.dce_node_prefix.clone(),
+        },
+    })
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+type Guarded = DeserializeGuard<MacvlanBinding>;
+
+/// Runs the operator until SIGTERM (or until leadership is lost).
+pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+    let client = Client::try_default().await.map_err(OperatorError::Client)?;
+    let namespace = args
+        .pod_namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let settings = Settings {
+        default_endpoint: default_endpoint(&args)?,
+        default_credentials: match (&args.credentials_secret, &args.credentials_dir) {
+            (Some(name), _) => CredentialSource::Secret {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            (None, Some(dir)) => CredentialSource::Dir(dir.clone()),
+            (None, None) => CredentialSource::None,
+        },
+        insecure_skip_tls_verify: args.insecure_skip_tls_verify,
+        api_version: args.api_version.clone(),
+        limits: Limits::default(),
+        resync: Duration::from_secs(args.resync_seconds.max(10)),
+        observe_concurrency: 32,
+        apply_per_node: args.apply_per_node.max(1),
+    };
+    if settings.insecure_skip_tls_verify {
+        tracing::warn!("--insecure-skip-tls-verify: server certificates are not checked");
+    }
+    tracing::info!(endpoint = %settings.default_endpoint.identity(), namespaces = ?args.namespaces, "starting the MacvlanBinding operator");
+
+    let (signal_tx, signal_rx) = mpsc::channel(1024);
+    let registry = Arc::new(Registry::new(signal_tx));
+    let metrics = Arc::new(metrics::Metrics::new(registry.calls.clone()));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| OperatorError::Metrics {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    drop(listener);
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+
+    // Standby until leader.
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("mvconf-{}", std::process::id()));
+    let mut leadership = None;
+    if args.leader_election {
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+                .with_namespace(&namespace)
+                .with_identity(&identity)
+                .with_duration(15)
+                .with_grace(5)
+                .build()
+                .await
+                .map_err(|e| OperatorError::Lease(e.to_string()))?;
+        let (mut rx, task) = manager.watch().await;
+        metrics.set_ready(true);
+        tracing::info!(lease = %args.lease_name, %identity, "waiting to lead");
+        let became = tokio::select! {
+            r = rx.wait_for(|leader| *leader) => { r.map(|_| true).map_err(|e| OperatorError::Lease(e.to_string()))? }
+            _ = shutdown_signal() => false,
+        };
+        if !became {
+            drop(rx);
+            let _ = task.await;
+            return Ok(());
+        }
+        tracing::info!(%identity, "leading");
+        leadership = Some((rx, task));
+    }
+    metrics.leader.set(1);
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "mvconf-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings,
+        recorder,
+        registry,
+        metrics: metrics.clone(),
+        stores: OnceLock::new(),
+        started: Mutex::new(Default::default()),
+        failures: Mutex::new(Default::default()),
+    });
+
+    // One controller per watched namespace (least privilege), or one for all.
+    let apis: Vec<Api<Guarded>> = if args.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        args.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    let mut trigger_txs = Vec::new();
+    for api in apis {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::finalizers),
+                Default::default(),
+            );
+        let (trigger_tx, trigger_rx) = mpsc::channel::<ObjectRef<Guarded>>(1024);
+        trigger_txs.push(trigger_tx);
+        stores.push(reader.clone());
+        let mut stop = stop_rx.clone();
+        let controller = Controller::for_stream(stream, reader)
+            .with_config(ControllerConfig::default().concurrency(args.concurrency))
+            .reconcile_on(tokio_stream_from(trigger_rx))
+            .graceful_shutdown_on(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+        controllers.push(controller);
+    }
+    let _ = ctx.stores.set(stores);
+
+    // Docker events -> reconciles. Each binding lives in one namespace, so
+    // every controller gets the triggers and ignores unknown objects.
+    let (route_tx, mut route_rx) = mpsc::channel::<ObjectRef<Guarded>>(1024);
+    tokio::spawn(controller::route(signal_rx, route_tx, ctx.clone()));
+    tokio::spawn(async move {
+        while let Some(r) = route_rx.recv().await {
+            for t in &trigger_txs {
+                let _ = t.try_send(r.clone());
+            }
+        }
+    });
+
+    let runs = controllers.into_iter().map(|c| {
+        let ctx = ctx.clone();
+        c.run(controller::reconcile, controller::error_policy, ctx)
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "controller event");
+                }
+            })
+    });
+    let all = futures::future::join_all(runs);
+    metrics.set_ready(true);
+
+    let lost = async {
+        match &mut leadership {
+            Some((rx, _)) => {
+                let _ = rx.wait_for(|leader| !*leader).await;
+            }
+            None => futures::future::pending::<()>().await,
+        }
+    };
+    let mut result = Ok(());
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {},
+        _ = shutdown_signal() => {
+            tracing::info!("SIGTERM: finishing running passes");
+            let _ = stop_tx.send(true);
+            all.await;
+        }
+        _ = lost => {
+            tracing::error!("lost the lease");
+            let _ = stop_tx.send(true);
+            all.await;
+            result = Err(OperatorError::LostLeadership);
+        }
+    }
+    metrics.leader.set(0);
+    if let Some((rx, task)) = leadership {
+        // Dropping the receiver releases the lease for the next leader.
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    server.abort();
+    result
+}
+
+/// A receiver as a stream, without another dependency.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
