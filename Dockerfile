@@ -14,4 +14,4 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 COPY --from=build /src/target/release/mvconf /mvconf
 USER 65532:65532
 ENTRYPOINT ["/mvconf"]
-CMD ["--help"]
+CMD ["operator"]
