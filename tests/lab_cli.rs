@@ -450,3 +450,193 @@ fn a_node_whose_engine_is_down_fails_loudly_and_the_rest_is_done() {
     assert_unique(&endpoints(&lab, &net));
     assert!(mvconf(&conf, &["down"], &[]).status.success());
 }
+
+fn audit(file: &std::path::Path) -> (bool, serde_json::Value) {
+    let out = mvconf(file, &["audit", "-o", "json"], &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {}", text(&out)));
+    (out.status.success(), report)
+}
+
+fn kinds(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The audit against hand-made faults: what it finds, and that `up` repairs
+/// only its own containers and leaves the stranger alone.
+#[test]
+fn audit_finds_hand_made_faults_and_up_repairs_only_its_own() {
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let web = unique("aud-web");
+    let net = unique("aud-mv");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&web, Mode::Replicated(3));
+    let conf = write_conf(
+        "audit",
+        &serde_json::json!({
+            "networks": [{"name": net, "subnet": "192.168.71.0/24", "gateway": "192.168.71.1", "parent": lab.parent(1)}],
+            "services": [{"name": web, "network": net, "ip_pool": ["192.168.71.10-192.168.71.19"]}]
+        }),
+    );
+    wait_running(&lab, &[(&web, 3)]);
+    let out = mvconf(&conf, &["up"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (clean, report) = audit(&conf);
+    assert!(clean, "{report:#}");
+    assert_eq!(report["serviceContainers"], 3);
+    assert_eq!(report["nodesRead"], lab.nodes);
+
+    // A stranger on another node takes web's first address by hand: Docker's
+    // per-node IPAM lets it.
+    let eps = endpoints(&lab, &net);
+    let (_, held_on, taken) = eps
+        .iter()
+        .find(|(_, _, ip)| ip == "192.168.71.10")
+        .cloned()
+        .expect("192.168.71.10 bound");
+    let other = (1..=lab.nodes).find(|k| *k != held_on).unwrap();
+    let stranger = unique("aud-stranger");
+    let _ = lab.try_docker(other, &["rm", "-f", &stranger]);
+    lab.docker(
+        other,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &stranger,
+            "--network",
+            &net,
+            "--ip",
+            &taken,
+            &lab.image,
+            "sleep",
+            "1000000",
+        ],
+    );
+    // And one of web's containers is disconnected by hand.
+    let (victim, victim_node, _) = eps.iter().find(|(_, _, ip)| ip != &taken).cloned().unwrap();
+    lab.docker(victim_node, &["network", "disconnect", &net, &victim]);
+
+    let (clean, report) = audit(&conf);
+    assert!(!clean);
+    let mut found = kinds(&report);
+    found.sort();
+    assert_eq!(
+        found,
+        ["DuplicateAddress", "ForeignInPool", "Unbound"],
+        "{report:#}"
+    );
+    let dup = &report["findings"][0];
+    assert_eq!(dup["ip"], taken.as_str());
+    // Plain text names the address and both nodes.
+    let out = mvconf(&conf, &["audit"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(
+        t.contains(&format!("{taken} is on 2 live containers")),
+        "{t}"
+    );
+
+    // up never touches the stranger: it reports it, reconnects its own
+    // victim, and takes its own container off the clashing address (it
+    // cannot make the stranger leave, and an address on two live containers
+    // serves neither).
+    let out = mvconf(&conf, &["up"], &[]);
+    assert!(
+        text(&out).contains("does not manage"),
+        "up should report the stranger: {}",
+        text(&out)
+    );
+    let (_, report) = audit(&conf);
+    assert_eq!(kinds(&report), ["ForeignInPool"], "{report:#}");
+    let after = endpoints(&lab, &net);
+    assert!(
+        after.iter().any(|(_, k, ip)| *k == other && ip == &taken),
+        "the stranger lost {taken}: {after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|(_, _, ip)| ip == &taken).count(),
+        1,
+        "{taken} is still on two containers: {after:?}"
+    );
+    let ours: Vec<_> = after.iter().filter(|(_, _, ip)| ip != &taken).collect();
+    assert_eq!(ours.len(), 3, "{after:?}");
+
+    // The stranger leaves: clean again.
+    lab.docker(other, &["rm", "-f", &stranger]);
+    let (clean, report) = audit(&conf);
+    assert!(clean, "{report:#}");
+
+    // A container moved outside the pool by hand is moved back by up.
+    let (c, k, _) = endpoints(&lab, &net)[0].clone();
+    lab.docker(k, &["network", "disconnect", &net, &c]);
+    lab.docker(
+        k,
+        &["network", "connect", "--ip", "192.168.71.200", &net, &c],
+    );
+    let (clean, report) = audit(&conf);
+    assert!(!clean);
+    assert_eq!(kinds(&report), ["OutOfPool"], "{report:#}");
+    let out = mvconf(&conf, &["up"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (clean, report) = audit(&conf);
+    assert!(clean, "{report:#}");
+    let out = mvconf(&conf, &["down"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// HTTPS endpoints: verified by default, a custom CA works, and skipping
+/// verification needs the flag and says so in a warning.
+#[test]
+fn tls_is_verified_by_default_a_custom_ca_works_and_skipping_warns() {
+    let Some(lab) = Lab::get() else { return };
+    let (Ok(url), Ok(ca)) = (
+        std::env::var("MVCONF_LAB_DCE_TLS_URL"),
+        std::env::var("MVCONF_LAB_CA"),
+    ) else {
+        panic!("the lab has no HTTPS gateway: scripts/lab up; eval \"$(scripts/lab env)\"");
+    };
+    let conf = write_conf(
+        "tls",
+        &serde_json::json!({
+            "auth": {"url": url, "username": lab.dce_user, "password": lab.dce_password},
+            "networks": [{"name": unique("tls-mv"), "subnet": "192.168.72.0/24", "gateway": "192.168.72.1", "parent": lab.parent(0)}],
+            "services": []
+        }),
+    );
+    let nodes_read = |o: &Output| -> Option<u64> {
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .ok()?
+            .get("nodesRead")?
+            .as_u64()
+    };
+
+    // The lab's CA is not in the system store: refused, and the error says why.
+    let out = mvconf(&conf, &["audit", "-o", "json"], &[]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.to_lowercase().contains("certificate"), "{t}");
+    assert!(!t.contains(&lab.dce_password), "{t}");
+
+    let out = mvconf(&conf, &["--tls-ca", &ca, "audit", "-o", "json"], &[]);
+    assert_eq!(nodes_read(&out), Some(lab.nodes as u64), "{}", text(&out));
+    assert!(!text(&out).contains("verification is disabled"));
+
+    let out = mvconf(
+        &conf,
+        &["--insecure-skip-tls-verify", "audit", "-o", "json"],
+        &[],
+    );
+    assert_eq!(nodes_read(&out), Some(lab.nodes as u64), "{}", text(&out));
+    assert!(
+        text(&out).contains("TLS certificate verification is disabled"),
+        "no warning: {}",
+        text(&out)
+    );
+}

@@ -1,5 +1,6 @@
 //! The `mvconf` command line: one module per command family.
 
+mod audit;
 mod config;
 pub mod endpoint;
 mod login;
@@ -68,6 +69,10 @@ pub enum Command {
     Reingress(ops::OpArgs),
     /// Show every container's macvlan address.
     Status(status::StatusArgs),
+    /// Check every node against the bindings: duplicate addresses, containers
+    /// outside their pool or network, unbound tasks, a status Docker
+    /// contradicts, endpoints left behind. Exit 0 only when clean.
+    Audit(audit::AuditArgs),
     /// Run the Kubernetes operator that keeps every MacvlanBinding true.
     Operator(Box<crate::operator::OperatorArgs>),
 }
@@ -133,6 +138,7 @@ async fn run_async(cli: &Cli) -> Result<bool, CliError> {
         Command::Status(args) => status::run(&cli.file, &cli.endpoint, args)
             .await
             .map(|()| true),
+        Command::Audit(args) => audit::run(&cli.file, &cli.endpoint, args).await,
         Command::Operator(args) => crate::operator::run((**args).clone())
             .await
             .map(|()| true)

@@ -65,6 +65,9 @@ pub struct Loaded {
     pub auth: Option<LegacyAuth>,
     /// Things worth telling the user that are not errors.
     pub warnings: Vec<String>,
+    /// For a manifest read back from the cluster (`kubectl get -o yaml`):
+    /// its status, which `mvconf audit` checks against Docker.
+    pub status: Option<crate::crd::MacvlanBindingStatus>,
 }
 
 /// Reads and validates a file.
@@ -179,6 +182,12 @@ fn field_error(
     }
 }
 
+/// A MacvlanBinding object (as read from the apiserver), validated;
+/// `label` names it in messages.
+pub fn from_object(value: Value, label: &Path) -> Result<Loaded, LoadError> {
+    from_manifest(value, label)
+}
+
 fn from_manifest(value: Value, path: &Path) -> Result<Loaded, LoadError> {
     let api = value
         .get("apiVersion")
@@ -207,6 +216,7 @@ fn from_manifest(value: Value, path: &Path) -> Result<Loaded, LoadError> {
         namespace: binding.metadata.namespace,
         auth: None,
         warnings: Vec::new(),
+        status: binding.status,
     })
 }
 
@@ -246,6 +256,7 @@ fn from_legacy(value: Value, path: &Path) -> Result<Loaded, LoadError> {
         namespace: None,
         auth: conf.auth,
         warnings,
+        status: None,
     })
 }
 

@@ -7,6 +7,7 @@
 //! The operator's status, from the [`Record`]s here.
 
 pub mod apply;
+pub mod audit;
 pub mod observe;
 pub mod plan;
 pub mod report;
@@ -88,6 +89,8 @@ pub struct NetView {
     pub gateway: Option<String>,
     pub ip_range: Option<String>,
     pub parent: Option<String>,
+    /// Created by mvconf (it carries mvconf's label).
+    pub managed: bool,
 }
 
 /// A container on one node, running or not.

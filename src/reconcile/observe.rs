@@ -29,6 +29,10 @@ fn net_view(n: &Network) -> NetView {
         gateway: cfg.and_then(|c| nonempty(&c.gateway)),
         ip_range: cfg.and_then(|c| nonempty(&c.ip_range)),
         parent: n.options.get("parent").cloned(),
+        managed: n
+            .labels
+            .get(labels::MANAGED_BY)
+            .is_some_and(|v| v == "mvconf"),
     }
 }
 

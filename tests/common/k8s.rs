@@ -249,9 +249,10 @@ impl Operator {
             lease.into(),
             "--metrics-addr".into(),
             format!("127.0.0.1:{metrics_port}"),
-            "--resync-seconds".into(),
-            "30".into(),
         ];
+        if !extra.contains(&"--resync-seconds") {
+            args.extend(["--resync-seconds".into(), "30".into()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let log =
             std::env::temp_dir().join(format!("mvconf-operator-{ns}-{lease}-{metrics_port}.log"));

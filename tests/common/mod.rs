@@ -320,4 +320,5 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id() % 100_000)
 }
 
+pub mod e2e;
 pub mod k8s;

@@ -49,6 +49,7 @@ fn mv_net() -> NetView {
         gateway: Some("192.168.8.1".into()),
         ip_range: None,
         parent: Some("mv0".into()),
+        managed: true,
     }
 }
 

@@ -1,0 +1,174 @@
+//! `mvconf audit`: reads every node and checks what the bindings promise.
+//! Exit 0 only when clean.
+
+use super::endpoint::{EndpointArgs, resolve};
+use super::{CliError, emit};
+use crate::cluster::Cluster;
+use crate::config::{self, Loaded};
+use crate::crd::MacvlanBinding;
+use crate::reconcile::audit::{AuditOptions, AuditReport, Subject, audit};
+use crate::reconcile::observe;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuditArgs {
+    /// Audit this MacvlanBinding from the Kubernetes cluster (NAMESPACE/NAME;
+    /// repeatable), status included, instead of the file.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub binding: Vec<String>,
+    /// Audit every MacvlanBinding of the Kubernetes cluster; endpoints on
+    /// networks mvconf created that none of them claims are then findings.
+    #[arg(long, short = 'A', conflicts_with = "binding")]
+    pub all_bindings: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Nodes read at once.
+    #[arg(long, default_value_t = 32)]
+    pub observe_concurrency: usize,
+}
+
+/// Runs the audit; `Ok(true)` only when clean.
+pub async fn run(file: &Path, endpoint: &EndpointArgs, args: &AuditArgs) -> Result<bool, CliError> {
+    let from_kube = args.all_bindings || !args.binding.is_empty();
+    let subjects: Vec<(String, Loaded)> = if from_kube {
+        kube_bindings(args).await?
+    } else {
+        let loaded = config::load(file)?;
+        vec![(file.display().to_string(), loaded)]
+    };
+    let report = audit_subjects(&subjects, endpoint, args, from_kube && args.all_bindings).await?;
+    match args.output {
+        Output::Json => {
+            let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::Serialize {
+                what: "the audit report",
+                message: e.to_string(),
+            })?;
+            emit(&format!("{text}\n"))?;
+        }
+        Output::Text => emit(&format!("{report}\n"))?,
+    }
+    Ok(report.clean())
+}
+
+async fn audit_subjects(
+    subjects: &[(String, Loaded)],
+    endpoint: &EndpointArgs,
+    args: &AuditArgs,
+    complete: bool,
+) -> Result<AuditReport, CliError> {
+    // One swarm: the flags' (the operator's default endpoint), unless every
+    // binding names its own; then the first one's.
+    let chosen = subjects
+        .iter()
+        .find(|(_, l)| l.desired.endpoint.is_none())
+        .or(subjects.first());
+    let resolved = resolve(endpoint, chosen.map(|(_, l)| l))?;
+    tracing::info!("auditing {} on {}", names(subjects), resolved.description);
+    let cluster = Cluster::new(resolved.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut services: Vec<String> = subjects
+        .iter()
+        .flat_map(|(_, l)| l.desired.services.iter().map(|s| s.name.clone()))
+        .collect();
+    services.sort();
+    services.dedup();
+    let observed = observe(&cluster, &services, args.observe_concurrency)
+        .await
+        .map_err(CliError::Engine)?;
+    let first_endpoint = chosen.and_then(|(_, l)| l.desired.endpoint.clone());
+    let mut skipped = Vec::new();
+    let subs: Vec<Subject<'_>> = subjects
+        .iter()
+        .filter(|(name, l)| {
+            let same = l.desired.endpoint == first_endpoint;
+            if !same {
+                skipped.push(name.clone());
+            }
+            same
+        })
+        .map(|(name, l)| Subject {
+            name,
+            desired: &l.desired,
+            status: l.status.as_ref(),
+        })
+        .collect();
+    // With some bindings skipped, what they claim is unknown here.
+    let mut report = audit(
+        &subs,
+        &observed.snapshot,
+        AuditOptions {
+            complete: complete && skipped.is_empty(),
+        },
+    );
+    for name in skipped {
+        report.notes.push(format!(
+            "{name}: skipped, it names another endpoint; audit it with --binding {name}"
+        ));
+    }
+    Ok(report)
+}
+
+fn names(subjects: &[(String, Loaded)]) -> String {
+    match subjects.len() {
+        1 => subjects[0].0.clone(),
+        n => format!("{n} bindings"),
+    }
+}
+
+async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot reach Kubernetes (KUBECONFIG): {e}")))?;
+    let kube_err = |what: &str, e: kube::Error| CliError::Usage(format!("{what}: {e}"));
+    let mut objects: Vec<MacvlanBinding> = Vec::new();
+    if args.all_bindings {
+        let api: kube::Api<MacvlanBinding> = kube::Api::all(client);
+        let list = api
+            .list(&Default::default())
+            .await
+            .map_err(|e| kube_err("cannot list MacvlanBindings", e))?;
+        objects.extend(list.items);
+    } else {
+        for b in &args.binding {
+            let Some((ns, name)) = b.split_once('/') else {
+                return Err(CliError::Usage(format!(
+                    "--binding {b:?}: expected NAMESPACE/NAME"
+                )));
+            };
+            let api: kube::Api<MacvlanBinding> = kube::Api::namespaced(client.clone(), ns);
+            objects.push(
+                api.get(name)
+                    .await
+                    .map_err(|e| kube_err(&format!("cannot read MacvlanBinding {b}"), e))?,
+            );
+        }
+    }
+    let mut out = Vec::with_capacity(objects.len());
+    for o in objects {
+        let label = format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or_default()
+        );
+        let mut value = serde_json::to_value(&o).map_err(|e| CliError::Serialize {
+            what: "a MacvlanBinding",
+            message: e.to_string(),
+        })?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("apiVersion".into(), "mvconf.io/v1alpha1".into());
+            obj.insert("kind".into(), "MacvlanBinding".into());
+        }
+        // An invalid binding promises nothing; say so and go on.
+        match config::from_object(value, &PathBuf::from(&label)) {
+            Ok(l) => out.push((label, l)),
+            Err(e) => tracing::warn!("{label}: not audited: {e}"),
+        }
+    }
+    Ok(out)
+}
