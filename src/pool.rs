@@ -15,11 +15,12 @@ use std::str::FromStr;
 pub enum EntryError {
     #[error("empty entry")]
     Empty,
-    #[error("IPv6 is not supported yet: {0:?} (only IPv4 addresses and ranges)")]
+    /// The entry, as [`shown`].
+    #[error("IPv6 is not supported yet: {0} (only IPv4 addresses and ranges)")]
     Ipv6(String),
-    #[error("CIDR notation is not supported in a pool: {0:?} (write a range \"first-last\")")]
+    #[error("CIDR notation is not supported in a pool: {0} (write a range \"first-last\")")]
     Cidr(String),
-    #[error("{0:?} is not an IPv4 address")]
+    #[error("{0} is not an IPv4 address")]
     NotAnAddress(String),
     #[error("range {start}-{end} is reversed (the first address must not be above the last)")]
     Reversed { start: Ipv4Addr, end: Ipv4Addr },
@@ -79,12 +80,24 @@ impl fmt::Display for IpRange {
     }
 }
 
+/// Shows a user value in a message: quoted, escaped, and cut when long so
+/// that a 10,000-character value does not flood a terminal or a status.
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}… ({} characters)", s.chars().count())
+    }
+}
+
 fn parse_ipv4(part: &str, whole: &str) -> Result<Ipv4Addr, EntryError> {
     Ipv4Addr::from_str(part).map_err(|_| {
         if part.contains(':') {
-            EntryError::Ipv6(whole.to_owned())
+            EntryError::Ipv6(shown(whole))
         } else {
-            EntryError::NotAnAddress(part.to_owned())
+            EntryError::NotAnAddress(shown(part))
         }
     })
 }
@@ -99,12 +112,12 @@ impl FromStr for IpRange {
             return Err(EntryError::Empty);
         }
         if trimmed.contains('/') {
-            return Err(EntryError::Cidr(trimmed.to_owned()));
+            return Err(EntryError::Cidr(shown(trimmed)));
         }
         // IPv6 addresses never contain '-', so splitting first is safe; checking
         // for ':' first gives the clearer message for "fe80::1-fe80::2".
         if trimmed.contains(':') {
-            return Err(EntryError::Ipv6(trimmed.to_owned()));
+            return Err(EntryError::Ipv6(shown(trimmed)));
         }
         match trimmed.split_once('-') {
             None => Ok(Self::single(parse_ipv4(trimmed, trimmed)?)),

@@ -7,7 +7,7 @@
 //! downstream parses again.
 
 use crate::crd::{DeletionPolicy, EndpointSpec, IngressMode, MacvlanBindingSpec, limits};
-use crate::pool::{EntryError, IpRange, Pool};
+use crate::pool::{EntryError, IpRange, Pool, shown};
 use ipnetwork::Ipv4Network;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -159,18 +159,6 @@ impl Desired {
 
 /// Names Docker reserves or that mean something else to swarm.
 const RESERVED_NETWORK_NAMES: &[&str] = &["bridge", "host", "none", "ingress", "docker_gwbridge"];
-
-/// Shows a user value in a message: quoted, escaped, and cut when long so
-/// that a 10,000-character name does not flood the terminal.
-fn shown(s: &str) -> String {
-    const MAX: usize = 64;
-    if s.chars().count() <= MAX {
-        format!("{s:?}")
-    } else {
-        let head: String = s.chars().take(MAX).collect();
-        format!("{head:?}… ({} characters)", s.chars().count())
-    }
-}
 
 struct Collector {
     dialect: Dialect,
@@ -579,8 +567,13 @@ fn validate_services(
                 Ok(r) => r,
                 Err(err) => {
                     let msg = match err {
-                        EntryError::NotAnAddress(_) | EntryError::Empty => format!(
+                        // For a range, say which half is wrong.
+                        EntryError::NotAnAddress(_) if e.0.contains('-') => format!(
                             "{} is not an IPv4 address or range \"first-last\": {err}",
+                            shown(&e.0)
+                        ),
+                        EntryError::NotAnAddress(_) | EntryError::Empty => format!(
+                            "{} is not an IPv4 address or range \"first-last\"",
                             shown(&e.0)
                         ),
                         _ => err.to_string(),
