@@ -1,0 +1,568 @@
+//! The bad day, proven: hand-made tampering, a node's engine killed in the
+//! middle of a large bind, the DCE gateway gone and its password rotated,
+//! kube-apiserver restarted, a node drained. After each, `mvconf audit` (the
+//! binary, against the real cluster) is the oracle.
+//!
+//! These faults touch what every test shares (nodes, the gateway, the
+//! apiserver): the tests here run one at a time.
+
+mod common;
+
+use common::e2e::*;
+use common::k8s::{Kube, Operator};
+use common::{Lab, Mode, unique};
+use mvconf::crd::{MacvlanBinding, RecordState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn mvconf(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        .args(args)
+        .env_remove("MVCONF_DCE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run mvconf")
+}
+
+/// `mvconf audit` of one binding, from the apiserver: (clean, report).
+fn audit(ns: &str, name: &str) -> (bool, serde_json::Value) {
+    audit_args(&["audit", "--binding", &format!("{ns}/{name}"), "-o", "json"])
+}
+
+fn audit_args(args: &[&str]) -> (bool, serde_json::Value) {
+    let out = mvconf(args);
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), report)
+}
+
+fn kinds(report: &serde_json::Value) -> BTreeSet<String> {
+    report["findings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| f["kind"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls the audit until its findings are exactly `want`.
+async fn audit_until(ns: &str, name: &str, want: &[&str], timeout: Duration) -> serde_json::Value {
+    let want: BTreeSet<String> = want.iter().map(|s| (*s).to_owned()).collect();
+    let start = Instant::now();
+    loop {
+        let (_, report) = audit(ns, name);
+        if kinds(&report) == want {
+            return report;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "audit never showed {want:?} after {timeout:?}; last: {report:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn running(lab: &Lab, svc: &str) -> usize {
+    (1..=lab.nodes)
+        .filter(|k| lab.try_docker(*k, &["info"]))
+        .map(|k| {
+            lab.docker(
+                k,
+                &[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &format!("label=com.docker.swarm.service.name={svc}"),
+                ],
+            )
+            .lines()
+            .count()
+        })
+        .sum()
+}
+
+async fn wait_running(lab: &Lab, svc: &str, n: usize, timeout: Duration) {
+    common::wait_for(
+        &format!("{n} running containers of {svc}"),
+        timeout,
+        || async { (running(lab, svc) == n).then_some(()) },
+    )
+    .await;
+}
+
+/// (slot, ip) of every Bound record.
+fn slot_ips(b: &MacvlanBinding) -> BTreeMap<u64, String> {
+    b.status
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .filter(|r| r.state == RecordState::Bound)
+                .filter_map(|r| Some((r.slot?, r.ip.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn lab_script(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+    let out = Command::new(script)
+        .args(args)
+        .output()
+        .expect("scripts/lab");
+    assert!(
+        out.status.success(),
+        "scripts/lab {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn hand_made_faults_are_repaired_or_reported_and_the_audit_agrees() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-hand").await else {
+        return;
+    };
+    let svc = unique("flt-hand-web");
+    let net = unique("flt-hand-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(3));
+    let mut op = Operator::start(&ns.name, "hand", &["--resync-seconds", "3"]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "hand",
+            &net,
+            90,
+            &lab.parent(0),
+            &[(&svc, "192.168.90.10-192.168.90.19")],
+            "Retain",
+        ),
+    )
+    .await;
+    let b = settled(&kube, &lab, &ns.name, "hand", &net, 3).await;
+    let (clean, report) = audit(&ns.name, "hand");
+    assert!(clean, "{report:#}");
+    assert_eq!(report["statusRecords"], 3);
+
+    // With the operator away: one container disconnected by hand, and a
+    // stranger takes a free pool address on node 1.
+    op.kill();
+    let before = status_endpoints(&b);
+    let (victim, victim_ip) = before.iter().next().cloned().unwrap();
+    let victim_node = (1..=lab.nodes)
+        .find(|k| lab.try_docker(*k, &["network", "disconnect", &net, &victim]))
+        .expect("disconnect the victim");
+    let stranger = unique("flt-stranger");
+    let _ = lab.try_docker(1, &["rm", "-f", &stranger]);
+    lab.docker(
+        1,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &stranger,
+            "--network",
+            &net,
+            "--ip",
+            "192.168.90.19",
+            &lab.image,
+            "sleep",
+            "1000000",
+        ],
+    );
+    let (clean, report) = audit(&ns.name, "hand");
+    assert!(!clean);
+    assert_eq!(
+        kinds(&report),
+        ["ForeignInPool", "StatusContradicted", "Unbound"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        "{report:#}"
+    );
+    let said = serde_json::to_string(&report).unwrap();
+    assert!(
+        said.contains(&victim) && said.contains(&victim_ip),
+        "{said}"
+    );
+
+    // Back: it repairs its own container with its own address, and reports
+    // the stranger without touching it.
+    op.restart();
+    audit_until(&ns.name, "hand", &["ForeignInPool"], LONG).await;
+    assert!(
+        docker_endpoints(&lab, &net).contains(&(victim.clone(), victim_ip.clone())),
+        "{victim} did not get {victim_ip} back on node{victim_node}"
+    );
+    let held = lab.docker(
+        1,
+        &[
+            "inspect",
+            &stranger,
+            "--format",
+            &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+        ],
+    );
+    assert_eq!(held, "192.168.90.19", "the stranger was touched");
+    let events = kube.events(&ns.name, "hand").await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "ForeignAddress" && n.contains("192.168.90.19")),
+        "{events:?}"
+    );
+    lab.docker(1, &["rm", "-f", &stranger]);
+    audit_until(&ns.name, "hand", &[], LONG).await;
+
+    // Deleted with Retain: its containers stay on mvconf's network, which
+    // no binding claims any more: left behind, says the audit of all bindings.
+    kube.delete(&ns.name, "hand").await;
+    kube.wait_gone(&ns.name, "hand", LONG).await;
+    let (clean, report) = audit_args(&["audit", "--all-bindings", "-o", "json"]);
+    assert!(!clean);
+    let left: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "LeftBehind" && f["holder"]["network"] == net.as_str())
+        .collect();
+    assert_eq!(left.len(), 3, "{report:#}");
+    drop(op);
+}
+
+#[tokio::test]
+async fn a_node_killed_in_the_middle_of_binding_300_containers() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-node").await else {
+        return;
+    };
+    let n = std::env::var("MVCONF_FAULT_CONTAINERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300usize);
+    let svc = unique("flt-node-web");
+    let net = unique("flt-node-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(n as u32));
+    // Let swarm place every task; a /22 pool leaves room for the moves.
+    wait_running(&lab, &svc, n, Duration::from_secs(600)).await;
+    let op = Operator::start(&ns.name, "node", &["--resync-seconds", "5"]);
+    let mut yaml = binding_yaml(
+        "node",
+        &net,
+        0,
+        &lab.parent(1),
+        &[(&svc, "10.77.0.10-10.77.3.250")],
+        "Disconnect",
+    );
+    yaml = yaml
+        .replace("192.168.0.0/24", "10.77.0.0/22")
+        .replace("192.168.0.1", "10.77.0.1");
+    kube.create(&ns.name, &yaml).await;
+    common::wait_for("the first connects", LONG, || async {
+        (docker_endpoints(&lab, &net).len() >= 20).then_some(())
+    })
+    .await;
+    lab_script(&["node-stop", "3"]);
+    let killed_at = Instant::now();
+    // The binding says what is wrong, naming the node.
+    let b = kube
+        .wait_binding(&ns.name, "node", "NodeUnreachable", LONG, |b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.reason == "NodeUnreachable" && c.message.contains("node3"))
+            })
+        })
+        .await;
+    eprintln!(
+        "NodeUnreachable after {:.1}s: {}",
+        killed_at.elapsed().as_secs_f64(),
+        b.status.as_ref().unwrap().conditions[0].message
+    );
+    // Healthy nodes get on with it: what is bound there stays bound, with
+    // the same address, through the outage and after.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = docker_endpoints(&lab, &net);
+    assert!(!during.is_empty());
+    lab_script(&["node-start", "3"]);
+    // Swarm reschedules as it sees fit; every running task ends up bound.
+    let start = Instant::now();
+    let b = loop {
+        let b = kube.bindings(&ns.name).get("node").await.expect("binding");
+        let bound = b.status.as_ref().map_or(0, |s| s.bound as usize);
+        if ready(&b) && bound == n && status_endpoints(&b) == docker_endpoints(&lab, &net) {
+            break b;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "not healed: {} of {n} bound, reason {}",
+            bound,
+            reason(&b)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    eprintln!(
+        "healed {:.1}s after the node came back",
+        start.elapsed().as_secs_f64()
+    );
+    let end = status_endpoints(&b);
+    assert_unique(&end);
+    // Containers that were bound on the healthy nodes and still run kept
+    // their address.
+    let still: BTreeSet<String> = end.iter().map(|(c, _)| c.clone()).collect();
+    for (c, ip) in &during {
+        if still.contains(c) {
+            assert!(
+                end.contains(&(c.clone(), ip.clone())),
+                "{c} moved from {ip}"
+            );
+        }
+    }
+    let (clean, report) = audit(&ns.name, "node");
+    assert!(clean, "{report:#}");
+    kube.delete(&ns.name, "node").await;
+    kube.wait_gone(&ns.name, "node", Duration::from_secs(300))
+        .await;
+    drop(op);
+}
+
+/// Puts the gateway's password back when dropped.
+struct PasswordGuard(String);
+
+impl Drop for PasswordGuard {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+        let _ = Command::new(script).args(["gateway-start"]).output();
+        let _ = Command::new(script)
+            .args(["gateway-password", &self.0])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn the_dce_gateway_goes_away_comes_back_and_rotates_its_password() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-dce").await else {
+        return;
+    };
+    let _restore = PasswordGuard(lab.dce_password.clone());
+    // Over HTTPS, trusting the lab's CA through the Secret's ca.crt.
+    let tls_url = std::env::var("MVCONF_LAB_DCE_TLS_URL").expect("MVCONF_LAB_DCE_TLS_URL");
+    let ca = std::fs::read_to_string(std::env::var("MVCONF_LAB_CA").expect("MVCONF_LAB_CA"))
+        .expect("the lab CA");
+    let ca_yaml: String = ca.lines().map(|l| format!("    {l}\n")).collect();
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: dce-admin, namespace: {}}}\nstringData:\n  username: {}\n  password: \"{password}\"\n  ca.crt: |\n{ca_yaml}",
+            ns.name, lab.dce_user
+        )
+    };
+    let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&secret(&lab.dce_password)));
+    assert!(ok, "{out}");
+    let svc = unique("flt-dce-web");
+    let net = unique("flt-dce-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let op = Operator::start(
+        &ns.name,
+        "dce",
+        &[
+            "--endpoint-kind",
+            "dce",
+            "--endpoint-url",
+            &tls_url,
+            "--credentials-secret",
+            "dce-admin",
+            "--resync-seconds",
+            "3",
+        ],
+    );
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "dce",
+            &net,
+            91,
+            &lab.parent(2),
+            &[(&svc, "192.168.91.10-192.168.91.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "dce", &net, 2).await;
+
+    // The gateway goes away: the binding says so; nothing on the nodes moves.
+    let before = docker_endpoints(&lab, &net);
+    lab_script(&["gateway-stop"]);
+    kube.wait_binding(&ns.name, "dce", "EndpointUnreachable", LONG, |b| {
+        reason(b) == "EndpointUnreachable"
+    })
+    .await;
+    assert_eq!(docker_endpoints(&lab, &net), before);
+    // Meanwhile the service grows; it comes back and heals by itself.
+    lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=3")]);
+    lab_script(&["gateway-start"]);
+    settled(&kube, &lab, &ns.name, "dce", &net, 3).await;
+
+    // The password is rotated on the gateway: AuthFailed, then the new one
+    // in the Secret is picked up without a restart.
+    let rotated = "Rot4ted-s3cret-9f2c";
+    lab_script(&["gateway-password", rotated]);
+    lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=4")]);
+    kube.wait_binding(&ns.name, "dce", "AuthFailed", LONG, |b| {
+        reason(b) == "AuthFailed"
+    })
+    .await;
+    let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&secret(rotated)));
+    assert!(ok, "{out}");
+    settled(&kube, &lab, &ns.name, "dce", &net, 4).await;
+
+    // Neither password appears in anything the operator emitted: its log
+    // (debug level), the Events, the status, the metrics.
+    let events = kube.events(&ns.name, "dce").await;
+    let status = kube.bindings(&ns.name).get("dce").await.expect("binding");
+    let metrics = common::k8s::http_get(op.metrics_port, "/metrics")
+        .await
+        .unwrap_or_default();
+    let emitted = format!(
+        "{}\n{events:?}\n{}\n{metrics}",
+        op.logs(),
+        serde_json::to_string(&status.status).unwrap()
+    );
+    assert!(op.logs().contains("DEBUG"), "the log is not at debug level");
+    for p in [rotated, lab.dce_password.as_str()] {
+        assert!(
+            !emitted.contains(p),
+            "a password leaked into the operator's output"
+        );
+    }
+    assert!(events.iter().any(|(r, _)| r == "AuthFailed"), "{events:?}");
+}
+
+#[tokio::test]
+async fn kube_apiserver_restarts_while_the_operator_runs() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-api").await else {
+        return;
+    };
+    let svc = unique("flt-api-web");
+    let net = unique("flt-api-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let mut op = Operator::start(&ns.name, "api", &[]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "api",
+            &net,
+            92,
+            &lab.parent(3),
+            &[(&svc, "192.168.92.10-192.168.92.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "api", &net, 2).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/envtest");
+    let out = Command::new(script)
+        .arg("restart-apiserver")
+        .output()
+        .expect("scripts/envtest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Scaled while it was away; it watches again, and binds the new ones.
+    lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=4")]);
+    let kube = Kube::get().await.expect("kube after restart");
+    settled(&kube, &lab, &ns.name, "api", &net, 4).await;
+    assert!(op.is_running(), "the operator died with the apiserver");
+    let (clean, report) = audit(&ns.name, "api");
+    assert!(clean, "{report:#}");
+}
+
+#[tokio::test]
+async fn a_drained_node_moves_tasks_and_each_slot_keeps_its_address() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-drain").await else {
+        return;
+    };
+    let svc = unique("flt-drain-web");
+    let net = unique("flt-drain-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(6));
+    let _op = Operator::start(&ns.name, "drain", &[]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "drain",
+            &net,
+            93,
+            &lab.parent(4),
+            &[(&svc, "192.168.93.10-192.168.93.29")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    let b = settled(&kube, &lab, &ns.name, "drain", &net, 6).await;
+    let before = slot_ips(&b);
+    assert_eq!(before.len(), 6);
+    let node3 = lab.docker(3, &["info", "--format", "{{.Swarm.NodeID}}"]);
+    struct Undrain<'a>(&'a Lab, String);
+    impl Drop for Undrain<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .try_docker(1, &["node", "update", "--availability", "active", &self.1]);
+        }
+    }
+    let _undrain = Undrain(&lab, node3.clone());
+    let on3 = b
+        .status
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .filter(|r| r.node_id == node3)
+        .count();
+    lab.docker(1, &["node", "update", "--availability", "drain", &node3]);
+    let start = Instant::now();
+    let b = loop {
+        let b = kube.bindings(&ns.name).get("drain").await.expect("binding");
+        let moved = b.status.as_ref().is_some_and(|s| {
+            s.containers
+                .iter()
+                .all(|r| r.node_id != node3 && r.state == RecordState::Bound)
+                && s.containers.len() == 6
+        });
+        if moved && ready(&b) {
+            break b;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "tasks did not move off node3 with their addresses: {}",
+            serde_json::to_string_pretty(&b.status).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        slot_ips(&b),
+        before,
+        "a slot changed address ({on3} tasks moved)"
+    );
+    let (clean, report) = audit(&ns.name, "drain");
+    assert!(clean, "{report:#}");
+}
