@@ -562,17 +562,14 @@ pub fn plan(
         for a in &node_addrs {
             alloc.exclude(*a);
         }
-        // Rule 1: foreign holders.
-        for (ip, holders) in held.range(
-            spec.pool
-                .ranges()
-                .first()
-                .map(|r| r.start())
-                .unwrap_or(Ipv4Addr::UNSPECIFIED)..,
-        ) {
-            if !spec.pool.contains(*ip) {
-                continue;
-            }
+        // Rule 1: foreign holders. Only the held addresses inside the pool's
+        // ranges are visited: cost follows the pool, not the whole cluster.
+        let in_pool = spec
+            .pool
+            .ranges()
+            .iter()
+            .flat_map(|r| held.range(r.start()..=r.end()));
+        for (ip, holders) in in_pool {
             for h in holders {
                 if !is_own(&h.container.id, *ip, &spec.name) {
                     alloc.exclude(*ip);
@@ -683,6 +680,7 @@ pub fn plan(
         }
 
         // Rule 4: addresses for live containers without a valid one.
+        let first_record = records.len();
         let mut exhausted = Vec::new();
         for w in &wants {
             let key = key_of(w.slot);
@@ -852,10 +850,8 @@ pub fn plan(
                 waiting: exhausted,
             });
         }
-        let mine: Vec<&Record> = records
-            .iter()
-            .filter(|r| r.key.service == sv.name)
-            .collect();
+        // This service's records are the ones just pushed.
+        let mine = &records[first_record..];
         services.push(ServiceCounts {
             name: sv.name.clone(),
             desired: wants.len() as u64,
