@@ -275,6 +275,15 @@ async fn a_node_killed_in_the_middle_of_binding_300_containers() {
     })
     .await;
     lab_script(&["node-stop", "3"]);
+    // Whatever happens below, node3 comes back for the tests after this one.
+    struct Restart;
+    impl Drop for Restart {
+        fn drop(&mut self) {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+            let _ = Command::new(script).args(["node-start", "3"]).output();
+        }
+    }
+    let _restart = Restart;
     let killed_at = Instant::now();
     // The binding says what is wrong, naming the node.
     let b = kube
