@@ -575,7 +575,14 @@ async fn bind_row(
     via: &Via,
     parent: &str,
 ) -> BindRow {
-    let svc = format!("bench-bind-{n}");
+    // A name of its own per row: a service of the same name just removed may
+    // still have containers shutting down, and they carry the same label.
+    let path = if via.endpoint.is_some() {
+        "relay"
+    } else {
+        "direct"
+    };
+    let svc = format!("bench-bind-{n}-{path}");
     let _s = lab.service(&svc, Mode::Replicated(n as u32));
     let targets = wait_running(raw, &svc, n).await;
     let pool = ips(n, BIND_BASE);
