@@ -554,6 +554,36 @@ async fn wait_running(raw: &Raw, svc: &str, n: usize) -> Vec<Target> {
     }
 }
 
+/// Removes `NET` from node `k`. Containers just removed can hold their
+/// endpoints a little longer; endpoints left by a crash in the middle of a
+/// connect never go ("has active endpoints", shown in no container list), and
+/// only a restart of that engine clears them.
+fn clear_network(lab: &Lab, k: usize) {
+    for _ in 0..15 {
+        lab.remove_network(k, NET);
+        let _ = lab.try_docker(k, &["network", "rm", NET]);
+        if !lab.try_docker(k, &["network", "inspect", NET]) {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("bench: node{k} holds a stale {NET}; restarting its engine");
+    for cmd in ["node-stop", "node-start"] {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+        let ok = Command::new(script)
+            .args([cmd, &k.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "scripts/lab {cmd} {k}");
+    }
+    lab.remove_network(k, NET);
+    let _ = lab.try_docker(k, &["network", "rm", NET]);
+    assert!(
+        !lab.try_docker(k, &["network", "inspect", NET]),
+        "node{k}: {NET} cannot be removed"
+    );
+}
+
 /// One bind-time row: seconds for each way of binding `n` containers.
 #[derive(Default, Clone)]
 struct BindRow {
@@ -800,25 +830,8 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("mvconf-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench dir");
     std::fs::create_dir_all(&a.out).expect("output dir");
-    let _net = lab.networks_guard(&[NET]);
     for k in 1..=lab.nodes {
-        lab.remove_network(k, NET);
-        let _ = lab.try_docker(k, &["network", "rm", NET]);
-        if lab.try_docker(k, &["network", "inspect", NET]) {
-            // A run that crashed can leave endpoints Docker no longer shows
-            // ("has active endpoints"); a restart of that engine clears them.
-            eprintln!("bench: node{k} holds a stale {NET}; restarting its engine");
-            for cmd in ["node-stop", "node-start"] {
-                let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
-                let ok = Command::new(script)
-                    .args([cmd, &k.to_string()])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                assert!(ok, "scripts/lab {cmd} {k}");
-            }
-            lab.remove_network(k, NET);
-            let _ = lab.try_docker(k, &["network", "rm", NET]);
-        }
+        clear_network(&lab, k);
         lab.docker(
             k,
             &[
@@ -906,6 +919,10 @@ async fn main() {
     eprintln!("drift repair, {kills} kills");
     let d = drift(&lab, &kube, &raw, &parent, kills).await;
     drop(op);
+    // Leave the parent free for the tests that use it.
+    for k in 1..=lab.nodes {
+        clear_network(&lab, k);
+    }
 
     let report = Report {
         quick: a.quick,

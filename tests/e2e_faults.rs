@@ -1,6 +1,7 @@
 //! The bad day, proven: hand-made tampering, a node's engine killed in the
 //! middle of a large bind, the DCE gateway gone and its password rotated,
-//! kube-apiserver restarted, a node drained. After each, `mvconf audit` (the
+//! kube-apiserver restarted, a node drained, the operator killed mid-plan
+//! (alone, and as the leader of two). After each, `mvconf audit` (the
 //! binary, against the real cluster) is the oracle.
 //!
 //! These faults touch what every test shares (nodes, the gateway, the
@@ -574,4 +575,89 @@ async fn a_drained_node_moves_tasks_and_each_slot_keeps_its_address() {
     );
     let (clean, report) = audit(&ns.name, "drain");
     assert!(clean, "{report:#}");
+}
+
+#[tokio::test]
+async fn the_operator_is_killed_in_the_middle_of_a_large_plan_alone_and_as_leader() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-opkill").await else {
+        return;
+    };
+    let svc = unique("flt-opkill-web");
+    let net = unique("flt-opkill-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(120));
+    wait_running(&lab, &svc, 120, Duration::from_secs(300)).await;
+    // One connect at a time per node: the plan takes seconds, time to kill.
+    let slow = ["--apply-per-node", "1"];
+    let mut a = Operator::start(&ns.name, "opkill", &slow);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "opkill",
+            &net,
+            94,
+            &lab.parent(5),
+            &[(&svc, "192.168.94.10-192.168.94.250")],
+            "Disconnect",
+        ),
+    )
+    .await;
+
+    // Alone: killed in the middle, then started again.
+    common::wait_for("the first connects", LONG, || async {
+        (docker_endpoints(&lab, &net).len() >= 10).then_some(())
+    })
+    .await;
+    a.kill();
+    let partial = docker_endpoints(&lab, &net);
+    assert!(partial.len() < 120, "the plan had already finished");
+    eprintln!("killed alone with {} of 120 connected", partial.len());
+    let (clean, report) = audit(&ns.name, "opkill");
+    assert!(!clean, "an unfinished bind audited clean: {report:#}");
+    eprintln!("audit while it was down: {:?}", kinds(&report));
+    a.restart();
+    let b = settled(&kube, &lab, &ns.name, "opkill", &net, 120).await;
+    let end = status_endpoints(&b);
+    for p in &partial {
+        assert!(end.contains(p), "{p:?} was bound before the kill and moved");
+    }
+    let (clean, report) = audit(&ns.name, "opkill");
+    assert!(clean, "{report:#}");
+
+    // Two replicas: the leader dies in the middle of binding 60 more.
+    let mut b_op = Operator::start(&ns.name, "opkill", &slow);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.metric("mvconf_leader").await, Some(1.0), "{}", a.logs());
+    assert_eq!(b_op.metric("mvconf_leader").await, Some(0.0));
+    lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=180")]);
+    common::wait_for("the first new connects", LONG, || async {
+        (docker_endpoints(&lab, &net).len() >= 130).then_some(())
+    })
+    .await;
+    a.kill();
+    let partial = docker_endpoints(&lab, &net);
+    eprintln!("leader killed with {} of 180 connected", partial.len());
+    let killed_at = Instant::now();
+    let b = settled(&kube, &lab, &ns.name, "opkill", &net, 180).await;
+    eprintln!(
+        "the standby finished {:.1}s after the leader died",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert!(b_op.is_running());
+    assert_eq!(
+        b_op.metric("mvconf_leader").await,
+        Some(1.0),
+        "{}",
+        b_op.logs()
+    );
+    let end = status_endpoints(&b);
+    for p in &partial {
+        assert!(end.contains(p), "{p:?} was bound before the kill and moved");
+    }
+    let (clean, report) = audit(&ns.name, "opkill");
+    assert!(clean, "{report:#}");
+    kube.delete(&ns.name, "opkill").await;
+    kube.wait_gone(&ns.name, "opkill", Duration::from_secs(300))
+        .await;
 }
