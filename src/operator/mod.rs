@@ -93,7 +93,7 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub pod_namespace: Option<String>,
     /// Calls in flight per node when applying.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = crate::reconcile::ApplyOptions::default().per_node)]
     pub apply_per_node: usize,
 }
 
