@@ -629,7 +629,7 @@ async fn the_operator_is_killed_in_the_middle_of_a_large_plan_alone_and_as_leade
     let mut b_op = Operator::start(&ns.name, "opkill", &slow);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(a.metric("mvconf_leader").await, Some(1.0), "{}", a.logs());
-    assert_eq!(b_op.metric("mvconf_leader").await, Some(0.0));
+    assert_ne!(b_op.metric("mvconf_leader").await, Some(1.0), "two leaders");
     lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=180")]);
     common::wait_for("the first new connects", LONG, || async {
         (docker_endpoints(&lab, &net).len() >= 130).then_some(())
