@@ -73,34 +73,6 @@ async fn audit_until(ns: &str, name: &str, want: &[&str], timeout: Duration) -> 
     }
 }
 
-fn running(lab: &Lab, svc: &str) -> usize {
-    (1..=lab.nodes)
-        .filter(|k| lab.try_docker(*k, &["info"]))
-        .map(|k| {
-            lab.docker(
-                k,
-                &[
-                    "ps",
-                    "-q",
-                    "--filter",
-                    &format!("label=com.docker.swarm.service.name={svc}"),
-                ],
-            )
-            .lines()
-            .count()
-        })
-        .sum()
-}
-
-async fn wait_running(lab: &Lab, svc: &str, n: usize, timeout: Duration) {
-    common::wait_for(
-        &format!("{n} running containers of {svc}"),
-        timeout,
-        || async { (running(lab, svc) == n).then_some(()) },
-    )
-    .await;
-}
-
 /// (slot, ip) of every Bound record.
 fn slot_ips(b: &MacvlanBinding) -> BTreeMap<u64, String> {
     b.status

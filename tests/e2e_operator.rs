@@ -312,25 +312,7 @@ async fn a_crash_in_the_middle_of_a_pass_loses_nothing() {
     let parent = lab.parent(5);
     let _nets = lab.networks_guard(&[&net]);
     let _s = lab.service(&svc, Mode::Replicated(24));
-    common::wait_for("24 running containers", LONG, || async {
-        let n: usize = (1..=lab.nodes)
-            .map(|k| {
-                lab.docker(
-                    k,
-                    &[
-                        "ps",
-                        "-q",
-                        "--filter",
-                        &format!("label=com.docker.swarm.service.name={svc}"),
-                    ],
-                )
-                .lines()
-                .count()
-            })
-            .sum();
-        (n == 24).then_some(())
-    })
-    .await;
+    wait_running(&lab, &svc, 24, LONG).await;
     let mut op = Operator::start(&ns.name, "crash", &["--apply-per-node", "1"]);
     kube.create(
         &ns.name,

@@ -139,3 +139,32 @@ pub async fn setup(name: &str) -> Option<(Lab, Kube, super::k8s::Namespace)> {
     let ns = kube.namespace(&unique(name));
     Some((lab, kube, ns))
 }
+
+/// Running containers of `svc` on the nodes that answer.
+pub fn running(lab: &Lab, svc: &str) -> usize {
+    (1..=lab.nodes)
+        .filter(|k| lab.try_docker(*k, &["info"]))
+        .map(|k| {
+            lab.docker(
+                k,
+                &[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &format!("label=com.docker.swarm.service.name={svc}"),
+                ],
+            )
+            .lines()
+            .count()
+        })
+        .sum()
+}
+
+pub async fn wait_running(lab: &Lab, svc: &str, n: usize, timeout: Duration) {
+    super::wait_for(
+        &format!("{n} running containers of {svc}"),
+        timeout,
+        || async { (running(lab, svc) == n).then_some(()) },
+    )
+    .await;
+}
