@@ -137,23 +137,7 @@ async fn hand_made_faults_are_repaired_or_reported_and_the_audit_agrees() {
         .find(|k| lab.try_docker(*k, &["network", "disconnect", &net, &victim]))
         .expect("disconnect the victim");
     let stranger = unique("flt-stranger");
-    let _ = lab.try_docker(1, &["rm", "-f", &stranger]);
-    lab.docker(
-        1,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &stranger,
-            "--network",
-            &net,
-            "--ip",
-            "192.168.90.19",
-            &lab.image,
-            "sleep",
-            "1000000",
-        ],
-    );
+    lab.stranger(1, &stranger, &net, "192.168.90.19");
     let (clean, report) = audit(&ns.name, "hand");
     assert!(!clean);
     assert_eq!(

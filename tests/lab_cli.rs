@@ -502,23 +502,7 @@ fn audit_finds_hand_made_faults_and_up_repairs_only_its_own() {
         .expect("192.168.71.10 bound");
     let other = (1..=lab.nodes).find(|k| *k != held_on).unwrap();
     let stranger = unique("aud-stranger");
-    let _ = lab.try_docker(other, &["rm", "-f", &stranger]);
-    lab.docker(
-        other,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &stranger,
-            "--network",
-            &net,
-            "--ip",
-            &taken,
-            &lab.image,
-            "sleep",
-            "1000000",
-        ],
-    );
+    lab.stranger(other, &stranger, &net, &taken);
     // And one of web's containers is disconnected by hand.
     let (victim, victim_node, _) = eps.iter().find(|(_, _, ip)| ip != &taken).cloned().unwrap();
     lab.docker(victim_node, &["network", "disconnect", &net, &victim]);

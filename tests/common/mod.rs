@@ -125,6 +125,28 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Starts a container that is not ours on node `k`, on `network` with
+    /// the fixed address `ip` (replacing one of the same name left behind).
+    pub fn stranger(&self, k: usize, name: &str, network: &str, ip: &str) {
+        let _ = self.try_docker(k, &["rm", "-f", name]);
+        self.docker(
+            k,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                network,
+                "--ip",
+                ip,
+                &self.image,
+                "sleep",
+                "1000000",
+            ],
+        );
+    }
+
     /// The docker CLI, returning success instead of asserting.
     pub fn try_docker(&self, k: usize, args: &[&str]) -> bool {
         let host = format!("unix://{}", self.node_sockets[k - 1]);
