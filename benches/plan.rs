@@ -20,7 +20,7 @@ use mvconf::crd::{IngressMode, MacvlanBindingSpec, NetworkSpec, PoolEntry, Servi
 use mvconf::reconcile::plan::{Action, Remembered};
 use mvconf::reconcile::{
     ContainerView, EndpointView, Key, Memory, Mode, NetView, NodeView, Plan, PlanOptions,
-    RecordState, ServiceView, Slot, Snapshot, TaskView, plan,
+    RecordState, ServiceView, Slot, Snapshot, TaskState, TaskView, plan,
 };
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
@@ -95,7 +95,7 @@ fn world(nodes: usize) -> World {
                     service: sv.name.clone(),
                     slot: Slot::Slot(slot),
                 };
-                let since = Some(SINCE.to_owned());
+                let since = SINCE.parse().ok();
                 memory.insert(key, Remembered { ip, since });
             }
         }
@@ -223,9 +223,9 @@ fn task(g: usize, slot: u64, node_id: &str) -> TaskView {
         slot: Some(slot),
         node_id: node_id.to_owned(),
         wanted: true,
-        state: "running".into(),
+        state: TaskState::Running,
         container: Some(container_id(g)),
-        timestamp: SINCE.into(),
+        timestamp: SINCE.parse().ok(),
     }
 }
 

@@ -435,6 +435,24 @@ pub enum RecordState {
     Failed,
 }
 
+impl RecordState {
+    /// The state as the resource and the `status` table write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Bound => "Bound",
+            RecordState::Reserved => "Reserved",
+            RecordState::Pending => "Pending",
+            RecordState::Failed => "Failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Condition types and reasons, as constants so that tests and docs agree.
 pub mod reasons {
     pub const READY: &str = "Ready";

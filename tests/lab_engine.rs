@@ -138,7 +138,7 @@ async fn running_tasks(
                 .ok()?;
             let running: Vec<_> = tasks
                 .iter()
-                .filter(|t| t.status.state == "running")
+                .filter(|t| t.status.state == mvconf::engine::models::TaskState::Running)
                 .filter_map(|t| {
                     Some((
                         t.node_id.clone(),

@@ -5,12 +5,12 @@ use super::endpoint::{EndpointArgs, resolve};
 use super::{CliError, emit};
 use crate::cluster::Cluster;
 use crate::config;
-use crate::reconcile::apply::{Applied, ApplyOptions, Outcome};
+use crate::reconcile::apply::{ApplyOptions, Outcome};
 use crate::reconcile::report::Summary;
-use crate::reconcile::{Memory, Mode, PlanOptions, apply, observe, plan};
+use crate::reconcile::{Memory, Mode, Pass, Plan, Watcher};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -89,12 +89,11 @@ fn command_name(mode: Mode) -> &'static str {
     }
 }
 
-/// Loads the file, reaches the swarm, and observes it.
-pub async fn connect_and_observe(
+/// Loads the file and reaches its swarm.
+pub async fn connect(
     file: &Path,
     endpoint: &EndpointArgs,
-    concurrency: usize,
-) -> Result<(config::Loaded, Cluster, crate::reconcile::Observed), CliError> {
+) -> Result<(config::Loaded, Cluster), CliError> {
     let loaded = config::load(file)?;
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", file.display());
@@ -102,16 +101,35 @@ pub async fn connect_and_observe(
     let resolved = resolve(endpoint, Some(&loaded))?;
     tracing::info!("using {}", resolved.description);
     let cluster = Cluster::new(resolved.config).map_err(|e| CliError::Usage(e.to_string()))?;
-    let names: Vec<String> = loaded
-        .desired
-        .services
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let observed = observe(&cluster, &names, concurrency)
-        .await
-        .map_err(CliError::Engine)?;
-    Ok((loaded, cluster, observed))
+    Ok((loaded, cluster))
+}
+
+/// What the command shows while its pass runs.
+struct Shown {
+    dry_run: bool,
+    progress: OnceLock<Progress>,
+}
+
+impl Watcher for Shown {
+    fn planned(&self, plan: &Plan) {
+        if self.dry_run {
+            return;
+        }
+        for problem in &plan.problems {
+            if problem.is_error() {
+                tracing::error!("{problem}");
+            } else {
+                tracing::warn!("{problem}");
+            }
+        }
+        let _ = self.progress.set(Progress::new(plan.actions.len()));
+    }
+
+    fn outcome(&self, o: &Outcome) {
+        if let Some(p) = self.progress.get() {
+            p.see(o);
+        }
+    }
 }
 
 /// Runs one mutating command; `Ok(false)` when something failed.
@@ -122,16 +140,24 @@ pub async fn run(
     args: &OpArgs,
 ) -> Result<bool, CliError> {
     let started = Instant::now();
-    let (loaded, cluster, observed) =
-        connect_and_observe(file, endpoint, args.observe_concurrency).await?;
-    let p = plan(
-        &loaded.desired,
-        &observed.snapshot,
-        &Memory::new(),
-        mode,
-        &PlanOptions::default(),
-    );
+    let (loaded, cluster) = connect(file, endpoint).await?;
+    let memory = Memory::new();
+    let pass = Pass {
+        apply: ApplyOptions {
+            per_node: args.per_node,
+            ..Default::default()
+        },
+        observe_concurrency: args.observe_concurrency,
+        dry_run: args.dry_run,
+        ..Pass::new(&loaded.desired, &memory, mode)
+    };
+    let shown = Shown {
+        dry_run: args.dry_run,
+        progress: OnceLock::new(),
+    };
+    let passed = pass.run(&cluster, &shown).await.map_err(CliError::Engine)?;
     let name = command_name(mode);
+    let p = &passed.applied.plan;
     if args.dry_run {
         emit(&p.to_string())?;
         emit(&format!(
@@ -141,21 +167,10 @@ pub async fn run(
         ))?;
         return Ok(p.problems.iter().all(|x| !x.is_error()));
     }
-    for problem in &p.problems {
-        if problem.is_error() {
-            tracing::error!("{problem}");
-        } else {
-            tracing::warn!("{problem}");
-        }
+    if let Some(progress) = shown.progress.get() {
+        progress.finish();
     }
-    let progress = Progress::new(p.actions.len());
-    let opts = ApplyOptions {
-        per_node: args.per_node,
-        ..Default::default()
-    };
-    let applied: Applied = apply(p, &observed.engines, &opts, &|o: &Outcome| progress.see(o)).await;
-    progress.finish();
-    let summary = Summary::of(&applied);
+    let summary = Summary::of(&passed.applied);
     let calls = cluster.calls();
     tracing::debug!(
         total = calls.total(),

@@ -2,9 +2,9 @@
 //! Docker shows them now.
 
 use super::endpoint::EndpointArgs;
-use super::ops::connect_and_observe;
+use super::ops::connect;
 use super::{CliError, emit};
-use crate::reconcile::{Memory, Mode, PlanOptions, Record, RecordState, Slot, plan};
+use crate::reconcile::{Memory, Mode, Pass, Record, RecordState, Slot};
 use serde::Serialize;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -39,33 +39,68 @@ pub struct StatusArgs {
     pub observe_concurrency: usize,
 }
 
-/// The columns, in their default order.
-pub const FIELDS: &[&str] = &[
-    "MACVLAN IP",
-    "SERVICE NAME",
-    "SLOT",
-    "HOSTNAME",
-    "HOST IP",
-    "CONTAINER ID",
-    "NETWORK",
-    "INGRESS",
-    "STATE",
-];
-
-/// `macvlan_ip`, `MACVLAN_IP`, `Macvlan IP` -> `MACVLAN IP`.
-pub fn field_name(s: &str) -> Option<&'static str> {
-    let want: String = s.trim().to_ascii_uppercase().replace(['_', '-'], " ");
-    FIELDS.iter().copied().find(|f| *f == want)
+/// A column of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    MacvlanIp,
+    ServiceName,
+    Slot,
+    Hostname,
+    HostIp,
+    ContainerId,
+    Network,
+    Ingress,
+    State,
 }
 
-fn parse_fields(list: &str) -> Result<Vec<&'static str>, CliError> {
+/// The columns, in their default order.
+pub const FIELDS: &[Field] = &[
+    Field::MacvlanIp,
+    Field::ServiceName,
+    Field::Slot,
+    Field::Hostname,
+    Field::HostIp,
+    Field::ContainerId,
+    Field::Network,
+    Field::Ingress,
+    Field::State,
+];
+
+impl Field {
+    /// The column's title, as mvconf printed it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Field::MacvlanIp => "MACVLAN IP",
+            Field::ServiceName => "SERVICE NAME",
+            Field::Slot => "SLOT",
+            Field::Hostname => "HOSTNAME",
+            Field::HostIp => "HOST IP",
+            Field::ContainerId => "CONTAINER ID",
+            Field::Network => "NETWORK",
+            Field::Ingress => "INGRESS",
+            Field::State => "STATE",
+        }
+    }
+}
+
+/// `macvlan_ip`, `MACVLAN_IP`, `Macvlan IP` -> `MACVLAN IP`.
+pub fn field_name(s: &str) -> Option<Field> {
+    let want: String = s.trim().to_ascii_uppercase().replace(['_', '-'], " ");
+    FIELDS.iter().copied().find(|f| f.title() == want)
+}
+
+fn parse_fields(list: &str) -> Result<Vec<Field>, CliError> {
     list.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|s| {
             field_name(s).ok_or_else(|| {
                 CliError::Usage(format!(
                     "unknown field {s:?}; fields are: {}",
-                    FIELDS.join(", ")
+                    FIELDS
+                        .iter()
+                        .map(|f| f.title())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
         })
@@ -83,7 +118,7 @@ pub struct Row {
     pub container_id: String,
     pub network: String,
     pub ingress: bool,
-    pub state: String,
+    pub state: RecordState,
     pub task_id: String,
     pub node_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,14 +139,14 @@ impl Row {
             container_id: r.container.clone(),
             network: r.network.clone(),
             ingress: r.ingress,
-            state: format!("{:?}", r.state),
+            state: r.state,
             task_id: r.task.clone(),
             node_id: r.node_id.clone(),
             message: r.message.clone(),
         }
     }
 
-    fn cell(&self, field: &str, trunc: bool) -> String {
+    fn cell(&self, field: Field, trunc: bool) -> String {
         let cut = |s: &str| {
             if trunc {
                 s.get(..12).unwrap_or(s).to_owned()
@@ -120,49 +155,48 @@ impl Row {
             }
         };
         match field {
-            "MACVLAN IP" => self.macvlan_ip.clone().unwrap_or_else(|| "-".into()),
-            "SERVICE NAME" => self.service_name.clone(),
-            "SLOT" => self.slot.map_or_else(|| "global".into(), |s| s.to_string()),
-            "HOSTNAME" => self.hostname.clone(),
-            "HOST IP" => self.host_ip.clone(),
-            "CONTAINER ID" => {
+            Field::MacvlanIp => self.macvlan_ip.clone().unwrap_or_else(|| "-".into()),
+            Field::ServiceName => self.service_name.clone(),
+            Field::Slot => self.slot.map_or_else(|| "global".into(), |s| s.to_string()),
+            Field::Hostname => self.hostname.clone(),
+            Field::HostIp => self.host_ip.clone(),
+            Field::ContainerId => {
                 if self.container_id.is_empty() {
                     "-".into()
                 } else {
                     cut(&self.container_id)
                 }
             }
-            "NETWORK" => self.network.clone(),
-            "INGRESS" => if self.ingress { "yes" } else { "no" }.into(),
-            "STATE" => match &self.message {
-                Some(m) if self.state != "Bound" => format!("{} ({m})", self.state),
-                _ => self.state.clone(),
+            Field::Network => self.network.clone(),
+            Field::Ingress => if self.ingress { "yes" } else { "no" }.into(),
+            Field::State => match &self.message {
+                Some(m) if self.state != RecordState::Bound => format!("{} ({m})", self.state),
+                _ => self.state.to_string(),
             },
-            _ => String::new(),
         }
     }
 }
 
 /// Addresses sort as numbers, slots as numbers, the rest as text.
-fn sort_key(row: &Row, field: &str) -> (u64, String) {
+fn sort_key(row: &Row, field: Field) -> (u64, String) {
     let ip = |s: &Option<String>| {
         s.as_deref()
             .and_then(|v| v.parse::<Ipv4Addr>().ok())
             .map_or(u64::MAX, |a| u64::from(u32::from(a)))
     };
     match field {
-        "MACVLAN IP" => (ip(&row.macvlan_ip), String::new()),
-        "HOST IP" => (ip(&Some(row.host_ip.clone())), String::new()),
-        "SLOT" => (row.slot.unwrap_or(u64::MAX), row.node_id.clone()),
+        Field::MacvlanIp => (ip(&row.macvlan_ip), String::new()),
+        Field::HostIp => (ip(&Some(row.host_ip.clone())), String::new()),
+        Field::Slot => (row.slot.unwrap_or(u64::MAX), row.node_id.clone()),
         _ => (0, row.cell(field, false)),
     }
 }
 
 /// Renders rows as an aligned table.
-pub fn table(rows: &[Row], fields: &[&str], trunc: bool) -> String {
+pub fn table(rows: &[Row], fields: &[Field], trunc: bool) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| fields.iter().map(|f| r.cell(f, trunc)).collect())
+        .map(|r| fields.iter().map(|f| r.cell(*f, trunc)).collect())
         .collect();
     let widths: Vec<usize> = fields
         .iter()
@@ -173,7 +207,7 @@ pub fn table(rows: &[Row], fields: &[&str], trunc: bool) -> String {
                 .map(|c| c[i].chars().count())
                 .max()
                 .unwrap_or(0)
-                .max(f.len())
+                .max(f.title().len())
         })
         .collect();
     let line = |vals: Vec<String>| -> String {
@@ -187,7 +221,7 @@ pub fn table(rows: &[Row], fields: &[&str], trunc: bool) -> String {
         }
         s.trim_end().to_owned() + "\n"
     };
-    let mut out = line(fields.iter().map(|f| (*f).to_owned()).collect());
+    let mut out = line(fields.iter().map(|f| f.title().to_owned()).collect());
     for c in cells {
         out.push_str(&line(c));
     }
@@ -201,24 +235,23 @@ pub async fn run(file: &Path, endpoint: &EndpointArgs, args: &StatusArgs) -> Res
     };
     let sort = match &args.sort {
         Some(list) => parse_fields(list)?,
-        None => vec!["SERVICE NAME", "SLOT"],
+        None => vec![Field::ServiceName, Field::Slot],
     };
-    let (loaded, _cluster, observed) =
-        connect_and_observe(file, endpoint, args.observe_concurrency).await?;
-    let p = plan(
-        &loaded.desired,
-        &observed.snapshot,
-        &Memory::new(),
-        Mode::Observe,
-        &PlanOptions::default(),
-    );
+    let (loaded, cluster) = connect(file, endpoint).await?;
+    let memory = Memory::new();
+    let pass = Pass {
+        observe_concurrency: args.observe_concurrency,
+        ..Pass::new(&loaded.desired, &memory, Mode::Observe)
+    };
+    let passed = pass.run(&cluster, &()).await.map_err(CliError::Engine)?;
+    let p = &passed.applied.plan;
     for problem in &p.problems {
         tracing::warn!("{problem}");
     }
     let mut rows: Vec<Row> = p.records.iter().map(Row::from_record).collect();
     rows.sort_by(|a, b| {
         sort.iter()
-            .map(|f| sort_key(a, f).cmp(&sort_key(b, f)))
+            .map(|f| sort_key(a, *f).cmp(&sort_key(b, *f)))
             .find(|o| o.is_ne())
             .unwrap_or(std::cmp::Ordering::Equal)
     });
@@ -254,7 +287,7 @@ mod tests {
     #[test]
     fn field_names_match_loosely() {
         for s in ["macvlan_ip", "MACVLAN_IP", "MACVLAN IP", "Macvlan-Ip"] {
-            assert_eq!(field_name(s), Some("MACVLAN IP"));
+            assert_eq!(field_name(s).map(Field::title), Some("MACVLAN IP"));
         }
         assert_eq!(field_name("nope"), None);
         assert!(parse_fields("macvlan_ip,service_name").is_ok());
@@ -271,7 +304,7 @@ mod tests {
             container_id: "0123456789abcdef0123".into(),
             network: "mv".into(),
             ingress: false,
-            state: "Bound".into(),
+            state: RecordState::Bound,
             task_id: "t".into(),
             node_id: "n".into(),
             message: None,
@@ -281,13 +314,13 @@ mod tests {
     #[test]
     fn tables_align_truncate_and_sort_addresses_numerically() {
         let mut rows = vec![row("192.168.8.10", "b"), row("192.168.8.9", "a")];
-        rows.sort_by_key(|r| sort_key(r, "MACVLAN IP"));
+        rows.sort_by_key(|r| sort_key(r, Field::MacvlanIp));
         assert_eq!(rows[0].macvlan_ip.as_deref(), Some("192.168.8.9"));
-        let t = table(&rows, &["MACVLAN IP", "CONTAINER ID"], true);
+        let t = table(&rows, &[Field::MacvlanIp, Field::ContainerId], true);
         assert_eq!(
             t,
             "MACVLAN IP     CONTAINER ID\n192.168.8.9    0123456789ab\n192.168.8.10   0123456789ab\n"
         );
-        assert!(table(&rows, &["CONTAINER ID"], false).contains("0123456789abcdef0123"));
+        assert!(table(&rows, &[Field::ContainerId], false).contains("0123456789abcdef0123"));
     }
 }

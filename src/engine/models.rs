@@ -5,6 +5,7 @@
 //! 2.x) to today, and anything we do not name is skipped while decoding,
 //! which keeps large list answers cheap.
 
+use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::HashMap;
 
@@ -198,7 +199,7 @@ pub struct Task {
     /// Replicated services only.
     pub slot: Option<u64>,
     #[serde(deserialize_with = "null_default")]
-    pub desired_state: String,
+    pub desired_state: TaskState,
     #[serde(deserialize_with = "null_default")]
     pub status: TaskStatus,
 }
@@ -207,9 +208,11 @@ pub struct Task {
 #[serde(rename_all = "PascalCase", default)]
 pub struct TaskStatus {
     #[serde(deserialize_with = "null_default")]
-    pub state: String,
-    #[serde(deserialize_with = "null_default")]
-    pub timestamp: String,
+    pub state: TaskState,
+    /// Parsed here, once: Docker drops trailing zeros from the fraction
+    /// (`31.1Z`, `31.15Z`), so its text does not sort in time order.
+    #[serde(deserialize_with = "rfc3339")]
+    pub timestamp: Option<Timestamp>,
     #[serde(deserialize_with = "null_default")]
     pub err: String,
     pub container_status: Option<ContainerStatus>,
@@ -235,18 +238,77 @@ impl Task {
     /// Whether swarm still wants this task (its slot is alive): any desired
     /// state before shutdown. Scaled-down tasks get `shutdown` or `remove`.
     pub fn is_wanted(&self) -> bool {
-        matches!(
-            self.desired_state.as_str(),
-            "new"
-                | "pending"
-                | "assigned"
-                | "accepted"
-                | "preparing"
-                | "ready"
-                | "starting"
-                | "running"
-        )
+        self.desired_state.is_before_shutdown()
     }
+}
+
+/// A swarm task's state, as Docker names it (`docker service ps`), in the
+/// order a task goes through them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    New,
+    Allocated,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+    /// A state this client does not know, or none.
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+impl TaskState {
+    /// Docker's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Allocated => "allocated",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+            TaskState::Unknown => "unknown",
+        }
+    }
+
+    /// Up to and including running: as a desired state, the slot is alive.
+    pub fn is_before_shutdown(self) -> bool {
+        self <= TaskState::Running
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An RFC 3339 time, or `None` when absent or unreadable.
+fn rfc3339<'de, D>(d: D) -> Result<Option<Timestamp>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<String>::deserialize(d)?.and_then(|s| s.parse().ok()))
 }
 
 /// Labels swarm puts on task containers.

@@ -4,8 +4,10 @@
 use super::endpoints::{EndpointState, Registry};
 use super::metrics::Metrics;
 use crate::cluster::{ClusterConfig, Endpoint};
+use crate::config::validate::{Desired, Dialect, validate};
 use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding};
 use crate::engine::transport::{Auth, Limits, SecretBytes, Tls};
+use crate::reconcile::{ApplyOptions, Memory, Mode, Pass};
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::DeserializeGuard;
@@ -16,7 +18,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// Where the operator's own default credentials come from.
@@ -58,6 +60,19 @@ pub struct Context {
     pub started: Mutex<HashMap<String, i64>>,
     /// Consecutive failures per binding, for backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Validated specs by binding UID, with the generation they are of.
+    pub validated: Mutex<HashMap<String, Validated>>,
+}
+
+/// A binding as the reflector stores it: possibly unreadable.
+pub type Guarded = DeserializeGuard<MacvlanBinding>;
+
+/// A generation's validated spec; `None` when it is invalid.
+pub type Validated = (Option<i64>, Option<Arc<Desired>>);
+
+/// The binding inside a store entry, when it could be read.
+pub fn valid(g: &Guarded) -> Option<&MacvlanBinding> {
+    g.0.as_ref().ok()
 }
 
 /// Why a binding's endpoint could not be set up.
@@ -217,16 +232,55 @@ impl Context {
             .map_err(EndpointError::Config)
     }
 
-    /// Every binding the operator sees, valid ones only.
-    pub fn bindings(&self) -> Vec<Arc<MacvlanBinding>> {
+    /// Every binding the operator sees that could be read, shared with the
+    /// reflector stores: no binding (nor its status) is copied.
+    pub fn bindings(&self) -> Vec<Arc<Guarded>> {
         let Some(stores) = self.stores.get() else {
             return Vec::new();
         };
         stores
             .iter()
             .flat_map(|s| s.state())
-            .filter_map(|g| g.0.as_ref().ok().cloned().map(Arc::new))
+            .filter(|g| g.0.is_ok())
             .collect()
+    }
+
+    /// A binding's validated spec, or `None` when it is invalid; validated
+    /// once per generation, not on every neighbour's reconcile.
+    pub fn desired_of(&self, b: &MacvlanBinding) -> Option<Arc<Desired>> {
+        let uid =
+            b.metadata.uid.clone().unwrap_or_else(|| {
+                format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
+            });
+        let generation = b.metadata.generation;
+        let mut cache = self
+            .validated
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((g, d)) = cache.get(&uid)
+            && *g == generation
+        {
+            return d.clone();
+        }
+        let d = validate(&b.spec, Dialect::Manifest).ok().map(Arc::new);
+        // Deleted bindings' entries go with the next overflow.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(uid, (generation, d.clone()));
+        d
+    }
+
+    /// A pass with the operator's settings.
+    pub fn pass<'a>(&self, desired: &'a Desired, memory: &'a Memory, mode: Mode) -> Pass<'a> {
+        Pass {
+            apply: ApplyOptions {
+                per_node: self.settings.apply_per_node,
+                ..Default::default()
+            },
+            observe_concurrency: self.settings.observe_concurrency,
+            ..Pass::new(desired, memory, mode)
+        }
     }
 
     pub fn identity_of(&self, b: &MacvlanBinding) -> String {

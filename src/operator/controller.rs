@@ -3,21 +3,21 @@
 //! the finalizer that applies the deletion policy, and the router that turns
 //! Docker events into reconciles.
 
-use super::context::{Context, EndpointError};
+use super::context::{Context, EndpointError, Guarded, valid};
+use super::endpoints::EndpointState;
 use super::endpoints::Signal;
 use super::metrics::{BindingLabels, PoolLabels, ReasonLabels, ResultLabels};
-use super::status::{after_pass, memory_from, not_run};
+use super::status::{after_pass, is_ready, memory_from, not_run};
 use crate::config::validate::{Desired, Dialect, validate};
 use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
 use crate::engine::ErrorKind;
 use crate::engine::events::Watch;
 use crate::engine::models::labels;
-use crate::reconcile::apply::{ApplyOptions, Outcome, Result as Done};
+use crate::reconcile::apply::{Applied, Ending};
 use crate::reconcile::plan::Action as PlanAction;
-use crate::reconcile::{Mode, PlanOptions, Problem, apply, observe, plan};
+use crate::reconcile::{Memory, Mode, Observed, Pass, PlanOptions, Problem, Watcher};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -41,8 +41,6 @@ pub enum Error {
     #[error("cleanup of {binding} not finished: {reason}")]
     CleanupPending { binding: String, reason: String },
 }
-
-type Guarded = DeserializeGuard<MacvlanBinding>;
 
 fn key(b: &MacvlanBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
@@ -101,7 +99,7 @@ fn earlier(other: &MacvlanBinding, me: &MacvlanBinding) -> bool {
 pub fn conflict(
     me: &MacvlanBinding,
     mine: &Desired,
-    others: &[(Arc<MacvlanBinding>, Desired)],
+    others: &[(&MacvlanBinding, &Desired)],
 ) -> Option<String> {
     let mut found = Vec::new();
     for (other, theirs) in others {
@@ -154,13 +152,20 @@ pub fn conflict(
     (!found.is_empty()).then(|| found.join("; "))
 }
 
-/// Other valid bindings on the same swarm.
-fn neighbours(ctx: &Context, me: &MacvlanBinding) -> Vec<(Arc<MacvlanBinding>, Desired)> {
+/// Other valid bindings on the same swarm, with their validated specs.
+fn neighbours(ctx: &Context, me: &MacvlanBinding) -> Vec<(Arc<Guarded>, Arc<Desired>)> {
     let identity = ctx.identity_of(me);
+    let me = key(me);
     ctx.bindings()
         .into_iter()
-        .filter(|o| key(o) != key(me) && ctx.identity_of(o) == identity)
-        .filter_map(|o| validate(&o.spec, Dialect::Manifest).ok().map(|d| (o, d)))
+        .filter_map(|g| {
+            let o = valid(&g)?;
+            if key(o) == me || ctx.identity_of(o) != identity {
+                return None;
+            }
+            let d = ctx.desired_of(o)?;
+            Some((g, d))
+        })
         .collect()
 }
 
@@ -211,6 +216,15 @@ fn engine_reason(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// A pass that follows the Docker events of every node it reads.
+struct Follow<'a>(&'a EndpointState);
+
+impl Watcher for Follow<'_> {
+    fn observed(&self, observed: &Observed) {
+        self.0.ensure_watchers(&observed.engines);
+    }
+}
+
 /// One pass for a live binding.
 async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
     let desired = match validate(&b.spec, Dialect::Manifest) {
@@ -221,7 +235,12 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             return Ok(Action::await_change());
         }
     };
-    if let Some(why) = conflict(&b, &desired, &neighbours(ctx, &b)) {
+    let neighbours = neighbours(ctx, &b);
+    let others: Vec<(&MacvlanBinding, &Desired)> = neighbours
+        .iter()
+        .filter_map(|(g, d)| Some((valid(g)?, &**d)))
+        .collect();
+    if let Some(why) = conflict(&b, &desired, &others) {
         not_ready(
             ctx,
             &b,
@@ -242,35 +261,23 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             return Ok(Action::requeue(backoff(ctx, &b)));
         }
     };
-    let names: Vec<String> = desired.services.iter().map(|s| s.name.clone()).collect();
-    let observed = match observe(&endpoint.cluster, &names, ctx.settings.observe_concurrency).await
-    {
-        Ok(o) => o,
+    let memory = memory_from(b.status.as_ref());
+    let pass = Pass {
+        plan: PlanOptions {
+            restore_ingress: true,
+            ..Default::default()
+        },
+        ..ctx.pass(&desired, &memory, Mode::Up)
+    };
+    let applied = match pass.run(&endpoint.cluster, &Follow(&endpoint)).await {
+        Ok(passed) => passed.applied,
         Err(e) => {
             not_ready(ctx, &b, engine_reason(e.kind), e.to_string()).await?;
             return Ok(Action::requeue(backoff(ctx, &b)));
         }
     };
-    endpoint.ensure_watchers(&observed.engines);
-
-    let memory = memory_from(b.status.as_ref());
-    let p = plan(
-        &desired,
-        &observed.snapshot,
-        &memory,
-        Mode::Up,
-        &PlanOptions {
-            restore_ingress: true,
-            ..Default::default()
-        },
-    );
-    let opts = ApplyOptions {
-        per_node: ctx.settings.apply_per_node,
-        ..Default::default()
-    };
-    let applied = apply(p, &observed.engines, &opts, &|_: &Outcome| {}).await;
     let now = Timestamp::now();
-    let records = applied.records(&now.to_string());
+    let records = applied.records(now);
     let failures: Vec<String> = applied.failures().map(ToString::to_string).collect();
     let status = after_pass(
         b.status.as_ref(),
@@ -283,11 +290,7 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
     write_status(ctx, &b, &status).await?;
     report(ctx, &b, &applied, &memory, &status).await;
 
-    let ready = status
-        .conditions
-        .first()
-        .is_some_and(|c| c.status == "True");
-    if ready {
+    if is_ready(&status) {
         recovered(ctx, &b);
         Ok(Action::requeue(ctx.settings.resync))
     } else {
@@ -337,8 +340,8 @@ impl Notes {
 async fn report(
     ctx: &Context,
     b: &MacvlanBinding,
-    applied: &crate::reconcile::apply::Applied,
-    memory: &crate::reconcile::Memory,
+    applied: &Applied,
+    memory: &Memory,
     status: &MacvlanBindingStatus,
 ) {
     let ns = b.namespace().unwrap_or_default();
@@ -380,7 +383,7 @@ async fn report(
                     node,
                     ..
                 },
-                Done::Done,
+                Ending::Done,
             ) => {
                 let ip = o.ip.map(|i| i.to_string()).unwrap_or_default();
                 let started = ctx
@@ -403,21 +406,21 @@ async fn report(
                     notes.add(true, "AddressInUse", format!("{key}: {n}"));
                 }
             }
-            (PlanAction::CreateNetwork { network, node, .. }, Done::Done) => {
+            (PlanAction::CreateNetwork { network, node, .. }, Ending::Done) => {
                 notes.add(
                     false,
                     "NetworkCreated",
                     format!("{} on {node}", network.name),
                 );
             }
-            (action, Done::Failed(e)) => {
+            (action, Ending::Failed(e)) => {
                 notes.add(true, reasons::APPLY_FAILED, format!("{action}: {e}"))
             }
             (
                 PlanAction::Disconnect { .. }
                 | PlanAction::DetachIngress { .. }
                 | PlanAction::AttachIngress { .. },
-                Done::Done,
+                Ending::Done,
             ) => {
                 notes.add(false, "Changed", o.action.to_string());
             }
@@ -477,10 +480,22 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             return Err(pending(m));
         }
     };
-    let names: Vec<String> = desired.services.iter().map(|s| s.name.clone()).collect();
-    let observed = match observe(&endpoint.cluster, &names, ctx.settings.observe_concurrency).await
-    {
-        Ok(o) => o,
+    // Networks another binding on this swarm still declares stay.
+    let keep: BTreeSet<String> = neighbours(ctx, &b)
+        .iter()
+        .filter(|(o, _)| valid(o).is_some_and(|o| o.metadata.deletion_timestamp.is_none()))
+        .flat_map(|(_, d)| d.networks.iter().map(|n| n.name.clone()))
+        .collect();
+    let memory = Memory::new();
+    let pass = Pass {
+        plan: PlanOptions {
+            keep_networks: keep,
+            ..Default::default()
+        },
+        ..ctx.pass(&desired, &memory, mode)
+    };
+    let applied = match pass.run(&endpoint.cluster, &()).await {
+        Ok(passed) => passed.applied,
         Err(e) => {
             let _ = not_ready(
                 ctx,
@@ -492,30 +507,9 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             return Err(pending(e.to_string()));
         }
     };
-    // Networks another binding on this swarm still declares stay.
-    let keep: BTreeSet<String> = neighbours(ctx, &b)
-        .into_iter()
-        .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
-        .flat_map(|(_, d)| d.networks.into_iter().map(|n| n.name))
-        .collect();
-    let p = plan(
-        &desired,
-        &observed.snapshot,
-        &crate::reconcile::Memory::new(),
-        mode,
-        &PlanOptions {
-            keep_networks: keep,
-            ..Default::default()
-        },
-    );
-    let opts = ApplyOptions {
-        per_node: ctx.settings.apply_per_node,
-        ..Default::default()
-    };
-    let applied = apply(p, &observed.engines, &opts, &|_: &Outcome| {}).await;
     let mut blocking: Vec<String> = applied
         .failures()
-        .filter(|o| matches!(&o.result, Done::Failed(e) if e.kind.is_transient() || e.kind == ErrorKind::Auth))
+        .filter(|o| matches!(&o.result, Ending::Failed(e) if e.kind.is_transient() || e.kind == ErrorKind::Auth))
         .map(ToString::to_string)
         .collect();
     blocking.extend(
@@ -650,8 +644,9 @@ pub async fn route(
                 continue;
             }
         };
-        for b in ctx.bindings() {
-            if ctx.identity_of(&b) != identity {
+        for g in ctx.bindings() {
+            let Some(b) = valid(&g) else { continue };
+            if ctx.identity_of(b) != identity {
                 continue;
             }
             if service
@@ -723,13 +718,13 @@ mod tests {
             ("mv", "192.168.8.0/24", "eth1"),
             &[("api", "192.168.8.15-192.168.8.30")],
         );
-        let why = conflict(&second.0, &second.1, std::slice::from_ref(&first)).unwrap();
+        let why = conflict(&second.0, &second.1, &[(&*first.0, &first.1)]).unwrap();
         assert!(
             why.contains("pool of service api overlaps the pool of service web in ns/first"),
             "{why}"
         );
         assert_eq!(
-            conflict(&first.0, &first.1, std::slice::from_ref(&second)),
+            conflict(&first.0, &first.1, &[(&*second.0, &second.1)]),
             None,
             "the first is untouched"
         );
@@ -750,13 +745,9 @@ mod tests {
             &[("api", "192.168.9.10")],
         );
         assert!(
-            conflict(
-                &other_subnet.0,
-                &other_subnet.1,
-                std::slice::from_ref(&first)
-            )
-            .unwrap()
-            .contains("defined differently")
+            conflict(&other_subnet.0, &other_subnet.1, &[(&*first.0, &first.1)])
+                .unwrap()
+                .contains("defined differently")
         );
         let same_parent = binding(
             "c",
@@ -765,7 +756,7 @@ mod tests {
             &[("api", "192.168.9.10")],
         );
         assert!(
-            conflict(&same_parent.0, &same_parent.1, std::slice::from_ref(&first))
+            conflict(&same_parent.0, &same_parent.1, &[(&*first.0, &first.1)])
                 .unwrap()
                 .contains("one macvlan network per parent")
         );
@@ -776,13 +767,9 @@ mod tests {
             &[("web", "192.168.8.50")],
         );
         assert!(
-            conflict(
-                &same_service.0,
-                &same_service.1,
-                std::slice::from_ref(&first)
-            )
-            .unwrap()
-            .contains("already bound")
+            conflict(&same_service.0, &same_service.1, &[(&*first.0, &first.1)])
+                .unwrap()
+                .contains("already bound")
         );
         let fine = binding(
             "e",
@@ -790,9 +777,6 @@ mod tests {
             ("mv", "192.168.8.0/24", "eth1"),
             &[("api", "192.168.8.50-192.168.8.60")],
         );
-        assert_eq!(
-            conflict(&fine.0, &fine.1, std::slice::from_ref(&first)),
-            None
-        );
+        assert_eq!(conflict(&fine.0, &fine.1, &[(&*first.0, &first.1)]), None);
     }
 }

@@ -249,6 +249,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         stores: OnceLock::new(),
         started: Mutex::new(Default::default()),
         failures: Mutex::new(Default::default()),
+        validated: Mutex::new(Default::default()),
     });
 
     // One controller per watched namespace (least privilege), or one for all.

@@ -57,15 +57,11 @@ pub fn memory_from(status: Option<&MacvlanBindingStatus>) -> Memory {
             },
             Remembered {
                 ip,
-                since: r.since.as_ref().map(|t| t.0.to_string()),
+                since: r.since.as_ref().map(|t| t.0),
             },
         );
     }
     m
-}
-
-fn to_time(s: &str) -> Option<Time> {
-    s.parse::<Timestamp>().ok().map(Time)
 }
 
 /// One record as the resource stores it.
@@ -85,8 +81,43 @@ pub fn container_record(r: &Record) -> ContainerRecord {
         ingress: r.ingress,
         state: r.state,
         message: r.message.clone().map(clip),
-        since: r.since.as_deref().and_then(to_time),
+        since: r.since.map(Time),
     }
+}
+
+/// A condition's status, as Kubernetes spells it in the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+
+    pub fn of(c: &Condition) -> Self {
+        match c.status.as_str() {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }
+    }
+}
+
+/// Whether the binding's Ready condition is True.
+pub fn is_ready(status: &MacvlanBindingStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == reasons::READY)
+        .is_some_and(|c| ConditionStatus::of(c) == ConditionStatus::True)
 }
 
 /// A condition, keeping the previous transition time when nothing changed.
@@ -99,15 +130,19 @@ pub fn condition(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Condition {
-    let status = if ok { "True" } else { "False" };
+    let status = if ok {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
     let last = previous
         .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
-        .filter(|c| c.status == status)
+        .filter(|c| ConditionStatus::of(c) == status)
         .map(|c| c.last_transition_time.clone())
         .unwrap_or(Time(now));
     Condition {
         type_: type_.to_owned(),
-        status: status.to_owned(),
+        status: status.as_str().to_owned(),
         reason: reason.to_owned(),
         message: clip(message),
         last_transition_time: last,
@@ -300,7 +335,7 @@ mod tests {
             ingress: false,
             state,
             message: None,
-            since: Some("2026-11-22T10:00:00Z".into()),
+            since: "2026-11-22T10:00:00Z".parse().ok(),
         }
     }
 
@@ -400,7 +435,10 @@ mod tests {
             slot: Slot::Slot(1),
         }];
         assert_eq!(r.ip, "192.168.8.10".parse::<Ipv4Addr>().unwrap());
-        assert_eq!(r.since.as_deref(), Some("2026-11-22T10:00:00Z"));
+        assert_eq!(
+            r.since.map(|t| t.to_string()).as_deref(),
+            Some("2026-11-22T10:00:00Z")
+        );
     }
 
     #[test]

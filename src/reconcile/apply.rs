@@ -5,7 +5,7 @@
 //! address, and one failing node does not stop the others.
 
 use super::plan::{Action, Plan};
-use super::{Record, RecordState};
+use super::{Record, RecordState, Timestamp};
 use crate::config::validate::Network;
 use crate::engine::models::{Ipam, IpamConfig, NetworkCreate, labels};
 use crate::engine::{Engine, EngineError, ErrorKind};
@@ -13,7 +13,7 @@ use crate::pool::Allocator;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 /// How much runs at once.
@@ -42,7 +42,7 @@ impl Default for ApplyOptions {
 
 /// How one action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Result {
+pub enum Ending {
     Done,
     /// Nothing to do: it was already so.
     AlreadyDone(String),
@@ -55,7 +55,7 @@ pub enum Result {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub action: Action,
-    pub result: Result,
+    pub result: Ending,
     /// Why the address differs from the plan's, if it does.
     pub note: Option<String>,
     pub ip: Option<Ipv4Addr>,
@@ -64,12 +64,12 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn failed(&self) -> bool {
-        matches!(self.result, Result::Failed(_))
+        matches!(self.result, Ending::Failed(_))
     }
 
     /// Whether the action changed something in Docker.
     pub fn changed(&self) -> bool {
-        matches!(self.result, Result::Done)
+        matches!(self.result, Ending::Done)
     }
 }
 
@@ -83,10 +83,10 @@ impl std::fmt::Display for Outcome {
             _ => self.action.to_string(),
         };
         match &self.result {
-            Result::Done => write!(f, "{action}: ok")?,
-            Result::AlreadyDone(why) => write!(f, "{action}: already so ({why})")?,
-            Result::Skipped(why) => write!(f, "{action}: skipped ({why})")?,
-            Result::Failed(e) => write!(f, "{action}: FAILED: {e}")?,
+            Ending::Done => write!(f, "{action}: ok")?,
+            Ending::AlreadyDone(why) => write!(f, "{action}: already so ({why})")?,
+            Ending::Skipped(why) => write!(f, "{action}: skipped ({why})")?,
+            Ending::Failed(e) => write!(f, "{action}: FAILED: {e}")?,
         }
         if let Some(n) = &self.note {
             write!(f, " [{n}]")?;
@@ -109,7 +109,7 @@ impl Applied {
 
     /// The records once the outcomes are known: a failed connect is Failed,
     /// a reallocated one has its new address, a new binding is dated `now`.
-    pub fn records(&self, now: &str) -> Vec<Record> {
+    pub fn records(&self, now: Timestamp) -> Vec<Record> {
         let mut by_key: HashMap<&super::Key, &Outcome> = HashMap::new();
         for o in &self.outcomes {
             if let (Action::Connect { key, .. }, _) = (&o.action, &o.result) {
@@ -122,17 +122,17 @@ impl Applied {
                 continue;
             };
             match &o.result {
-                Result::Done | Result::AlreadyDone(_) => {
+                Ending::Done | Ending::AlreadyDone(_) => {
                     r.ip = o.ip.or(r.ip);
                     r.state = RecordState::Bound;
-                    r.since = Some(now.to_owned());
+                    r.since = Some(now);
                     r.message = o.note.clone();
                 }
-                Result::Skipped(why) => {
+                Ending::Skipped(why) => {
                     r.state = RecordState::Pending;
                     r.message = Some(why.clone());
                 }
-                Result::Failed(e) => {
+                Ending::Failed(e) => {
                     r.state = RecordState::Failed;
                     r.message = Some(e.to_string());
                 }
@@ -142,7 +142,7 @@ impl Applied {
         for o in &self.outcomes {
             if let (
                 Action::DetachIngress { key, .. } | Action::AttachIngress { key, .. },
-                Result::Failed(_),
+                Ending::Failed(_),
             ) = (&o.action, &o.result)
                 && let Some(r) = out.iter_mut().find(|r| &r.key == key)
             {
@@ -153,16 +153,31 @@ impl Applied {
     }
 }
 
-type Allocators = Arc<Mutex<BTreeMap<String, Allocator>>>;
+/// Each service's allocator as planning left it, shared by the nodes'
+/// runs: an "address in use" answer takes the next free address from it.
+struct Allocators(Mutex<BTreeMap<String, Allocator>>);
+
+impl Allocators {
+    /// Marks `taken` as used by someone we did not see and picks another
+    /// address for `service`.
+    fn instead_of(&self, service: &str, taken: Ipv4Addr) -> Option<Ipv4Addr> {
+        // A panic elsewhere while holding the lock leaves the allocator as
+        // consistent as any single call does: go on with it.
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let a = m.get_mut(service)?;
+        a.exclude(taken);
+        a.allocate(None).ok()
+    }
+}
 
 /// Runs the plan. `progress` sees every outcome as it happens.
 pub async fn apply(
-    plan: Plan,
+    mut plan: Plan,
     engines: &HashMap<String, Engine>,
     opts: &ApplyOptions,
     progress: &(dyn Fn(&Outcome) + Sync),
 ) -> Applied {
-    let allocators: Allocators = Arc::new(Mutex::new(plan.allocators.clone()));
+    let allocators = Allocators(Mutex::new(std::mem::take(&mut plan.allocators)));
     let mut groups: BTreeMap<&str, Vec<(usize, &Action)>> = BTreeMap::new();
     for (i, a) in plan.actions.iter().enumerate() {
         groups.entry(a.node_id()).or_default().push((i, a));
@@ -171,8 +186,8 @@ pub async fn apply(
         .into_iter()
         .map(|(node_id, actions)| {
             let engine = engines.get(node_id).cloned();
-            let allocators = allocators.clone();
-            async move { run_node(engine, actions, opts, &allocators, progress).await }
+            let allocators = &allocators;
+            async move { run_node(engine, actions, opts, allocators, progress).await }
         })
         .collect();
     let mut indexed: Vec<(usize, Outcome)> = futures::stream::iter(node_runs)
@@ -181,6 +196,10 @@ pub async fn apply(
         .collect()
         .await;
     indexed.sort_by_key(|(i, _)| *i);
+    plan.allocators = allocators
+        .0
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     Applied {
         outcomes: indexed.into_iter().map(|(_, o)| o).collect(),
         plan,
@@ -199,7 +218,7 @@ async fn run_node(
         for (i, a) in actions {
             let o = Outcome {
                 action: a.clone(),
-                result: Result::Skipped("no engine for this node".into()),
+                result: Ending::Skipped("no engine for this node".into()),
                 note: None,
                 ip: None,
                 millis: 0,
@@ -228,7 +247,7 @@ async fn run_node(
                     let mut o = match a {
                         Action::Connect { network, .. } if broken.contains(network) => Outcome {
                             action: (*a).clone(),
-                            result: Result::Skipped(format!(
+                            result: Ending::Skipped(format!(
                                 "network {network} could not be created on this node"
                             )),
                             note: None,
@@ -248,7 +267,7 @@ async fn run_node(
             .collect()
             .await;
         for (_, o) in &results {
-            if let (Action::CreateNetwork { network, .. }, Result::Failed(_)) =
+            if let (Action::CreateNetwork { network, .. }, Ending::Failed(_)) =
                 (&o.action, &o.result)
             {
                 broken_networks.insert(network.name.clone());
@@ -260,7 +279,7 @@ async fn run_node(
     out
 }
 
-fn outcome(action: &Action, result: Result) -> Outcome {
+fn outcome(action: &Action, result: Ending) -> Outcome {
     Outcome {
         action: action.clone(),
         result,
@@ -281,21 +300,21 @@ async fn run_one(
             match engine.create_network(&network_body(network)).await {
                 Ok(created) if !created.warning.is_empty() => Outcome {
                     note: Some(format!("engine warning: {}", created.warning)),
-                    ..outcome(action, Result::Done)
+                    ..outcome(action, Ending::Done)
                 },
-                Ok(_) => outcome(action, Result::Done),
+                Ok(_) => outcome(action, Ending::Done),
                 Err(e) if e.kind == ErrorKind::AlreadyExists => {
-                    outcome(action, Result::AlreadyDone("already exists".into()))
+                    outcome(action, Ending::AlreadyDone("already exists".into()))
                 }
-                Err(e) => outcome(action, Result::Failed(e)),
+                Err(e) => outcome(action, Ending::Failed(e)),
             }
         }
         Action::RemoveNetwork { network, .. } => match engine.remove_network(network).await {
-            Ok(()) => outcome(action, Result::Done),
+            Ok(()) => outcome(action, Ending::Done),
             Err(e) if e.kind == ErrorKind::NotFound => {
-                outcome(action, Result::AlreadyDone("already absent".into()))
+                outcome(action, Ending::AlreadyDone("already absent".into()))
             }
-            Err(e) => outcome(action, Result::Failed(e)),
+            Err(e) => outcome(action, Ending::Failed(e)),
         },
         Action::Disconnect {
             network, container, ..
@@ -303,26 +322,26 @@ async fn run_one(
         | Action::DetachIngress {
             network, container, ..
         } => match engine.disconnect(network, container, true).await {
-            Ok(()) => outcome(action, Result::Done),
+            Ok(()) => outcome(action, Ending::Done),
             Err(e) if e.kind == ErrorKind::NotConnected => {
-                outcome(action, Result::AlreadyDone("not connected".into()))
+                outcome(action, Ending::AlreadyDone("not connected".into()))
             }
             Err(e) if e.kind == ErrorKind::NotFound => {
-                outcome(action, Result::Skipped("container or network gone".into()))
+                outcome(action, Ending::Skipped("container or network gone".into()))
             }
-            Err(e) => outcome(action, Result::Failed(e)),
+            Err(e) => outcome(action, Ending::Failed(e)),
         },
         Action::AttachIngress {
             network, container, ..
         } => match engine.connect(network, container, None).await {
-            Ok(()) => outcome(action, Result::Done),
+            Ok(()) => outcome(action, Ending::Done),
             Err(e) if e.kind == ErrorKind::AlreadyConnected => {
-                outcome(action, Result::AlreadyDone("already attached".into()))
+                outcome(action, Ending::AlreadyDone("already attached".into()))
             }
             Err(e) if e.kind == ErrorKind::NotFound => {
-                outcome(action, Result::Skipped("container gone".into()))
+                outcome(action, Ending::Skipped("container gone".into()))
             }
-            Err(e) => outcome(action, Result::Failed(e)),
+            Err(e) => outcome(action, Ending::Failed(e)),
         },
         Action::Connect {
             network,
@@ -384,7 +403,7 @@ async fn connect(
             Ok(()) => {
                 return Outcome {
                     action: action.clone(),
-                    result: Result::Done,
+                    result: Ending::Done,
                     note: join(notes),
                     ip: Some(ip),
                     millis: 0,
@@ -394,12 +413,7 @@ async fn connect(
         };
         match err.kind {
             ErrorKind::AddressInUse if attempt < opts.max_reallocations => {
-                let next = allocators.lock().ok().and_then(|mut m| {
-                    let a = m.get_mut(service)?;
-                    a.exclude(ip);
-                    a.allocate(None).ok()
-                });
-                match next {
+                match allocators.instead_of(service, ip) {
                     Some(n) => {
                         notes.push(format!(
                             "{ip} was in use on {} by a container not seen when planning; took {n}",
@@ -411,7 +425,7 @@ async fn connect(
                         notes.push(format!("{ip} was in use on {}", engine.label()));
                         return Outcome {
                             action: action.clone(),
-                            result: Result::Failed(err),
+                            result: Ending::Failed(err),
                             note: join(notes),
                             ip: None,
                             millis: 0,
@@ -430,7 +444,7 @@ async fn connect(
                 return if have.as_deref() == Some(ip.to_string().as_str()) {
                     Outcome {
                         action: action.clone(),
-                        result: Result::AlreadyDone(format!("already has {ip}")),
+                        result: Ending::AlreadyDone(format!("already has {ip}")),
                         note: join(notes),
                         ip: Some(ip),
                         millis: 0,
@@ -444,7 +458,7 @@ async fn connect(
                     );
                     Outcome {
                         action: action.clone(),
-                        result: Result::Failed(e),
+                        result: Ending::Failed(e),
                         note: join(notes),
                         ip: None,
                         millis: 0,
@@ -454,7 +468,7 @@ async fn connect(
             ErrorKind::NotFound => {
                 return Outcome {
                     action: action.clone(),
-                    result: Result::Skipped("container gone".into()),
+                    result: Ending::Skipped("container gone".into()),
                     note: join(notes),
                     ip: None,
                     millis: 0,
@@ -463,7 +477,7 @@ async fn connect(
             _ => {
                 return Outcome {
                     action: action.clone(),
-                    result: Result::Failed(err),
+                    result: Ending::Failed(err),
                     note: join(notes),
                     ip: None,
                     millis: 0,
@@ -473,7 +487,7 @@ async fn connect(
     }
     Outcome {
         action: action.clone(),
-        result: Result::Skipped("gave up reallocating".into()),
+        result: Ending::Skipped("gave up reallocating".into()),
         note: join(notes),
         ip: None,
         millis: 0,

@@ -1,6 +1,7 @@
 //! The reconcile engine: observe (I/O) -> plan (pure) -> apply (I/O) ->
-//! report. The CLI and the operator both drive it; neither decides anything
-//! on its own.
+//! report. Start at [`pass`]: one [`Pass`] runs that sequence, and it is the
+//! only code that does; the CLI and the operator both drive it and neither
+//! decides anything on its own.
 //!
 //! Where is an IP chosen? [`plan`] with [`crate::pool`]. Where is it sent to
 //! Docker? [`apply`] through [`crate::engine`]. Where is it written back?
@@ -9,15 +10,19 @@
 pub mod apply;
 pub mod audit;
 pub mod observe;
+pub mod pass;
 pub mod plan;
 pub mod report;
 
+pub use crate::engine::models::TaskState;
+pub use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-pub use apply::{ApplyOptions, Outcome, apply};
+pub use apply::{ApplyOptions, Outcome};
 pub use observe::{Observed, observe};
+pub use pass::{Pass, Passed, Watcher};
 pub use plan::{Memory, Mode, Plan, PlanOptions, plan};
 
 /// One observation of the whole swarm: plain data, no handles.
@@ -138,10 +143,10 @@ pub struct TaskView {
     pub node_id: String,
     /// Swarm still wants this task (desired state before shutdown).
     pub wanted: bool,
-    pub state: String,
+    pub state: TaskState,
     pub container: Option<String>,
-    /// Status timestamp, RFC 3339; orders a slot's tasks in time.
-    pub timestamp: String,
+    /// Status timestamp; orders a slot's tasks in time.
+    pub timestamp: Option<Timestamp>,
 }
 
 /// What keeps an address across container replacements: a replicated
@@ -200,8 +205,8 @@ pub struct Record {
     pub ingress: bool,
     pub state: RecordState,
     pub message: Option<String>,
-    /// When the container got this address (RFC 3339), when known.
-    pub since: Option<String>,
+    /// When the container got this address, when known.
+    pub since: Option<Timestamp>,
 }
 
 /// Something the user should know that is not a single failed call.

@@ -143,9 +143,9 @@ pub async fn observe(
                 slot: t.slot,
                 node_id: t.node_id.clone(),
                 wanted: t.is_wanted(),
-                state: t.status.state.clone(),
+                state: t.status.state,
                 container: t.container_id().map(str::to_owned),
-                timestamp: t.status.timestamp.clone(),
+                timestamp: t.status.timestamp,
             });
     }
     let services = found

@@ -1,6 +1,6 @@
 //! Report: what a pass did, per node and in one line.
 
-use super::apply::{Applied, Result};
+use super::apply::{Applied, Ending};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -26,10 +26,10 @@ impl Summary {
         let mut s = Summary::default();
         for o in &applied.outcomes {
             match &o.result {
-                Result::Done => *s.done.entry(o.action.verb()).or_default() += 1,
-                Result::AlreadyDone(_) => s.already += 1,
-                Result::Skipped(_) => s.skipped += 1,
-                Result::Failed(_) => *s.failed.entry(o.action.node().to_owned()).or_default() += 1,
+                Ending::Done => *s.done.entry(o.action.verb()).or_default() += 1,
+                Ending::AlreadyDone(_) => s.already += 1,
+                Ending::Skipped(_) => s.skipped += 1,
+                Ending::Failed(_) => *s.failed.entry(o.action.node().to_owned()).or_default() += 1,
             }
         }
         s.pending = applied

@@ -1,10 +1,13 @@
 //! Planner tests on synthetic snapshots: no servers.
 
 use super::*;
+use crate::config::validate::Desired;
 use crate::config::validate::{Dialect, validate};
+use crate::crd::IngressMode;
 use crate::crd::{MacvlanBindingSpec, NetworkSpec, PoolEntry, ServiceSpec};
 use crate::reconcile::{
-    ContainerView, EndpointView, NetView, NodeView, ServiceView, Snapshot, TaskView,
+    ContainerView, EndpointView, NetView, NodeView, RecordState, ServiceView, Slot, Snapshot,
+    TaskState, TaskView,
 };
 use proptest::prelude::*;
 
@@ -135,12 +138,14 @@ impl World {
             node_id,
             wanted: running,
             state: if running {
-                "running".into()
+                TaskState::Running
             } else {
-                "shutdown".into()
+                TaskState::Shutdown
             },
             container: Some(container.into()),
-            timestamp: format!("2026-01-01T00:00:{:02}Z", sv.tasks.len()),
+            timestamp: format!("2026-01-01T00:00:{:02}Z", sv.tasks.len())
+                .parse()
+                .ok(),
         });
         let mut endpoints = vec![EndpointView {
             network: "ingress".into(),
@@ -177,9 +182,9 @@ impl World {
             slot,
             node_id: format!("n{node}"),
             wanted: true,
-            state: "ready".into(),
+            state: TaskState::Ready,
             container: None,
-            timestamp: "2026-01-01T00:01:00Z".into(),
+            timestamp: "2026-01-01T00:01:00Z".parse().ok(),
         });
         self
     }
@@ -281,7 +286,7 @@ impl World {
             for t in &mut sv.tasks {
                 if t.container.as_deref() == Some(old) {
                     t.wanted = false;
-                    t.state = "failed".into();
+                    t.state = TaskState::Failed;
                     slot = t.slot;
                 }
             }
@@ -303,7 +308,7 @@ fn memory_of(p: &Plan) -> Memory {
                     r.key.clone(),
                     Remembered {
                         ip,
-                        since: Some("2026-01-01T00:00:00Z".into()),
+                        since: "2026-01-01T00:00:00Z".parse().ok(),
                     },
                 )
             })
@@ -385,7 +390,7 @@ fn a_second_pass_changes_nothing() {
         p.records
             .iter()
             .map(|r| Record {
-                since: Some("2026-01-01T00:00:00Z".into()),
+                since: "2026-01-01T00:00:00Z".parse().ok(),
                 ..r.clone()
             })
             .collect::<Vec<_>>()
@@ -810,6 +815,49 @@ fn missing_services_are_reported() {
         }]
     );
     assert_eq!(p.services[0].pool_size, 1);
+}
+
+// Docker drops trailing zeros from a timestamp's fraction: `31.1Z` is earlier
+// than `31.15Z`, although it sorts after it as text. The planner must order a
+// slot's tasks by time, not by text.
+fn at(w: &mut World, task: usize, stamp: &str) {
+    w.snap.services[0].tasks[task].timestamp = stamp.parse().ok();
+}
+
+#[test]
+fn the_newest_of_two_wanted_tasks_of_a_slot_is_the_current_one_by_time_not_text() {
+    let mut w = World::new(1, true);
+    w.service("web", false);
+    w.pending_task("web", Some(1), 1)
+        .pending_task("web", Some(1), 1);
+    at(&mut w, 0, "2026-01-01T00:00:31.1Z");
+    at(&mut w, 1, "2026-01-01T00:00:31.15Z");
+    let newer = w.snap.services[0].tasks[1].id.clone();
+    let p = w.plan(&web(&["192.168.8.136"]), &Memory::new());
+    let r = p
+        .records
+        .iter()
+        .find(|r| r.key.to_string() == "web.1")
+        .unwrap();
+    assert_eq!(
+        r.task, newer,
+        "the task of 31.15 s is newer than the one of 31.1 s"
+    );
+}
+
+#[test]
+fn a_slot_gets_back_the_address_of_its_newest_earlier_container_by_time_not_text() {
+    let mut w = World::new(1, true);
+    w.service("web", false);
+    // Two earlier containers of slot 1, each asked for another address.
+    w.task("web", Some(1), 1, "old", false, Some("192.168.8.137"))
+        .task("web", Some(1), 1, "newer", false, Some("192.168.8.138"))
+        .task("web", Some(1), 1, "now", true, None);
+    at(&mut w, 0, "2026-01-01T00:00:31.1Z");
+    at(&mut w, 1, "2026-01-01T00:00:31.15Z");
+    at(&mut w, 2, "2026-01-01T00:00:32Z");
+    let p = w.plan(&web(&["192.168.8.136-192.168.8.140"]), &Memory::new());
+    assert_eq!(connects(&p), [("now".into(), ip("192.168.8.138"))]);
 }
 
 // Property: whatever the world looks like, the plan never puts one address

@@ -1,0 +1,73 @@
+//! Holdings: who holds which address, everywhere the snapshot can see.
+//! Rule 1 of the planner (never hand out what anyone else holds) reads it.
+
+use crate::reconcile::{ContainerView, NodeView, Snapshot};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+/// Where a live container is.
+#[derive(Clone, Copy)]
+pub(super) struct Live<'a> {
+    pub node: &'a NodeView,
+    pub container: &'a ContainerView,
+}
+
+/// Every running container by ID, and every address held on a macvlan
+/// endpoint anywhere.
+pub(super) struct Holdings<'a> {
+    pub live: HashMap<&'a str, Live<'a>>,
+    /// Address -> the live containers holding it, on any node.
+    pub held: BTreeMap<Ipv4Addr, Vec<Live<'a>>>,
+    /// (container, address) -> the network it holds the address on.
+    pub held_net: HashMap<(&'a str, Ipv4Addr), &'a str>,
+    /// The nodes' own addresses: never handed out.
+    pub node_addrs: Vec<Ipv4Addr>,
+    /// Stopped containers by ID, for the addresses a slot had before.
+    pub stopped: HashMap<&'a str, &'a ContainerView>,
+}
+
+impl<'a> Holdings<'a> {
+    pub fn of(snapshot: &'a Snapshot) -> Self {
+        let mut h = Holdings {
+            live: HashMap::new(),
+            held: BTreeMap::new(),
+            held_net: HashMap::new(),
+            node_addrs: Vec::new(),
+            stopped: HashMap::new(),
+        };
+        for n in &snapshot.nodes {
+            if let Ok(a) = n.addr.parse::<Ipv4Addr>() {
+                h.node_addrs.push(a);
+            }
+            let macvlans: BTreeSet<&str> = n
+                .networks
+                .iter()
+                .filter(|x| x.driver == "macvlan")
+                .map(|x| x.name.as_str())
+                .collect();
+            for c in &n.containers {
+                if !c.running {
+                    h.stopped.insert(c.id.as_str(), c);
+                    continue;
+                }
+                let live = Live {
+                    node: n,
+                    container: c,
+                };
+                h.live.insert(c.id.as_str(), live);
+                for e in &c.endpoints {
+                    if let (true, Some(ip)) = (macvlans.contains(e.network.as_str()), e.ip) {
+                        h.held.entry(ip).or_default().push(live);
+                        h.held_net.insert((c.id.as_str(), ip), e.network.as_str());
+                    }
+                }
+            }
+        }
+        h
+    }
+
+    /// The network `container` holds `ip` on, if it does.
+    pub fn network_of(&self, container: &str, ip: Ipv4Addr) -> Option<&'a str> {
+        self.held_net.get(&(container, ip)).copied()
+    }
+}

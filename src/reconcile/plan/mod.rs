@@ -1,0 +1,373 @@
+//! Plan: from the validated spec, one snapshot and what is remembered of
+//! each slot, to the list of actions that makes Docker match. Pure: no I/O,
+//! no clock, no randomness; the same inputs give the same plan.
+//!
+//! The allocation rules, in the order they are applied:
+//! 1. Addresses held by anything this binding does not manage (foreign
+//!    containers, containers on other networks, node addresses) are never
+//!    handed out.
+//! 2. A live container that already holds an address of its pool keeps it
+//!    (valid assignments never move). Two of ours on one address: the one the
+//!    records name keeps it, the other moves.
+//! 3. A slot whose container is being replaced keeps its remembered address
+//!    reserved.
+//! 4. A live container without a valid address gets its slot's remembered
+//!    address, else the address its slot's earlier containers had, else the
+//!    lowest free one.
+//!
+//! One part per rule, each a pure function over the snapshot:
+//! [`networks`] (which node can take connects), [`holdings`] (who holds
+//! which address), [`slots`] (a service's slots in time), [`assign`] (the
+//! four rules, per service) and [`ingress`].
+
+mod assign;
+mod holdings;
+mod ingress;
+mod networks;
+mod slots;
+
+use super::{Key, NetworkState, Problem, Record, ServiceCounts, Snapshot, Timestamp, short};
+use crate::config::validate::{Desired, Network};
+use crate::pool::Allocator;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// What a pass is for: the mvconf commands, and the operator's passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Create networks, connect containers, apply the ingress setting.
+    Up,
+    /// Disconnect the services' containers from their networks.
+    Disconnect,
+    /// Remove the networks from every node.
+    Remove,
+    /// Disconnect, then remove the networks.
+    Down,
+    /// Disconnect the services' containers from the ingress network.
+    Uningress,
+    /// Connect them to the ingress network again.
+    Reingress,
+    /// Change nothing; report what is (the `status` table, the audit).
+    Observe,
+}
+
+/// What is remembered of a slot between passes (the operator's status
+/// records): its address and since when it has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub ip: Ipv4Addr,
+    pub since: Option<Timestamp>,
+}
+
+pub type Memory = BTreeMap<Key, Remembered>;
+
+/// One change to make on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    CreateNetwork {
+        node_id: String,
+        node: String,
+        network: Network,
+    },
+    RemoveNetwork {
+        node_id: String,
+        node: String,
+        network: String,
+    },
+    Connect {
+        node_id: String,
+        node: String,
+        network: String,
+        container: String,
+        key: Key,
+        ip: Ipv4Addr,
+    },
+    Disconnect {
+        node_id: String,
+        node: String,
+        network: String,
+        container: String,
+        key: Option<Key>,
+        reason: String,
+    },
+    DetachIngress {
+        node_id: String,
+        node: String,
+        network: String,
+        container: String,
+        key: Key,
+    },
+    AttachIngress {
+        node_id: String,
+        node: String,
+        network: String,
+        container: String,
+        key: Key,
+    },
+}
+
+impl Action {
+    pub fn node_id(&self) -> &str {
+        match self {
+            Action::CreateNetwork { node_id, .. }
+            | Action::RemoveNetwork { node_id, .. }
+            | Action::Connect { node_id, .. }
+            | Action::Disconnect { node_id, .. }
+            | Action::DetachIngress { node_id, .. }
+            | Action::AttachIngress { node_id, .. } => node_id,
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        match self {
+            Action::CreateNetwork { node, .. }
+            | Action::RemoveNetwork { node, .. }
+            | Action::Connect { node, .. }
+            | Action::Disconnect { node, .. }
+            | Action::DetachIngress { node, .. }
+            | Action::AttachIngress { node, .. } => node,
+        }
+    }
+
+    /// Order within a node: networks first, then disconnects (so a moved
+    /// container is free to reconnect), then connects, then removals.
+    pub fn phase(&self) -> u8 {
+        match self {
+            Action::CreateNetwork { .. } => 0,
+            Action::Disconnect { .. } | Action::DetachIngress { .. } => 1,
+            Action::Connect { .. } | Action::AttachIngress { .. } => 2,
+            Action::RemoveNetwork { .. } => 3,
+        }
+    }
+
+    pub fn key(&self) -> Option<&Key> {
+        match self {
+            Action::Connect { key, .. }
+            | Action::DetachIngress { key, .. }
+            | Action::AttachIngress { key, .. } => Some(key),
+            Action::Disconnect { key, .. } => key.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A short verb for counters and summaries.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::CreateNetwork { .. } => "network created",
+            Action::RemoveNetwork { .. } => "network removed",
+            Action::Connect { .. } => "connected",
+            Action::Disconnect { .. } => "disconnected",
+            Action::DetachIngress { .. } => "detached from ingress",
+            Action::AttachIngress { .. } => "attached to ingress",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::CreateNetwork { node, network, .. } => {
+                write!(
+                    f,
+                    "create network {} ({} via {}) on {node}",
+                    network.name, network.subnet, network.parent
+                )
+            }
+            Action::RemoveNetwork { node, network, .. } => {
+                write!(f, "remove network {network} from {node}")
+            }
+            Action::Connect {
+                node,
+                network,
+                container,
+                key,
+                ip,
+                ..
+            } => {
+                write!(
+                    f,
+                    "connect {} ({key}) to {network} on {node} with {ip}",
+                    short(container)
+                )
+            }
+            Action::Disconnect {
+                node,
+                network,
+                container,
+                key,
+                reason,
+                ..
+            } => {
+                write!(f, "disconnect {}", short(container))?;
+                if let Some(k) = key {
+                    write!(f, " ({k})")?;
+                }
+                write!(f, " from {network} on {node}")?;
+                if !reason.is_empty() {
+                    write!(f, ": {reason}")?;
+                }
+                Ok(())
+            }
+            Action::DetachIngress {
+                node,
+                network,
+                container,
+                key,
+                ..
+            } => {
+                write!(
+                    f,
+                    "disconnect {} ({key}) from {network} (ingress) on {node}",
+                    short(container)
+                )
+            }
+            Action::AttachIngress {
+                node,
+                network,
+                container,
+                key,
+                ..
+            } => {
+                write!(
+                    f,
+                    "connect {} ({key}) to {network} (ingress) on {node}",
+                    short(container)
+                )
+            }
+        }
+    }
+}
+
+/// The plan of one pass.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: Mode,
+    /// Sorted by node, then phase.
+    pub actions: Vec<Action>,
+    /// Every slot of every service, as it will be once the actions succeed.
+    pub records: Vec<Record>,
+    pub problems: Vec<Problem>,
+    pub services: Vec<ServiceCounts>,
+    pub networks: Vec<NetworkState>,
+    /// Each service's allocator after planning, for apply to pick another
+    /// address when an engine answers "address in use".
+    pub allocators: BTreeMap<String, Allocator>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.actions.is_empty() {
+            writeln!(f, "nothing to do")?;
+        }
+        for a in &self.actions {
+            writeln!(f, "{a}")?;
+        }
+        for p in &self.problems {
+            writeln!(f, "problem: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Choices that differ between the CLI and the operator.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Networks another binding still uses: never removed.
+    pub keep_networks: BTreeSet<String>,
+    /// With `ingress: Keep`, re-attach the ingress network to containers of
+    /// services that publish ports through it (the operator keeps the spec
+    /// true); the CLI's `up` leaves ingress alone, as mvconf did.
+    pub restore_ingress: bool,
+}
+
+/// What the parts of a plan add up: actions, records and problems, in the
+/// order the parts produce them.
+#[derive(Debug, Default)]
+struct Draft {
+    actions: Vec<Action>,
+    records: Vec<Record>,
+    problems: Vec<Problem>,
+}
+
+/// Builds the plan.
+pub fn plan(
+    desired: &Desired,
+    snapshot: &Snapshot,
+    memory: &Memory,
+    mode: Mode,
+    options: &PlanOptions,
+) -> Plan {
+    let mut draft = Draft::default();
+    for n in &snapshot.nodes {
+        if let Some(p) = &n.problem {
+            draft.problems.push(Problem::NodeUnreachable {
+                node: n.label().to_owned(),
+                message: p.clone(),
+            });
+        }
+    }
+    for s in &snapshot.missing_services {
+        draft
+            .problems
+            .push(Problem::ServiceMissing { service: s.clone() });
+    }
+    let networks = networks::plan(desired, snapshot, mode, &options.keep_networks, &mut draft);
+    let holdings = holdings::Holdings::of(snapshot);
+    let claimed = slots::Claimed::of(desired, snapshot, &holdings);
+
+    let mut allocators = BTreeMap::new();
+    let mut services = Vec::new();
+    for claim in &claimed.services {
+        let world = assign::World {
+            snapshot,
+            memory,
+            holdings: &holdings,
+            claimed: &claimed,
+            usable: &networks.usable,
+            mode,
+            options,
+        };
+        let (counts, alloc) = assign::service(&world, claim, &mut draft);
+        services.push(counts);
+        allocators.insert(claim.spec.name.clone(), alloc);
+    }
+    // Services named in the spec but absent still get counters.
+    for name in &snapshot.missing_services {
+        if let Some(spec) = desired.services.iter().find(|s| &s.name == name) {
+            services.push(ServiceCounts {
+                name: name.clone(),
+                pool_size: spec.pool.size(),
+                free: spec.pool.size(),
+                ..Default::default()
+            });
+        }
+    }
+
+    let Draft {
+        mut actions,
+        mut records,
+        mut problems,
+    } = draft;
+    actions.sort_by(|a, b| (a.node(), a.phase()).cmp(&(b.node(), b.phase())));
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    problems.dedup();
+    Plan {
+        mode,
+        actions,
+        records,
+        problems,
+        services,
+        networks: networks.states,
+        allocators,
+    }
+}
+
+#[cfg(test)]
+mod tests;
