@@ -303,142 +303,34 @@ fn broadcast_or_network(net: &Ipv4Network, ip: Ipv4Addr) -> Option<&'static str>
 }
 
 fn validate_networks(c: &mut Collector, spec: &MacvlanBindingSpec) -> Vec<Option<Network>> {
-    let d = c.dialect;
-    if spec.networks.len() > limits::MAX_NETWORKS {
-        let field = c.path(format_args!("networks"));
-        c.push(
-            field,
-            format!(
-                "{} networks; at most {} are allowed",
-                spec.networks.len(),
-                limits::MAX_NETWORKS
-            ),
-        );
-    }
+    check_list_len(c, "networks", spec.networks.len(), limits::MAX_NETWORKS);
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut gateways: HashMap<Ipv4Addr, usize> = HashMap::new();
     let mut parents: HashMap<&str, usize> = HashMap::new();
     let mut out: Vec<Option<Network>> = Vec::with_capacity(spec.networks.len());
     for (i, n) in spec.networks.iter().enumerate() {
         let at = |c: &Collector, key: &str| c.path(format_args!("networks[{i}].{key}"));
-        let field = at(c, "name");
-        let mut ok = check_name(
-            c,
-            field.clone(),
-            &n.name,
-            limits::MAX_NETWORK_NAME_LEN,
-            false,
-        );
-        if ok && RESERVED_NETWORK_NAMES.contains(&n.name.as_str()) {
-            c.push(
-                field.clone(),
-                format!(
-                    "{} is reserved by Docker; choose another name",
-                    shown(&n.name)
-                ),
-            );
-            ok = false;
-        }
-        if let Some(prev) = names.insert(&n.name, i) {
-            c.push(
-                field,
-                format!(
-                    "duplicate network name {} (also networks[{prev}])",
-                    shown(&n.name)
-                ),
-            );
-            ok = false;
-        }
+        let name_ok = check_network_name(c, &mut names, at(c, "name"), i, &n.name);
 
         let field = at(c, "subnet");
         let subnet = parse_cidr(c, &field, &n.subnet);
-        if let Some(net) = subnet
-            && net.prefix() > 30
-        {
-            c.push(
-                field,
-                format!(
-                    "/{} leaves no room for containers; use /30 or larger",
-                    net.prefix()
-                ),
-            );
-            ok = false;
-        }
+        let room_ok = subnet.is_none_or(|net| check_subnet_room(c, field, net));
 
         let field = at(c, "gateway");
         let gateway = parse_v4(c, &field, "address", &n.gateway);
-        if let (Some(net), Some(gw)) = (subnet, gateway) {
-            if !net.contains(gw) {
-                c.push(field.clone(), format!("{gw} is outside the subnet {net}"));
-                ok = false;
-            } else if let Some(what) = broadcast_or_network(&net, gw) {
-                c.push(field.clone(), format!("{gw} is {what} of {net}"));
-                ok = false;
-            }
-        }
-        if let Some(gw) = gateway
-            && let Some(prev) = gateways.insert(gw, i)
-        {
-            c.push(
-                    field,
-                    format!("gateway {gw} is also the gateway of networks[{prev}]: Docker allows one macvlan network per gateway"),
-                );
-            ok = false;
-        }
+        let gateway_ok =
+            gateway.is_none_or(|gw| check_gateway(c, &mut gateways, field, i, subnet, gw));
 
-        let field = at(c, "parent");
-        let p = &n.parent;
-        if p.is_empty() {
-            c.push(
-                field,
-                "must not be empty: name the host interface, e.g. eth1 or eth1.101",
-            );
-            ok = false;
-        } else if p.len() > limits::MAX_PARENT_LEN
-            || p == "."
-            || p == ".."
-            || !p
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | '@'))
-        {
-            c.push(
-                field,
-                format!(
-                    "{} is not a network interface name (at most {} characters: letters, digits, '.', '-', '_', '@')",
-                    shown(p),
-                    limits::MAX_PARENT_LEN
-                ),
-            );
-            ok = false;
-        } else if let Some(prev) = parents.insert(p, i) {
-            c.push(
-                field,
-                format!(
-                    "{} is also the parent of networks[{prev}]: Docker allows one macvlan network per parent interface (use a VLAN sub-interface such as {p}.101)",
-                    shown(p)
-                ),
-            );
-            ok = false;
-        }
+        let parent_ok = check_parent(c, &mut parents, at(c, "parent"), i, &n.parent);
 
-        let ip_range = match &n.ip_range {
-            None => None,
-            Some(r) => {
-                let field = at(c, d.key("ipRange"));
-                let parsed = parse_cidr(c, &field, r);
-                if let (Some(net), Some(rng)) = (subnet, parsed)
-                    && !(net.contains(rng.network()) && net.prefix() <= rng.prefix())
-                {
-                    c.push(field, format!("{rng} is not inside the subnet {net}"));
-                    ok = false;
-                }
-                if parsed.is_none() {
-                    ok = false;
-                }
-                parsed
-            }
-        };
+        let ip_range = n.ip_range.as_deref().and_then(|r| {
+            let field = at(c, c.dialect.key("ipRange"));
+            check_ip_range(c, field, subnet, r)
+        });
+        // An absent ipRange is fine; one that was written must have passed.
+        let range_ok = n.ip_range.is_none() || ip_range.is_some();
 
+        let ok = name_ok && room_ok && gateway_ok && parent_ok && range_ok;
         out.push(match (ok, subnet, gateway) {
             (true, Some(subnet), Some(gateway)) => Some(Network {
                 name: n.name.clone(),
@@ -450,9 +342,148 @@ fn validate_networks(c: &mut Collector, spec: &MacvlanBindingSpec) -> Vec<Option
             _ => None,
         });
     }
+    check_subnet_overlaps(c, &out);
+    out
+}
 
-    // Docker refuses overlapping subnets in its local address space.
-    let mut subnets: Vec<(usize, Ipv4Network)> = out
+fn check_list_len(c: &mut Collector, list: &str, len: usize, max: usize) {
+    if len > max {
+        let field = c.path(format_args!("{list}"));
+        c.push(field, format!("{len} {list}; at most {max} are allowed"));
+    }
+}
+
+fn check_network_name<'a>(
+    c: &mut Collector,
+    names: &mut HashMap<&'a str, usize>,
+    field: String,
+    i: usize,
+    name: &'a str,
+) -> bool {
+    let mut ok = check_name(c, field.clone(), name, limits::MAX_NETWORK_NAME_LEN, false);
+    if ok && RESERVED_NETWORK_NAMES.contains(&name) {
+        c.push(
+            field.clone(),
+            format!("{} is reserved by Docker; choose another name", shown(name)),
+        );
+        ok = false;
+    }
+    if let Some(prev) = names.insert(name, i) {
+        c.push(
+            field,
+            format!(
+                "duplicate network name {} (also networks[{prev}])",
+                shown(name)
+            ),
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn check_subnet_room(c: &mut Collector, field: String, net: Ipv4Network) -> bool {
+    let prefix = net.prefix();
+    if prefix > 30 {
+        c.push(
+            field,
+            format!("/{prefix} leaves no room for containers; use /30 or larger"),
+        );
+        return false;
+    }
+    true
+}
+
+fn check_gateway(
+    c: &mut Collector,
+    gateways: &mut HashMap<Ipv4Addr, usize>,
+    field: String,
+    i: usize,
+    subnet: Option<Ipv4Network>,
+    gw: Ipv4Addr,
+) -> bool {
+    let mut ok = true;
+    if let Some(net) = subnet {
+        if !net.contains(gw) {
+            c.push(field.clone(), format!("{gw} is outside the subnet {net}"));
+            ok = false;
+        } else if let Some(what) = broadcast_or_network(&net, gw) {
+            c.push(field.clone(), format!("{gw} is {what} of {net}"));
+            ok = false;
+        }
+    }
+    if let Some(prev) = gateways.insert(gw, i) {
+        c.push(
+            field,
+            format!("gateway {gw} is also the gateway of networks[{prev}]: Docker allows one macvlan network per gateway"),
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn check_parent<'a>(
+    c: &mut Collector,
+    parents: &mut HashMap<&'a str, usize>,
+    field: String,
+    i: usize,
+    p: &'a str,
+) -> bool {
+    if p.is_empty() {
+        c.push(
+            field,
+            "must not be empty: name the host interface, e.g. eth1 or eth1.101",
+        );
+        false
+    } else if p.len() > limits::MAX_PARENT_LEN
+        || p == "."
+        || p == ".."
+        || !p
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_' | '@'))
+    {
+        c.push(
+            field,
+            format!(
+                "{} is not a network interface name (at most {} characters: letters, digits, '.', '-', '_', '@')",
+                shown(p),
+                limits::MAX_PARENT_LEN
+            ),
+        );
+        false
+    } else if let Some(prev) = parents.insert(p, i) {
+        c.push(
+            field,
+            format!(
+                "{} is also the parent of networks[{prev}]: Docker allows one macvlan network per parent interface (use a VLAN sub-interface such as {p}.101)",
+                shown(p)
+            ),
+        );
+        false
+    } else {
+        true
+    }
+}
+
+/// The parsed ipRange, or `None` when it is unusable.
+fn check_ip_range(
+    c: &mut Collector,
+    field: String,
+    subnet: Option<Ipv4Network>,
+    raw: &str,
+) -> Option<Ipv4Network> {
+    let rng = parse_cidr(c, &field, raw)?;
+    if let Some(net) = subnet
+        && !(net.contains(rng.network()) && net.prefix() <= rng.prefix())
+    {
+        c.push(field, format!("{rng} is not inside the subnet {net}"));
+        return None;
+    }
+    Some(rng)
+}
+
+/// Docker refuses overlapping subnets in its local address space.
+fn check_subnet_overlaps(c: &mut Collector, networks: &[Option<Network>]) {
+    let mut subnets: Vec<(usize, Ipv4Network)> = networks
         .iter()
         .enumerate()
         .filter_map(|(i, n)| n.as_ref().map(|n| (i, n.subnet)))
@@ -468,7 +499,6 @@ fn validate_networks(c: &mut Collector, spec: &MacvlanBindingSpec) -> Vec<Option
             );
         }
     }
-    out
 }
 
 /// One parsed pool entry, remembered for the overlap sweep.
@@ -483,18 +513,7 @@ fn validate_services(
     spec: &MacvlanBindingSpec,
     networks: &[Option<Network>],
 ) -> Vec<Option<Service>> {
-    let d = c.dialect;
-    if spec.services.len() > limits::MAX_SERVICES {
-        let field = c.path(format_args!("services"));
-        c.push(
-            field,
-            format!(
-                "{} services; at most {} are allowed",
-                spec.services.len(),
-                limits::MAX_SERVICES
-            ),
-        );
-    }
+    check_list_len(c, "services", spec.services.len(), limits::MAX_SERVICES);
     let by_name: HashMap<&str, usize> = spec
         .networks
         .iter()
@@ -506,124 +525,23 @@ fn validate_services(
     let mut placed: BTreeMap<usize, Vec<Placed>> = BTreeMap::new();
     let mut out: Vec<Option<Service>> = Vec::with_capacity(spec.services.len());
     for (i, s) in spec.services.iter().enumerate() {
-        let field = c.path(format_args!("services[{i}].name"));
-        let mut ok = check_name(c, field.clone(), &s.name, limits::MAX_NAME_LEN, true);
-        if let Some(prev) = names.insert(&s.name, i) {
-            c.push(
-                field,
-                format!(
-                    "duplicate service {} (also services[{prev}])",
-                    shown(&s.name)
-                ),
-            );
-            ok = false;
-        }
+        let name_ok = check_service_name(c, &mut names, i, &s.name);
 
-        let field = c.path(format_args!("services[{i}].network"));
         let net_idx = by_name.get(s.network.as_str()).copied();
-        let network = match net_idx {
-            None => {
-                let known: Vec<&str> = spec.networks.iter().map(|n| n.name.as_str()).collect();
-                c.push(
-                    field,
-                    format!(
-                        "{} is not defined in networks (defined: {})",
-                        shown(&s.network),
-                        if known.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-                ok = false;
-                None
-            }
-            Some(idx) => networks.get(idx).and_then(Option::as_ref),
-        };
+        if net_idx.is_none() {
+            report_undefined_network(c, spec, i, &s.network);
+        }
+        // A network that failed its own checks yields no service, silently:
+        // its errors are already reported.
+        let network = net_idx
+            .and_then(|idx| networks.get(idx))
+            .and_then(Option::as_ref);
 
-        let pool_key = d.key("ipPool");
-        if s.ip_pool.is_empty() {
-            let field = c.path(format_args!("services[{i}].{pool_key}"));
-            c.push(field, "is empty: list the addresses this service may use");
-            ok = false;
-        }
-        if s.ip_pool.len() > limits::MAX_POOL_ENTRIES {
-            let field = c.path(format_args!("services[{i}].{pool_key}"));
-            c.push(
-                field,
-                format!(
-                    "{} entries; at most {} are allowed (use ranges \"first-last\")",
-                    s.ip_pool.len(),
-                    limits::MAX_POOL_ENTRIES
-                ),
-            );
-            ok = false;
-        }
-        let mut entries = Vec::with_capacity(s.ip_pool.len());
-        for (j, e) in s.ip_pool.iter().enumerate() {
-            let field = c.path(format_args!("services[{i}].{pool_key}[{j}]"));
-            let range = match e.0.parse::<IpRange>() {
-                Ok(r) => r,
-                Err(err) => {
-                    let msg = match err {
-                        // For a range, say which half is wrong.
-                        EntryError::NotAnAddress(_) if e.0.contains('-') => format!(
-                            "{} is not an IPv4 address or range \"first-last\": {err}",
-                            shown(&e.0)
-                        ),
-                        EntryError::NotAnAddress(_) | EntryError::Empty => format!(
-                            "{} is not an IPv4 address or range \"first-last\"",
-                            shown(&e.0)
-                        ),
-                        _ => err.to_string(),
-                    };
-                    c.push(field, msg);
-                    ok = false;
-                    continue;
-                }
-            };
-            if let Some(net) = network {
-                let inside = net.subnet.contains(range.start()) && net.subnet.contains(range.end());
-                if !inside {
-                    c.push(
-                        field.clone(),
-                        format!(
-                            "{range} is not inside the subnet {} of network {}",
-                            net.subnet,
-                            shown(&net.name)
-                        ),
-                    );
-                    ok = false;
-                } else if range.contains(net.gateway) {
-                    c.push(
-                        field.clone(),
-                        format!("{range} includes the gateway {}", net.gateway),
-                    );
-                    ok = false;
-                } else {
-                    for special in [net.subnet.network(), net.subnet.broadcast()] {
-                        if range.contains(special)
-                            && let Some(what) = broadcast_or_network(&net.subnet, special)
-                        {
-                            c.push(field.clone(), format!("{range} includes {what} {special}"));
-                            ok = false;
-                        }
-                    }
-                }
-            }
-            if let Some(idx) = net_idx {
-                placed.entry(idx).or_default().push(Placed {
-                    range,
-                    service: i,
-                    entry: j,
-                });
-            }
-            entries.push(range);
-        }
+        let placed_here = net_idx.map(|idx| placed.entry(idx).or_default());
+        let entries = check_pool(c, i, &s.ip_pool, network, placed_here);
 
-        out.push(match (ok, network) {
-            (true, Some(net)) => Some(Service {
+        out.push(match (name_ok, network, entries) {
+            (true, Some(net), Some(entries)) => Some(Service {
                 name: s.name.clone(),
                 network: net.name.clone(),
                 pool: Pool::new(entries.iter().copied()),
@@ -633,9 +551,164 @@ fn validate_services(
             _ => None,
         });
     }
+    check_pool_overlaps(c, spec, placed, &mut out);
+    out
+}
 
-    // Sweep each network's entries in address order: an entry that starts
-    // before the furthest end seen so far overlaps the entry owning that end.
+fn check_service_name<'a>(
+    c: &mut Collector,
+    names: &mut HashMap<&'a str, usize>,
+    i: usize,
+    name: &'a str,
+) -> bool {
+    let field = c.path(format_args!("services[{i}].name"));
+    let mut ok = check_name(c, field.clone(), name, limits::MAX_NAME_LEN, true);
+    if let Some(prev) = names.insert(name, i) {
+        c.push(
+            field,
+            format!("duplicate service {} (also services[{prev}])", shown(name)),
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn report_undefined_network(c: &mut Collector, spec: &MacvlanBindingSpec, i: usize, network: &str) {
+    let field = c.path(format_args!("services[{i}].network"));
+    let known: Vec<&str> = spec.networks.iter().map(|n| n.name.as_str()).collect();
+    c.push(
+        field,
+        format!(
+            "{} is not defined in networks (defined: {})",
+            shown(network),
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ),
+    );
+}
+
+/// Checks service `i`'s pool as a whole, then parses each entry and checks
+/// it against its network. Every entry that parses is placed for the
+/// overlap sweep, even one that does not fit its network, so all its
+/// problems are reported at once. `None` when the pool is unusable.
+fn check_pool(
+    c: &mut Collector,
+    i: usize,
+    pool: &[crate::crd::PoolEntry],
+    network: Option<&Network>,
+    mut placed: Option<&mut Vec<Placed>>,
+) -> Option<Vec<IpRange>> {
+    let pool_key = c.dialect.key("ipPool");
+    let field = c.path(format_args!("services[{i}].{pool_key}"));
+    let mut ok = true;
+    if pool.is_empty() {
+        c.push(
+            field.clone(),
+            "is empty: list the addresses this service may use",
+        );
+        ok = false;
+    }
+    if pool.len() > limits::MAX_POOL_ENTRIES {
+        c.push(
+            field,
+            format!(
+                "{} entries; at most {} are allowed (use ranges \"first-last\")",
+                pool.len(),
+                limits::MAX_POOL_ENTRIES
+            ),
+        );
+        ok = false;
+    }
+    let mut entries = Vec::with_capacity(pool.len());
+    for (j, e) in pool.iter().enumerate() {
+        let field = c.path(format_args!("services[{i}].{pool_key}[{j}]"));
+        let Some(range) = parse_pool_entry(c, field.clone(), &e.0) else {
+            ok = false;
+            continue;
+        };
+        if let Some(net) = network
+            && !check_entry_fits(c, field, net, range)
+        {
+            ok = false;
+        }
+        if let Some(list) = placed.as_deref_mut() {
+            list.push(Placed {
+                range,
+                service: i,
+                entry: j,
+            });
+        }
+        entries.push(range);
+    }
+    ok.then_some(entries)
+}
+
+fn parse_pool_entry(c: &mut Collector, field: String, raw: &str) -> Option<IpRange> {
+    let err = match raw.parse::<IpRange>() {
+        Ok(r) => return Some(r),
+        Err(err) => err,
+    };
+    let msg = match err {
+        // For a range, say which half is wrong.
+        EntryError::NotAnAddress(_) if raw.contains('-') => format!(
+            "{} is not an IPv4 address or range \"first-last\": {err}",
+            shown(raw)
+        ),
+        EntryError::NotAnAddress(_) | EntryError::Empty => format!(
+            "{} is not an IPv4 address or range \"first-last\"",
+            shown(raw)
+        ),
+        _ => err.to_string(),
+    };
+    c.push(field, msg);
+    None
+}
+
+/// Containers cannot take the gateway, network or broadcast address.
+fn check_entry_fits(c: &mut Collector, field: String, net: &Network, range: IpRange) -> bool {
+    let inside = net.subnet.contains(range.start()) && net.subnet.contains(range.end());
+    if !inside {
+        c.push(
+            field,
+            format!(
+                "{range} is not inside the subnet {} of network {}",
+                net.subnet,
+                shown(&net.name)
+            ),
+        );
+        return false;
+    }
+    if range.contains(net.gateway) {
+        c.push(
+            field,
+            format!("{range} includes the gateway {}", net.gateway),
+        );
+        return false;
+    }
+    let mut ok = true;
+    for special in [net.subnet.network(), net.subnet.broadcast()] {
+        if range.contains(special)
+            && let Some(what) = broadcast_or_network(&net.subnet, special)
+        {
+            c.push(field.clone(), format!("{range} includes {what} {special}"));
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Sweeps each network's entries in address order: an entry that starts
+/// before the furthest end seen so far overlaps the entry owning that end.
+fn check_pool_overlaps(
+    c: &mut Collector,
+    spec: &MacvlanBindingSpec,
+    placed: BTreeMap<usize, Vec<Placed>>,
+    out: &mut [Option<Service>],
+) {
+    let pool_key = c.dialect.key("ipPool");
     for (_, mut list) in placed {
         list.sort_by_key(|p| (p.range.start(), p.range.end()));
         let mut reach: Option<&Placed> = None;
@@ -644,18 +717,15 @@ fn validate_services(
                 && r.range.overlaps(&p.range)
             {
                 let field = c.path(format_args!(
-                    "services[{}].{}[{}]",
-                    p.service,
-                    d.key("ipPool"),
-                    p.entry
+                    "services[{}].{pool_key}[{}]",
+                    p.service, p.entry
                 ));
                 let other = if r.service == p.service {
                     format!("entry [{}] of the same pool", r.entry)
                 } else {
                     format!(
-                        "services[{}].{}[{}] (service {})",
+                        "services[{}].{pool_key}[{}] (service {})",
                         r.service,
-                        d.key("ipPool"),
                         r.entry,
                         shown(&spec.services[r.service].name)
                     )
@@ -670,7 +740,6 @@ fn validate_services(
             }
         }
     }
-    out
 }
 
 /// Checks a spec and returns its parsed form, or every problem found.
@@ -726,300 +795,4 @@ fn validate_endpoint(c: &mut Collector, ep: &EndpointSpec) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crd::{NetworkSpec, PoolEntry, ServiceSpec};
-
-    fn net(name: &str, subnet: &str, gateway: &str) -> NetworkSpec {
-        NetworkSpec {
-            name: name.into(),
-            subnet: subnet.into(),
-            gateway: gateway.into(),
-            // One macvlan network per parent: derive a distinct one.
-            parent: format!("eth{}", subnet.split('.').next().unwrap_or("1")),
-            ip_range: None,
-        }
-    }
-
-    fn svc(name: &str, network: &str, pool: &[&str]) -> ServiceSpec {
-        ServiceSpec {
-            name: name.into(),
-            network: network.into(),
-            ip_pool: pool.iter().map(|s| PoolEntry::from(*s)).collect(),
-            ingress: IngressMode::Keep,
-        }
-    }
-
-    fn good() -> MacvlanBindingSpec {
-        MacvlanBindingSpec {
-            networks: vec![net("macvlan", "192.168.8.0/24", "192.168.8.1")],
-            services: vec![svc(
-                "2048",
-                "macvlan",
-                &["192.168.8.136-192.168.8.137", "192.168.8.139"],
-            )],
-            ..Default::default()
-        }
-    }
-
-    /// Validates `spec` and returns the single error's field and message.
-    fn one_error(spec: &MacvlanBindingSpec) -> (String, String) {
-        let err = validate(spec, Dialect::Manifest).expect_err("should be invalid");
-        assert_eq!(err.errors.len(), 1, "expected one error, got {err}");
-        let e = &err.errors[0];
-        (e.field.clone(), e.message.clone())
-    }
-
-    #[test]
-    fn the_manual_example_is_valid() {
-        let d = validate(&good(), Dialect::Manifest).unwrap();
-        assert_eq!(d.services[0].pool.size(), 3);
-        assert_eq!(d.networks[0].gateway, Ipv4Addr::new(192, 168, 8, 1));
-    }
-
-    #[test]
-    fn subnet_must_be_an_ipv4_cidr() {
-        let mut s = good();
-        s.networks[0].subnet = "192.168.8.0".into();
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.networks[0].subnet");
-        assert!(m.contains("CIDR"), "{m}");
-        s.networks[0].subnet = "192.168.8.0/33".into();
-        assert_eq!(one_error(&s).0, "spec.networks[0].subnet");
-        s.networks[0].subnet = "192.168.8.5/24".into();
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.networks[0].subnet");
-        assert!(m.contains("did you mean 192.168.8.0/24"), "{m}");
-        s.networks[0].subnet = "192.168.8.0/31".into();
-        s.networks[0].gateway = "192.168.8.1".into();
-        s.services.clear();
-        assert!(one_error(&s).1.contains("no room"));
-    }
-
-    #[test]
-    fn ipv6_is_refused_as_not_supported() {
-        let mut s = good();
-        s.networks[0].subnet = "fd00::/64".into();
-        s.networks[0].gateway = "fd00::1".into();
-        s.services.clear();
-        let err = validate(&s, Dialect::Manifest).unwrap_err();
-        assert_eq!(err.errors.len(), 2);
-        for e in &err.errors {
-            assert!(e.message.contains("IPv6 is not supported yet"), "{e}");
-        }
-        let mut s = good();
-        s.services[0].ip_pool = vec!["fd00::10".into()];
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.services[0].ipPool[0]");
-        assert!(m.contains("IPv6 is not supported yet"), "{m}");
-    }
-
-    #[test]
-    fn gateway_must_parse_and_lie_inside_the_subnet() {
-        let mut s = good();
-        s.networks[0].gateway = "192.168.9.1".into();
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.networks[0].gateway");
-        assert!(m.contains("outside the subnet 192.168.8.0/24"), "{m}");
-        s.networks[0].gateway = "gateway".into();
-        assert!(one_error(&s).1.contains("not an IPv4 address"));
-        s.networks[0].gateway = "192.168.8.255".into();
-        assert!(one_error(&s).1.contains("broadcast"));
-    }
-
-    #[test]
-    fn ip_range_must_lie_inside_the_subnet() {
-        let mut s = good();
-        s.networks[0].ip_range = Some("192.168.8.128/25".into());
-        assert!(validate(&s, Dialect::Manifest).is_ok());
-        s.networks[0].ip_range = Some("192.168.0.0/16".into());
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.networks[0].ipRange");
-        assert!(m.contains("not inside the subnet"), "{m}");
-        let err = validate(&s, Dialect::Legacy).unwrap_err();
-        assert_eq!(err.errors[0].field, "networks[0].ip_range");
-    }
-
-    #[test]
-    fn network_names_are_unique_and_valid() {
-        let mut s = good();
-        s.networks.push(net("macvlan", "10.0.0.0/24", "10.0.0.1"));
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.networks[1].name");
-        assert!(
-            m.contains("duplicate network name \"macvlan\" (also networks[0])"),
-            "{m}"
-        );
-        let mut s = good();
-        s.networks[0].name = "bad name".into();
-        s.services.clear();
-        assert_eq!(one_error(&s).0, "spec.networks[0].name");
-        s.networks[0].name = "ingress".into();
-        assert!(one_error(&s).1.contains("reserved"));
-        s.networks[0].name = "x".repeat(10_000);
-        let (_, m) = one_error(&s);
-        assert!(m.contains("10000 characters") && m.len() < 200, "{m}");
-    }
-
-    #[test]
-    fn parent_must_be_a_plausible_interface() {
-        let mut s = good();
-        s.networks[0].parent = "eth1.101".into();
-        assert!(validate(&s, Dialect::Manifest).is_ok());
-        for bad in ["", "eth 1", "averyveryverylongname", "eth1/2", ".."] {
-            s.networks[0].parent = bad.into();
-            assert_eq!(one_error(&s).0, "spec.networks[0].parent", "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn one_macvlan_network_per_gateway() {
-        let mut s = good();
-        s.networks.push(net("other", "10.0.0.0/24", "10.0.0.1"));
-        s.networks[1].parent = "eth2".into();
-        s.networks[1].gateway = "192.168.8.1".into();
-        let err = validate(&s, Dialect::Manifest).unwrap_err();
-        assert!(
-            err.errors
-                .iter()
-                .any(|e| e.field == "spec.networks[1].gateway"
-                    && e.message.contains("one macvlan network per gateway")),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn subnets_must_not_overlap() {
-        let mut s = good();
-        s.networks
-            .push(net("other", "192.168.8.0/25", "192.168.8.2"));
-        s.networks[1].parent = "eth2".into();
-        let err = validate(&s, Dialect::Manifest).unwrap_err();
-        assert!(
-            err.errors.iter().any(|e| e.message.contains("overlaps")),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn services_reference_defined_networks_and_are_unique() {
-        let mut s = good();
-        s.services[0].network = "nope".into();
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.services[0].network");
-        assert!(
-            m.contains("not defined in networks (defined: macvlan)"),
-            "{m}"
-        );
-        let mut s = good();
-        s.services.push(svc("2048", "macvlan", &["192.168.8.150"]));
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.services[1].name");
-        assert!(m.contains("duplicate service"), "{m}");
-        let mut s = good();
-        s.services[0].name = "my.service".into();
-        assert!(one_error(&s).1.contains("swarm"));
-    }
-
-    #[test]
-    fn pool_entries_parse_and_are_ordered() {
-        let mut s = good();
-        s.services[0].ip_pool = vec!["192.168.8.140-192.168.8.130".into()];
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.services[0].ipPool[0]");
-        assert!(m.contains("reversed"), "{m}");
-        s.services[0].ip_pool = vec!["hello".into()];
-        assert!(one_error(&s).1.contains("not an IPv4 address or range"));
-        s.services[0].ip_pool = vec![];
-        assert!(one_error(&s).1.contains("is empty"));
-        s.services[0].ip_pool = vec!["192.168.8.0/28".into()];
-        assert!(one_error(&s).1.contains("CIDR notation is not supported"));
-    }
-
-    #[test]
-    fn pool_entries_stay_inside_the_subnet_and_off_special_addresses() {
-        let mut s = good();
-        s.services[0].ip_pool = vec!["192.168.9.10".into()];
-        assert!(one_error(&s).1.contains("not inside the subnet"));
-        s.services[0].ip_pool = vec!["192.168.8.250-192.168.9.2".into()];
-        assert!(one_error(&s).1.contains("not inside the subnet"));
-        s.services[0].ip_pool = vec!["192.168.8.1-192.168.8.5".into()];
-        assert!(one_error(&s).1.contains("includes the gateway"));
-        s.services[0].ip_pool = vec!["192.168.8.0-192.168.8.0".into()];
-        assert!(one_error(&s).1.contains("network address"));
-        s.services[0].ip_pool = vec!["192.168.8.250-192.168.8.255".into()];
-        assert!(one_error(&s).1.contains("broadcast address"));
-    }
-
-    #[test]
-    fn pools_must_not_overlap_within_or_across_services() {
-        let mut s = good();
-        s.services[0].ip_pool = vec!["192.168.8.10-192.168.8.20".into(), "192.168.8.20".into()];
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.services[0].ipPool[1]");
-        assert!(m.contains("same pool"), "{m}");
-        let mut s = good();
-        s.services
-            .push(svc("web", "macvlan", &["192.168.8.100-192.168.8.137"]));
-        let err = validate(&s, Dialect::Manifest).unwrap_err();
-        assert_eq!(err.errors.len(), 1, "{err}");
-        assert!(err.errors[0].message.contains("(service \""), "{err}");
-        // The same addresses on a different network are fine.
-        let mut s = good();
-        s.networks.push(net("other", "10.0.0.0/24", "10.0.0.1"));
-        s.services
-            .push(svc("web", "other", &["10.0.0.10-10.0.0.20"]));
-        assert!(validate(&s, Dialect::Manifest).is_ok());
-    }
-
-    #[test]
-    fn every_problem_is_reported_at_once() {
-        let mut s = good();
-        s.networks[0].gateway = "10.0.0.1".into();
-        s.networks[0].parent = String::new();
-        s.services[0].ip_pool = vec!["nope".into(), "192.168.8.7".into(), "192.168.8.7".into()];
-        let err = validate(&s, Dialect::Manifest).unwrap_err();
-        let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert!(fields.contains(&"spec.networks[0].gateway"), "{err}");
-        assert!(fields.contains(&"spec.networks[0].parent"), "{err}");
-        assert!(fields.contains(&"spec.services[0].ipPool[0]"), "{err}");
-        assert!(fields.contains(&"spec.services[0].ipPool[2]"), "{err}");
-    }
-
-    #[test]
-    fn huge_pools_are_cheap() {
-        let mut s = good();
-        s.networks[0] = net("big", "10.0.0.0/8", "10.0.0.1");
-        s.services[0] = svc("big", "big", &["10.0.0.2-10.255.255.254"]);
-        let d = validate(&s, Dialect::Manifest).unwrap();
-        assert_eq!(d.services[0].pool.size(), (1 << 24) - 3);
-        // Thousands of entries are swept, not compared pairwise.
-        s.services[0].ip_pool = (0..4096u32)
-            .map(|i| PoolEntry(Ipv4Addr::from(0x0a01_0000 + i * 2).to_string()))
-            .collect();
-        assert!(validate(&s, Dialect::Manifest).is_ok());
-        s.services[0].ip_pool.push("10.2.0.0".into());
-        assert!(one_error(&s).1.contains("at most 4096"));
-    }
-
-    #[test]
-    fn endpoint_urls_carry_no_credentials() {
-        use crate::crd::{EndpointKind, EndpointSpec};
-        let mut s = good();
-        s.endpoint = Some(EndpointSpec {
-            kind: EndpointKind::Dce,
-            url: "https://admin:secret@dce.example".into(),
-            secret_ref: None,
-            insecure_skip_tls_verify: false,
-            dce_node_prefix: None,
-            node_port: None,
-            node_urls: Default::default(),
-        });
-        let (f, m) = one_error(&s);
-        assert_eq!(f, "spec.endpoint.url");
-        assert!(
-            m.contains("must not carry credentials") && !m.contains("secret@"),
-            "{m}"
-        );
-    }
-}
+mod tests;
