@@ -5,8 +5,8 @@
 use super::CliError;
 use crate::cluster::{ClusterConfig, Endpoint};
 use crate::config::Loaded;
-use crate::config::legacy::normalize_controller_url;
-use crate::crd::EndpointKind;
+use crate::config::legacy::{LegacyAuth, normalize_controller_url};
+use crate::crd::{EndpointKind, EndpointSpec};
 use crate::credentials::{LoginFile, default_login_path};
 use crate::engine::transport::{Auth, SecretBytes, Tls};
 use std::path::PathBuf;
@@ -96,119 +96,120 @@ pub struct Resolved {
 
 /// Resolves the endpoint for a command on `loaded`.
 pub fn resolve(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Resolved, CliError> {
-    let logins = || -> Result<LoginFile, CliError> {
-        let path = args.login_path()?;
-        LoginFile::load(&path).map_err(|e| CliError::Usage(e.to_string()))
-    };
-    let base = |endpoint: Endpoint, auth: Auth| -> Result<ClusterConfig, CliError> {
-        Ok(ClusterConfig {
-            endpoint: Some(endpoint),
-            auth,
-            tls: args.tls()?,
-            api_version: args.api_version.clone(),
-            ..Default::default()
-        })
-    };
-    let dce = |url: String| Endpoint::Dce {
-        url,
-        node_prefix: args.dce_prefix.clone(),
-    };
-
-    // 1. Flags.
     if let Some(url) = &args.dce {
-        let url = normalize_controller_url(url);
-        let file_auth = loaded
-            .and_then(|l| l.auth.as_ref())
-            .filter(|a| a.controller_url().as_deref() == Some(url.as_str()))
-            .and_then(legacy_auth);
-        let (auth, from) = match file_auth {
-            Some(a) => (a, "login from the file's auth block"),
-            None => match logins()?.get(&url) {
-                Some(l) => (l.auth(), "saved login"),
-                None => (Auth::None, "anonymous"),
-            },
-        };
-        return Ok(Resolved {
-            config: base(dce(url.clone()), auth)?,
-            description: format!("DCE {url} ({from})"),
-        });
+        return from_dce_flag(args, url, loaded);
     }
     if let Some(host) = &args.host {
-        let ep = Endpoint::Docker {
-            manager: host.clone(),
-            node_port: args.node_port,
-            node_urls: Default::default(),
-        };
-        return Ok(Resolved {
-            config: base(ep, Auth::None)?,
-            description: format!("Docker manager {host}"),
-        });
+        return from_host_flag(args, host);
     }
-
-    // 2. The file.
     if let Some(l) = loaded {
         if let Some(ep) = &l.desired.endpoint {
-            let (endpoint, what) = match ep.kind {
-                EndpointKind::Dce => (
-                    Endpoint::Dce {
-                        url: ep.url.clone(),
-                        node_prefix: ep
-                            .dce_node_prefix
-                            .clone()
-                            .unwrap_or_else(|| args.dce_prefix.clone()),
-                    },
-                    "DCE",
-                ),
-                EndpointKind::Docker => (
-                    Endpoint::Docker {
-                        manager: ep.url.clone(),
-                        node_port: ep.node_port.or(args.node_port),
-                        node_urls: ep.node_urls.clone(),
-                    },
-                    "Docker manager",
-                ),
-            };
-            // The manifest names a Secret the CLI cannot read: use the saved login for that URL.
-            let (auth, from) = match logins()?.get(&ep.url) {
-                Some(login) => (login.auth(), "saved login"),
-                None => (Auth::None, "anonymous; `mvconf login` to save one"),
-            };
-            let mut config = base(endpoint, auth)?;
-            config.tls.insecure_skip_verify |= ep.insecure_skip_tls_verify;
-            return Ok(Resolved {
-                config,
-                description: format!("{what} {} from the manifest ({from})", ep.url),
-            });
+            return from_manifest(args, ep);
         }
         if let Some(auth) = &l.auth
             && let Some(url) = auth.controller_url()
         {
-            let (creds, from) = match legacy_auth(auth) {
-                Some(a) => (a, "login from the file's auth block"),
-                None => match logins()?.get(&url) {
-                    Some(login) => (login.auth(), "saved login"),
-                    None => (Auth::None, "anonymous"),
-                },
-            };
-            return Ok(Resolved {
-                config: base(dce(url.clone()), creds)?,
-                description: format!("DCE {url} ({from})"),
-            });
+            return from_auth_block(args, auth, url);
         }
     }
-
-    // 3. The saved login.
-    let saved = logins()?;
-    if let Some(url) = saved.current.clone()
-        && let Some(login) = saved.get(&url)
-    {
-        return Ok(Resolved {
-            config: base(dce(url.clone()), login.auth())?,
-            description: format!("DCE {url} (saved login)"),
-        });
+    if let Some(resolved) = from_current_login(args)? {
+        return Ok(resolved);
     }
+    local_engine(args)
+}
 
-    // 4. The local engine.
+/// `--dce`: the file's auth block lends its credentials only when it names
+/// the same controller, so that they never go to another.
+fn from_dce_flag(
+    args: &EndpointArgs,
+    url: &str,
+    loaded: Option<&Loaded>,
+) -> Result<Resolved, CliError> {
+    let url = normalize_controller_url(url);
+    let file_auth = loaded
+        .and_then(|l| l.auth.as_ref())
+        .filter(|a| a.controller_url().as_deref() == Some(url.as_str()))
+        .and_then(legacy_auth);
+    let (auth, from) = dce_credentials(args, &url, file_auth)?;
+    dce(args, url, auth, from)
+}
+
+/// `-H`: a Docker manager authenticates by TLS client certificate, so there
+/// is no login to look up.
+fn from_host_flag(args: &EndpointArgs, host: &str) -> Result<Resolved, CliError> {
+    let ep = Endpoint::Docker {
+        manager: host.to_owned(),
+        node_port: args.node_port,
+        node_urls: Default::default(),
+    };
+    Ok(Resolved {
+        config: config(args, ep, Auth::None)?,
+        description: format!("Docker manager {host}"),
+    })
+}
+
+/// A manifest's `spec.endpoint`; its own settings win over the flags'
+/// defaults.
+fn from_manifest(args: &EndpointArgs, ep: &EndpointSpec) -> Result<Resolved, CliError> {
+    let (endpoint, what) = match ep.kind {
+        EndpointKind::Dce => (
+            Endpoint::Dce {
+                url: ep.url.clone(),
+                node_prefix: ep
+                    .dce_node_prefix
+                    .clone()
+                    .unwrap_or_else(|| args.dce_prefix.clone()),
+            },
+            "DCE",
+        ),
+        EndpointKind::Docker => (
+            Endpoint::Docker {
+                manager: ep.url.clone(),
+                node_port: ep.node_port.or(args.node_port),
+                node_urls: ep.node_urls.clone(),
+            },
+            "Docker manager",
+        ),
+    };
+    // The manifest names a Secret the CLI cannot read: use the saved login for that URL.
+    let (auth, from) = match saved_logins(args)?.get(&ep.url) {
+        Some(login) => (login.auth(), "saved login"),
+        None => (Auth::None, "anonymous; `mvconf login` to save one"),
+    };
+    let mut config = config(args, endpoint, auth)?;
+    config.tls.insecure_skip_verify |= ep.insecure_skip_tls_verify;
+    Ok(Resolved {
+        config,
+        description: format!("{what} {} from the manifest ({from})", ep.url),
+    })
+}
+
+/// conf.json's `auth` block: a DCE controller, with the block's own
+/// credentials when it has them.
+fn from_auth_block(
+    args: &EndpointArgs,
+    auth: &LegacyAuth,
+    url: String,
+) -> Result<Resolved, CliError> {
+    let (creds, from) = dce_credentials(args, &url, legacy_auth(auth))?;
+    dce(args, url, creds, from)
+}
+
+/// The controller `mvconf login` made current, if it is still saved.
+fn from_current_login(args: &EndpointArgs) -> Result<Option<Resolved>, CliError> {
+    let saved = saved_logins(args)?;
+    let Some(url) = saved.current.clone() else {
+        return Ok(None);
+    };
+    let Some(login) = saved.get(&url) else {
+        return Ok(None);
+    };
+    let auth = login.auth();
+    dce(args, url, auth, "saved login").map(Some)
+}
+
+/// The engine Docker's own CLI would use.
+fn local_engine(args: &EndpointArgs) -> Result<Resolved, CliError> {
     let docker_host = std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty());
     let description = format!(
         "the local engine {}",
@@ -221,8 +222,53 @@ pub fn resolve(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Resolved,
         node_port: args.node_port,
     };
     Ok(Resolved {
-        config: base(ep, Auth::None)?,
+        config: config(args, ep, Auth::None)?,
         description,
+    })
+}
+
+/// A DCE's credentials: those from the file when it has them, else the
+/// login saved for `url`, else none; and where they came from.
+fn dce_credentials(
+    args: &EndpointArgs,
+    url: &str,
+    file_auth: Option<Auth>,
+) -> Result<(Auth, &'static str), CliError> {
+    Ok(match file_auth {
+        Some(a) => (a, "login from the file's auth block"),
+        None => match saved_logins(args)?.get(url) {
+            Some(login) => (login.auth(), "saved login"),
+            None => (Auth::None, "anonymous"),
+        },
+    })
+}
+
+/// A DCE controller at `url`, with the flags' per-node prefix.
+fn dce(args: &EndpointArgs, url: String, auth: Auth, from: &str) -> Result<Resolved, CliError> {
+    let description = format!("DCE {url} ({from})");
+    let endpoint = Endpoint::Dce {
+        url,
+        node_prefix: args.dce_prefix.clone(),
+    };
+    Ok(Resolved {
+        config: config(args, endpoint, auth)?,
+        description,
+    })
+}
+
+fn saved_logins(args: &EndpointArgs) -> Result<LoginFile, CliError> {
+    let path = args.login_path()?;
+    LoginFile::load(&path).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// The flags' TLS and API version apply whichever source named the endpoint.
+fn config(args: &EndpointArgs, endpoint: Endpoint, auth: Auth) -> Result<ClusterConfig, CliError> {
+    Ok(ClusterConfig {
+        endpoint: Some(endpoint),
+        auth,
+        tls: args.tls()?,
+        api_version: args.api_version.clone(),
+        ..Default::default()
     })
 }
 

@@ -10,7 +10,7 @@ use crate::cluster::Endpoint;
 use crate::crd::MacvlanBinding;
 use crate::engine::transport::Limits;
 use context::{Context, CredentialSource, Settings};
-use endpoints::Registry;
+use endpoints::{Registry, Signal};
 use futures::StreamExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::Predicate;
@@ -24,7 +24,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EndpointKindArg {
@@ -159,6 +160,23 @@ async fn shutdown_signal() {
 
 type Guarded = DeserializeGuard<MacvlanBinding>;
 
+/// The Lease while this replica leads.
+struct Leadership {
+    /// Turns false when the lease is lost; dropping it releases the lease.
+    leading: watch::Receiver<bool>,
+    /// Renews the lease.
+    renewal: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+}
+
+/// The controllers, one per watched namespace (least privilege) or one for
+/// all, with their caches and the senders that make them reconcile on
+/// Docker events.
+struct Controllers {
+    controllers: Vec<Controller<Guarded>>,
+    stores: Vec<reflector::Store<Guarded>>,
+    triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>,
+}
+
 /// Runs the operator until SIGTERM (or until leadership is lost).
 pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     let client = Client::try_default().await.map_err(OperatorError::Client)?;
@@ -166,11 +184,54 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         .pod_namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let settings = Settings {
-        default_endpoint: default_endpoint(&args)?,
+    let settings = settings(&args, &namespace)?;
+    if settings.insecure_skip_tls_verify {
+        tracing::warn!("--insecure-skip-tls-verify: server certificates are not checked");
+    }
+    tracing::info!(endpoint = %settings.default_endpoint.identity(), namespaces = ?args.namespaces, "starting the MacvlanBinding operator");
+
+    let (signal_tx, signal_rx) = mpsc::channel(1024);
+    let registry = Arc::new(Registry::new(signal_tx));
+    let metrics = Arc::new(metrics::Metrics::new(registry.calls.clone()));
+    let server = start_metrics_server(args.metrics_addr, &metrics).await?;
+
+    let identity = replica_identity();
+    let mut leadership = None;
+    if args.leader_election {
+        match wait_to_lead(&client, &args, &namespace, &identity, &metrics).await? {
+            Some(l) => leadership = Some(l),
+            None => return Ok(()),
+        }
+    }
+    metrics.leader.set(1);
+
+    let ctx = context(&client, settings, registry, &metrics, &identity);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let Controllers {
+        controllers,
+        stores,
+        triggers,
+    } = controllers(&args, &client, &stop_rx);
+    let _ = ctx.stores.set(stores);
+    route_docker_events(signal_rx, triggers, ctx.clone());
+
+    let result = run_controllers(controllers, &ctx, &metrics, &stop_tx, &mut leadership).await;
+    metrics.leader.set(0);
+    if let Some(Leadership { leading, renewal }) = leadership {
+        // Dropping the receiver releases the lease for the next leader.
+        drop(leading);
+        let _ = tokio::time::timeout(Duration::from_secs(5), renewal).await;
+    }
+    server.abort();
+    result
+}
+
+fn settings(args: &OperatorArgs, namespace: &str) -> Result<Settings, OperatorError> {
+    Ok(Settings {
+        default_endpoint: default_endpoint(args)?,
         default_credentials: match (&args.credentials_secret, &args.credentials_dir) {
             (Some(name), _) => CredentialSource::Secret {
-                namespace: namespace.clone(),
+                namespace: namespace.to_owned(),
                 name: name.clone(),
             },
             (None, Some(dir)) => CredentialSource::Dir(dir.clone()),
@@ -182,65 +243,80 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         observe_concurrency: 32,
         apply_per_node: args.apply_per_node.max(1),
-    };
-    if settings.insecure_skip_tls_verify {
-        tracing::warn!("--insecure-skip-tls-verify: server certificates are not checked");
-    }
-    tracing::info!(endpoint = %settings.default_endpoint.identity(), namespaces = ?args.namespaces, "starting the MacvlanBinding operator");
+    })
+}
 
-    let (signal_tx, signal_rx) = mpsc::channel(1024);
-    let registry = Arc::new(Registry::new(signal_tx));
-    let metrics = Arc::new(metrics::Metrics::new(registry.calls.clone()));
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+/// Serves /metrics, /healthz and /readyz from a task of their own. The task
+/// binds the address again; binding it here first makes a taken address
+/// stop the operator at start instead of failing inside the task.
+async fn start_metrics_server(
+    addr: SocketAddr,
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<JoinHandle<std::io::Result<()>>, OperatorError> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| OperatorError::Metrics {
-            addr: args.metrics_addr,
-            source,
-        })?;
+        .map_err(|source| OperatorError::Metrics { addr, source })?;
     drop(listener);
-    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    Ok(tokio::spawn(metrics::serve(addr, metrics.clone())))
+}
 
-    // Standby until leader.
-    let identity = std::env::var("POD_NAME")
+/// This replica's name in the Lease and in events: its pod's, when it runs
+/// in one.
+fn replica_identity() -> String {
+    std::env::var("POD_NAME")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| format!("mvconf-{}", std::process::id()));
-    let mut leadership = None;
-    if args.leader_election {
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-                .with_namespace(&namespace)
-                .with_identity(&identity)
-                .with_duration(15)
-                .with_grace(5)
-                .build()
-                .await
-                .map_err(|e| OperatorError::Lease(e.to_string()))?;
-        let (mut rx, task) = manager.watch().await;
-        metrics.set_ready(true);
-        tracing::info!(lease = %args.lease_name, %identity, "waiting to lead");
-        let became = tokio::select! {
-            r = rx.wait_for(|leader| *leader) => { r.map(|_| true).map_err(|e| OperatorError::Lease(e.to_string()))? }
-            _ = shutdown_signal() => false,
-        };
-        if !became {
-            drop(rx);
-            let _ = task.await;
-            return Ok(());
-        }
-        tracing::info!(%identity, "leading");
-        leadership = Some((rx, task));
-    }
-    metrics.leader.set(1);
+        .unwrap_or_else(|| format!("mvconf-{}", std::process::id()))
+}
 
+/// Standby until leader. A standby is ready, so that a rollout can go on
+/// while another replica leads. `None` when SIGTERM came first.
+async fn wait_to_lead(
+    client: &Client,
+    args: &OperatorArgs,
+    namespace: &str,
+    identity: &str,
+    metrics: &metrics::Metrics,
+) -> Result<Option<Leadership>, OperatorError> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .map_err(|e| OperatorError::Lease(e.to_string()))?;
+    let (mut leading, renewal) = manager.watch().await;
+    metrics.set_ready(true);
+    tracing::info!(lease = %args.lease_name, %identity, "waiting to lead");
+    let became = tokio::select! {
+        r = leading.wait_for(|leader| *leader) => { r.map(|_| true).map_err(|e| OperatorError::Lease(e.to_string()))? }
+        _ = shutdown_signal() => false,
+    };
+    if !became {
+        drop(leading);
+        let _ = renewal.await;
+        return Ok(None);
+    }
+    tracing::info!(%identity, "leading");
+    Ok(Some(Leadership { leading, renewal }))
+}
+
+fn context(
+    client: &Client,
+    settings: Settings,
+    registry: Arc<Registry>,
+    metrics: &Arc<metrics::Metrics>,
+    identity: &str,
+) -> Arc<Context> {
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
             controller: "mvconf-operator".into(),
-            instance: Some(identity.clone()),
+            instance: Some(identity.to_owned()),
         },
     );
-    let ctx = Arc::new(Context {
+    Arc::new(Context {
         client: client.clone(),
         settings,
         recorder,
@@ -250,9 +326,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         started: Mutex::new(Default::default()),
         failures: Mutex::new(Default::default()),
         validated: Mutex::new(Default::default()),
-    });
+    })
+}
 
-    // One controller per watched namespace (least privilege), or one for all.
+/// Each controller stops taking new passes once `stop` turns true.
+fn controllers(args: &OperatorArgs, client: &Client, stop: &watch::Receiver<bool>) -> Controllers {
     let apis: Vec<Api<Guarded>> = if args.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
@@ -261,10 +339,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             .map(|ns| Api::namespaced(client.clone(), ns))
             .collect()
     };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut stores = Vec::new();
-    let mut controllers = Vec::new();
-    let mut trigger_txs = Vec::new();
+    let mut all = Controllers {
+        controllers: Vec::new(),
+        stores: Vec::new(),
+        triggers: Vec::new(),
+    };
     for api in apis {
         let (reader, writer) = reflector::store();
         let stream = watcher(api, watcher::Config::default().any_semantic())
@@ -276,31 +355,48 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
                 Default::default(),
             );
         let (trigger_tx, trigger_rx) = mpsc::channel::<ObjectRef<Guarded>>(1024);
-        trigger_txs.push(trigger_tx);
-        stores.push(reader.clone());
-        let mut stop = stop_rx.clone();
+        all.triggers.push(trigger_tx);
+        all.stores.push(reader.clone());
+        let mut stop = stop.clone();
         let controller = Controller::for_stream(stream, reader)
             .with_config(ControllerConfig::default().concurrency(args.concurrency))
             .reconcile_on(tokio_stream_from(trigger_rx))
             .graceful_shutdown_on(async move {
                 let _ = stop.wait_for(|s| *s).await;
             });
-        controllers.push(controller);
+        all.controllers.push(controller);
     }
-    let _ = ctx.stores.set(stores);
+    all
+}
 
-    // Docker events -> reconciles. Each binding lives in one namespace, so
-    // every controller gets the triggers and ignores unknown objects.
+/// Docker events -> reconciles. Each binding lives in one namespace, so
+/// every controller gets the triggers and ignores unknown objects.
+fn route_docker_events(
+    signals: mpsc::Receiver<Signal>,
+    triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>,
+    ctx: Arc<Context>,
+) {
     let (route_tx, mut route_rx) = mpsc::channel::<ObjectRef<Guarded>>(1024);
-    tokio::spawn(controller::route(signal_rx, route_tx, ctx.clone()));
+    tokio::spawn(controller::route(signals, route_tx, ctx));
     tokio::spawn(async move {
         while let Some(r) = route_rx.recv().await {
-            for t in &trigger_txs {
+            for t in &triggers {
                 let _ = t.try_send(r.clone());
             }
         }
     });
+}
 
+/// Runs the controllers until they end, SIGTERM, or the lease is lost; in
+/// the latter two the passes under way finish first, so that no change to
+/// a swarm is cut in half.
+async fn run_controllers(
+    controllers: Vec<Controller<Guarded>>,
+    ctx: &Arc<Context>,
+    metrics: &metrics::Metrics,
+    stop_tx: &watch::Sender<bool>,
+    leadership: &mut Option<Leadership>,
+) -> Result<(), OperatorError> {
     let runs = controllers.into_iter().map(|c| {
         let ctx = ctx.clone();
         c.run(controller::reconcile, controller::error_policy, ctx)
@@ -314,9 +410,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     metrics.set_ready(true);
 
     let lost = async {
-        match &mut leadership {
-            Some((rx, _)) => {
-                let _ = rx.wait_for(|leader| !*leader).await;
+        match leadership {
+            Some(l) => {
+                let _ = l.leading.wait_for(|leader| !*leader).await;
             }
             None => futures::future::pending::<()>().await,
         }
@@ -337,13 +433,6 @@ pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
             result = Err(OperatorError::LostLeadership);
         }
     }
-    metrics.leader.set(0);
-    if let Some((rx, task)) = leadership {
-        // Dropping the receiver releases the lease for the next leader.
-        drop(rx);
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    server.abort();
     result
 }
 

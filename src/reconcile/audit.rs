@@ -10,6 +10,7 @@
 
 use super::{ContainerView, NetView, NodeView, Snapshot, short};
 use crate::config::Desired;
+use crate::config::validate::Service;
 use crate::crd::{MacvlanBindingStatus, RecordState};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -292,21 +293,56 @@ impl Seen<'_> {
 pub fn audit(subjects: &[Subject<'_>], snapshot: &Snapshot, opts: AuditOptions) -> AuditReport {
     let mut report = AuditReport {
         nodes: snapshot.nodes.len(),
+        nodes_read: snapshot.nodes.iter().filter(|n| n.reachable()).count(),
         ..Default::default()
     };
     let mut findings = BTreeSet::new();
+    unreadable_nodes(snapshot, &mut findings);
 
-    // Every running container's macvlan endpoints, on every node read.
-    let mut seen: Vec<Seen<'_>> = Vec::new();
+    let seen = macvlan_endpoints(snapshot);
+    report.macvlan_endpoints = seen.len();
+    duplicate_addresses(&seen, &mut findings);
+
+    let claims = Claims::of(subjects);
+    for sub in subjects {
+        check_binding(
+            sub,
+            snapshot,
+            &seen,
+            &claims,
+            opts,
+            &mut report,
+            &mut findings,
+        );
+    }
+
+    // Only with every binding known is an unclaimed endpoint or network
+    // really nobody's.
+    if opts.complete {
+        left_behind(&seen, &claims, &mut findings);
+        report.notes.extend(undeclared_networks(snapshot, &claims));
+    }
+
+    report.findings = findings.into_iter().collect();
+    report
+}
+
+/// Nothing can be promised about a node whose engine could not be read.
+fn unreadable_nodes(snapshot: &Snapshot, findings: &mut BTreeSet<Finding>) {
     for node in &snapshot.nodes {
         if let Some(message) = &node.problem {
             findings.insert(Finding::NodeUnreadable {
                 node: node.label().to_owned(),
                 message: message.clone(),
             });
-            continue;
         }
-        report.nodes_read += 1;
+    }
+}
+
+/// Every running container's macvlan endpoints, on every node read.
+fn macvlan_endpoints(snapshot: &Snapshot) -> Vec<Seen<'_>> {
+    let mut seen = Vec::new();
+    for node in snapshot.nodes.iter().filter(|n| n.reachable()) {
         for c in node.containers.iter().filter(|c| c.running) {
             for ep in &c.endpoints {
                 let Some(net) = node.network(&ep.network) else {
@@ -323,12 +359,14 @@ pub fn audit(subjects: &[Subject<'_>], snapshot: &Snapshot, opts: AuditOptions) 
             }
         }
     }
-    report.macvlan_endpoints = seen.len();
+    seen
+}
 
-    // 1. One address, one container, per segment (same subnet, or same
-    // network name when Docker shows no subnet).
+/// One address, one container, per segment (same subnet, or same network
+/// name when Docker shows no subnet).
+fn duplicate_addresses(seen: &[Seen<'_>], findings: &mut BTreeSet<Finding>) {
     let mut by_addr: BTreeMap<(String, Ipv4Addr), Vec<Holder>> = BTreeMap::new();
-    for s in &seen {
+    for s in seen {
         if let Some(ip) = s.ip {
             let segment = s.net.subnet.clone().unwrap_or_else(|| s.net.name.clone());
             by_addr.entry((segment, ip)).or_default().push(s.holder());
@@ -340,161 +378,233 @@ pub fn audit(subjects: &[Subject<'_>], snapshot: &Snapshot, opts: AuditOptions) 
             findings.insert(Finding::DuplicateAddress { ip, holders });
         }
     }
+}
 
-    // Who claims which network's endpoints, over all subjects.
-    let mut claimed: BTreeSet<(&str, &str)> = BTreeSet::new(); // (network, service)
-    let mut declared: BTreeSet<&str> = BTreeSet::new();
-    for sub in subjects {
-        for n in &sub.desired.networks {
-            declared.insert(n.name.as_str());
+/// Who claims which network's endpoints, over all subjects: a container
+/// one binding leaves alone may be another's to manage.
+struct Claims<'a> {
+    /// `(network, service)` for every service some binding lists.
+    services: BTreeSet<(&'a str, &'a str)>,
+    /// Every network some binding declares.
+    networks: BTreeSet<&'a str>,
+}
+
+impl<'a> Claims<'a> {
+    fn of(subjects: &[Subject<'a>]) -> Self {
+        let mut claims = Claims {
+            services: BTreeSet::new(),
+            networks: BTreeSet::new(),
+        };
+        for sub in subjects {
+            let desired: &'a Desired = sub.desired;
+            for n in &desired.networks {
+                claims.networks.insert(n.name.as_str());
+            }
+            for s in &desired.services {
+                claims
+                    .services
+                    .insert((s.network.as_str(), s.name.as_str()));
+            }
         }
-        for s in &sub.desired.services {
-            claimed.insert((s.network.as_str(), s.name.as_str()));
-        }
+        claims
     }
 
-    let mut service_containers = 0;
-    for sub in subjects {
-        let binding = sub.name.to_owned();
-        let nets: BTreeSet<&str> = sub
-            .desired
-            .networks
+    /// Whether some binding lists `service` with its endpoints on `network`.
+    fn claimed(&self, network: &str, service: &str) -> bool {
+        self.services.contains(&(network, service))
+    }
+}
+
+/// One binding's findings and notes: its services' containers and pools,
+/// what else is on its networks, and its status.
+fn check_binding(
+    sub: &Subject<'_>,
+    snapshot: &Snapshot,
+    seen: &[Seen<'_>],
+    claims: &Claims<'_>,
+    opts: AuditOptions,
+    report: &mut AuditReport,
+    findings: &mut BTreeSet<Finding>,
+) {
+    let binding = sub.name;
+    let nets: BTreeSet<&str> = sub
+        .desired
+        .networks
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
+    for svc in &sub.desired.services {
+        if !snapshot.services.iter().any(|s| s.name == svc.name) {
+            report
+                .notes
+                .push(format!("{binding}: service {} does not exist", svc.name));
+        }
+        report.service_containers +=
+            service_containers(binding, svc, &nets, claims, snapshot, findings);
+        foreign_in_pool(binding, svc, seen, findings);
+    }
+    if !opts.complete {
+        report.notes.extend(outside_pools(sub, &nets, seen, claims));
+    }
+    if let Some(status) = sub.status {
+        report.status_records += status.containers.len();
+        status_findings(binding, sub.desired, status, snapshot, findings);
+    }
+}
+
+/// Each running container of the service: on its network, with an address
+/// of its pool, and on no other of the binding's. Returns how many there are.
+fn service_containers(
+    binding: &str,
+    svc: &Service,
+    nets: &BTreeSet<&str>,
+    claims: &Claims<'_>,
+    snapshot: &Snapshot,
+    findings: &mut BTreeSet<Finding>,
+) -> usize {
+    let mut count = 0;
+    for node in snapshot.nodes.iter().filter(|n| n.reachable()) {
+        for c in node
+            .containers
             .iter()
-            .map(|n| n.name.as_str())
-            .collect();
-        for svc in &sub.desired.services {
-            if !snapshot.services.iter().any(|s| s.name == svc.name) {
-                report
-                    .notes
-                    .push(format!("{binding}: service {} does not exist", svc.name));
-            }
-            // 2. Each running container of the service: on its network,
-            // with an address of its pool, and on no other of the binding's.
-            for node in snapshot.nodes.iter().filter(|n| n.reachable()) {
-                for c in node
-                    .containers
-                    .iter()
-                    .filter(|c| c.running && c.service.as_deref() == Some(svc.name.as_str()))
-                {
-                    service_containers += 1;
-                    let holder = |network: &str| Holder {
+            .filter(|c| c.running && c.service.as_deref() == Some(svc.name.as_str()))
+        {
+            count += 1;
+            let holder = |network: &str| Holder {
+                node: node.label().to_owned(),
+                container: short(&c.id).to_owned(),
+                service: Some(svc.name.clone()),
+                network: network.to_owned(),
+            };
+            match c.endpoint(&svc.network).and_then(|e| e.ip) {
+                Some(ip) if !svc.pool.contains(ip) => {
+                    findings.insert(Finding::OutOfPool {
+                        binding: binding.to_owned(),
+                        holder: holder(&svc.network),
+                        ip,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    findings.insert(Finding::Unbound {
+                        binding: binding.to_owned(),
+                        service: svc.name.clone(),
                         node: node.label().to_owned(),
                         container: short(&c.id).to_owned(),
-                        service: Some(svc.name.clone()),
-                        network: network.to_owned(),
-                    };
-                    match c.endpoint(&svc.network).and_then(|e| e.ip) {
-                        Some(ip) if !svc.pool.contains(ip) => {
-                            findings.insert(Finding::OutOfPool {
-                                binding: binding.clone(),
-                                holder: holder(&svc.network),
-                                ip,
-                            });
-                        }
-                        Some(_) => {}
-                        None => {
-                            findings.insert(Finding::Unbound {
-                                binding: binding.clone(),
-                                service: svc.name.clone(),
-                                node: node.label().to_owned(),
-                                container: short(&c.id).to_owned(),
-                                network: svc.network.clone(),
-                            });
-                        }
-                    }
-                    for ep in &c.endpoints {
-                        if ep.network != svc.network
-                            && nets.contains(ep.network.as_str())
-                            && !claimed.contains(&(ep.network.as_str(), svc.name.as_str()))
-                        {
-                            findings.insert(Finding::WrongNetwork {
-                                binding: binding.clone(),
-                                holder: holder(&ep.network),
-                                expected: svc.network.clone(),
-                                ip: ep.ip,
-                            });
-                        }
-                    }
+                        network: svc.network.clone(),
+                    });
                 }
             }
-            // 3. The pool's addresses held by containers it does not manage.
-            for s in &seen {
-                let Some(ip) = s.ip else { continue };
-                if s.net.name != svc.network || !svc.pool.contains(ip) {
-                    continue;
-                }
-                let ours = s.container.service.as_deref() == Some(svc.name.as_str());
-                if !ours {
-                    findings.insert(Finding::ForeignInPool {
-                        binding: binding.clone(),
-                        holder: s.holder(),
-                        ip,
-                        pool_of: svc.name.clone(),
+            // Another binding may list the service on that network too.
+            for ep in &c.endpoints {
+                if ep.network != svc.network
+                    && nets.contains(ep.network.as_str())
+                    && !claims.claimed(&ep.network, &svc.name)
+                {
+                    findings.insert(Finding::WrongNetwork {
+                        binding: binding.to_owned(),
+                        holder: holder(&ep.network),
+                        expected: svc.network.clone(),
+                        ip: ep.ip,
                     });
                 }
             }
         }
-        // Containers on the binding's networks that no listed service owns,
-        // with addresses outside every pool: not wrong, but worth a line.
-        for s in &seen {
-            if !nets.contains(s.net.name.as_str()) {
-                continue;
-            }
-            let owner = s.container.service.as_deref().unwrap_or("");
-            if claimed.contains(&(s.net.name.as_str(), owner)) {
-                continue;
-            }
-            let in_a_pool = s.ip.is_some_and(|ip| {
-                sub.desired
-                    .services
-                    .iter()
-                    .any(|svc| svc.network == s.net.name && svc.pool.contains(ip))
-            });
-            if !in_a_pool && !opts.complete {
-                report.notes.push(format!(
-                    "{binding}: {} is on {} with {}, outside the binding's pools",
-                    s.holder(),
-                    s.net.name,
-                    s.ip.map_or_else(|| "no address".to_owned(), |ip| ip.to_string())
-                ));
-            }
+    }
+    count
+}
+
+/// The pool's addresses held by containers it does not manage.
+fn foreign_in_pool(
+    binding: &str,
+    svc: &Service,
+    seen: &[Seen<'_>],
+    findings: &mut BTreeSet<Finding>,
+) {
+    for s in seen {
+        let Some(ip) = s.ip else { continue };
+        if s.net.name != svc.network || !svc.pool.contains(ip) {
+            continue;
         }
-        if let Some(status) = sub.status {
-            report.status_records += status.containers.len();
-            status_findings(&binding, sub.desired, status, snapshot, &mut findings);
+        let ours = s.container.service.as_deref() == Some(svc.name.as_str());
+        if !ours {
+            findings.insert(Finding::ForeignInPool {
+                binding: binding.to_owned(),
+                holder: s.holder(),
+                ip,
+                pool_of: svc.name.clone(),
+            });
         }
     }
-    report.service_containers = service_containers;
+}
 
-    // 4. With every binding known: endpoints on mvconf's networks that no
-    // binding claims were left behind (by a deleted binding, or by hand).
-    if opts.complete {
-        for s in &seen {
-            let owner = s.container.service.as_deref().unwrap_or("");
-            if s.net.managed && !claimed.contains(&(s.net.name.as_str(), owner)) {
-                findings.insert(Finding::LeftBehind {
-                    holder: s.holder(),
-                    ip: s.ip,
-                });
-            }
+/// Containers on the binding's networks that no listed service owns, with
+/// addresses outside every pool: not wrong, but worth a line.
+fn outside_pools(
+    sub: &Subject<'_>,
+    nets: &BTreeSet<&str>,
+    seen: &[Seen<'_>],
+    claims: &Claims<'_>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for s in seen {
+        if !nets.contains(s.net.name.as_str()) {
+            continue;
         }
-        let mut empty: BTreeSet<&str> = BTreeSet::new();
-        for node in snapshot.nodes.iter().filter(|n| n.reachable()) {
-            for net in node.networks.iter().filter(|n| n.managed) {
-                if !declared.contains(net.name.as_str()) {
-                    empty.insert(net.name.as_str());
-                }
-            }
+        let owner = s.container.service.as_deref().unwrap_or("");
+        if claims.claimed(&s.net.name, owner) {
+            continue;
         }
-        for name in empty {
-            report.notes.push(format!(
-                "network {name} was created by mvconf and no binding declares it (remove it with `mvconf rm` or `docker network rm`)"
+        let in_a_pool = s.ip.is_some_and(|ip| {
+            sub.desired
+                .services
+                .iter()
+                .any(|svc| svc.network == s.net.name && svc.pool.contains(ip))
+        });
+        if !in_a_pool {
+            notes.push(format!(
+                "{}: {} is on {} with {}, outside the binding's pools",
+                sub.name,
+                s.holder(),
+                s.net.name,
+                s.ip.map_or_else(|| "no address".to_owned(), |ip| ip.to_string())
             ));
         }
     }
+    notes
+}
 
-    report.findings = findings.into_iter().collect();
-    report
+/// Endpoints on mvconf's networks that no binding claims were left behind
+/// (by a deleted binding, or by hand).
+fn left_behind(seen: &[Seen<'_>], claims: &Claims<'_>, findings: &mut BTreeSet<Finding>) {
+    for s in seen {
+        let owner = s.container.service.as_deref().unwrap_or("");
+        if s.net.managed && !claims.claimed(&s.net.name, owner) {
+            findings.insert(Finding::LeftBehind {
+                holder: s.holder(),
+                ip: s.ip,
+            });
+        }
+    }
+}
+
+/// Networks mvconf created that no binding declares, each named once
+/// however many nodes have it.
+fn undeclared_networks(snapshot: &Snapshot, claims: &Claims<'_>) -> Vec<String> {
+    let mut undeclared: BTreeSet<&str> = BTreeSet::new();
+    for node in snapshot.nodes.iter().filter(|n| n.reachable()) {
+        for net in node.networks.iter().filter(|n| n.managed) {
+            if !claims.networks.contains(net.name.as_str()) {
+                undeclared.insert(net.name.as_str());
+            }
+        }
+    }
+    undeclared
+        .into_iter()
+        .map(|name| format!(
+            "network {name} was created by mvconf and no binding declares it (remove it with `mvconf rm` or `docker network rm`)"
+        ))
+        .collect()
 }
 
 /// Status records that Docker contradicts: a Bound record whose container
