@@ -1,9 +1,12 @@
 //! mvconf: stable macvlan addresses for Docker Swarm / DCE services.
 //!
 //! Data flows one way: a spec ([`crd`], or a legacy conf.json read by
-//! [`config`]) is validated, the allocator ([`pool`]) picks addresses, and
-//! the drivers ([`cli`], later the operator) report what happened.
+//! [`config`]) is validated, one [`reconcile::Pass`] observes the swarm,
+//! plans with the allocator ([`pool`]) and applies the plan through
+//! [`engine`], and the drivers ([`cli`] and [`operator`]) report what
+//! happened.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
 pub mod cluster;
@@ -14,4 +17,5 @@ pub mod engine;
 pub mod operator;
 pub mod pool;
 pub mod reconcile;
+pub mod retry;
 pub mod secret;

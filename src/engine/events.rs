@@ -4,6 +4,7 @@
 use super::error::{EngineError, ErrorKind};
 use super::models::Event;
 use super::{Engine, Result};
+use crate::retry::{self, Backoff};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
@@ -93,34 +94,6 @@ pub enum Watch {
     },
 }
 
-/// Exponential backoff between reconnects.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    first: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Self {
-        Self {
-            first,
-            max,
-            next: first,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.first;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-}
-
 /// `since` for resuming after the last event seen: `seconds.nanoseconds`.
 fn since_of(e: &Event) -> Option<String> {
     if e.time_nano > 0 {
@@ -141,7 +114,10 @@ fn since_of(e: &Event) -> Option<String> {
 /// breaks.
 pub async fn watch(engine: Engine, tx: mpsc::Sender<Watch>, max_backoff: Duration) {
     let node = engine.label().to_owned();
-    let mut backoff = Backoff::new(Duration::from_millis(250), max_backoff);
+    let mut backoff = Backoff::new(retry::Policy {
+        max: max_backoff,
+        ..retry::EVENT_STREAM
+    });
     let mut since: Option<String> = None;
     loop {
         match engine.events(since.as_deref()).await {
@@ -214,7 +190,7 @@ pub async fn watch(engine: Engine, tx: mpsc::Sender<Watch>, max_backoff: Duratio
         if tx.is_closed() {
             return;
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        tokio::time::sleep(backoff.next_jittered()).await;
     }
 }
 
@@ -224,7 +200,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
+        let mut b = Backoff::new(retry::Policy {
+            first: Duration::from_millis(250),
+            factor: 2,
+            max: Duration::from_secs(1),
+        });
         let d: Vec<u128> = (0..4).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(d, [250, 500, 1000, 1000]);
         b.reset();

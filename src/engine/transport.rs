@@ -3,6 +3,7 @@
 //! negotiation, and a count of every call.
 
 use super::error::{EngineError, ErrorKind, classify};
+use crate::retry;
 use crate::secret::SecretString;
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, Url};
@@ -385,7 +386,6 @@ impl Transport {
         } else {
             1
         };
-        let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
             let result = self
@@ -394,8 +394,7 @@ impl Transport {
             match result {
                 Err(e) if e.kind.is_transient() && attempt < retries => {
                     tracing::debug!(node = %self.label, %request, attempt, error = %e, "retrying read");
-                    tokio::time::sleep(delay).await;
-                    delay *= 4;
+                    tokio::time::sleep(retry::ENGINE_READ.delay(attempt)).await;
                     attempt += 1;
                 }
                 other => return other,

@@ -16,6 +16,7 @@ use crate::engine::models::labels;
 use crate::reconcile::apply::{Applied, Ending};
 use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::{Memory, Mode, Observed, Pass, PlanOptions, Problem, Watcher};
+use crate::retry;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -24,7 +25,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -169,19 +170,35 @@ fn neighbours(ctx: &Context, me: &MacvlanBinding) -> Vec<(Arc<Guarded>, Arc<Desi
         .collect()
 }
 
+/// The delay before a binding's next try: one more consecutive failure
+/// counted, and the reconcile retry policy.
 fn backoff(ctx: &Context, b: &MacvlanBinding) -> Duration {
-    let n = ctx.failures.lock().map(|mut f| {
-        let e = f.entry(key(b)).or_default();
-        *e = e.saturating_add(1);
-        *e
-    });
-    let n = n.unwrap_or(1).min(6);
-    Duration::from_secs(2u64.pow(n)).min(Duration::from_secs(60))
+    backoff_for(ctx, key(b))
+}
+
+fn backoff_for(ctx: &Context, binding: String) -> Duration {
+    let mut failures = ctx.failures.lock().unwrap_or_else(PoisonError::into_inner);
+    let n = failures.entry(binding).or_default();
+    *n = n.saturating_add(1);
+    retry::RECONCILE.delay(*n)
 }
 
 fn recovered(ctx: &Context, b: &MacvlanBinding) {
-    if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&key(b));
+    ctx.failures
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&key(b));
+}
+
+/// Cleanup cannot finish yet: say so in the status (best effort: the
+/// finalizer is retried either way) and in the error that retries it.
+async fn cleanup_pending(ctx: &Context, b: &MacvlanBinding, message: String) -> Error {
+    if let Err(e) = not_ready(ctx, b, reasons::DELETING, message.clone()).await {
+        tracing::warn!(binding = %key(b), error = %e, "cannot write the status of a binding being deleted");
+    }
+    Error::CleanupPending {
+        binding: key(b),
+        reason: message,
     }
 }
 
@@ -443,10 +460,6 @@ async fn report(
 /// The finalizer: applies the deletion policy on every node, and lets go
 /// only when it is done everywhere (a node that is down is retried).
 async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
-    let pending = |reason: String| Error::CleanupPending {
-        binding: key(&b),
-        reason,
-    };
     let mode = match b.spec.deletion_policy {
         DeletionPolicy::Retain => {
             publish(
@@ -469,15 +482,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     let endpoint = match ctx.endpoint_for(&b).await {
         Ok(e) => e,
         Err(e) => {
-            let m = e.to_string();
-            let _ = not_ready(
-                ctx,
-                &b,
-                reasons::DELETING,
-                format!("cannot clean up yet: {m}"),
-            )
-            .await;
-            return Err(pending(m));
+            return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
     };
     // Networks another binding on this swarm still declares stay.
@@ -497,14 +502,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     let applied = match pass.run(&endpoint.cluster, &()).await {
         Ok(passed) => passed.applied,
         Err(e) => {
-            let _ = not_ready(
-                ctx,
-                &b,
-                reasons::DELETING,
-                format!("cannot clean up yet: {e}"),
-            )
-            .await;
-            return Err(pending(e.to_string()));
+            return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
     };
     let mut blocking: Vec<String> = applied
@@ -525,14 +523,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     }
     if !blocking.is_empty() {
         let m = blocking.join("; ");
-        let _ = not_ready(
-            ctx,
-            &b,
-            reasons::DELETING,
-            format!("waiting to finish cleanup: {m}"),
-        )
-        .await;
-        return Err(pending(m));
+        return Err(cleanup_pending(ctx, &b, format!("waiting to finish cleanup: {m}")).await);
     }
     let done = applied.outcomes.iter().filter(|o| o.changed()).count();
     publish(
@@ -590,21 +581,14 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, E
     result
 }
 
-/// Transient failures are retried with backoff.
+/// Every error that reaches here is transient: an invalid spec is not an
+/// error (its reconcile waits for a change of the spec), and a pass that
+/// left something undone requeues itself. So each is retried with the
+/// reconcile retry policy, counted with the binding's other failures.
 pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(object = %obj.name_any(), error = %error, "reconcile failed; retrying");
-    let n = ctx.failures.lock().map(|mut f| {
-        let e = f
-            .entry(format!(
-                "{}/{}",
-                obj.namespace().unwrap_or_default(),
-                obj.name_any()
-            ))
-            .or_default();
-        *e = e.saturating_add(1);
-        *e
-    });
-    Action::requeue(Duration::from_secs(2u64.pow(n.unwrap_or(1).min(5))))
+    let binding = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    Action::requeue(backoff_for(&ctx, binding))
 }
 
 /// Turns Docker events into reconciles of the bindings naming the service,

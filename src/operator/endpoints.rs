@@ -8,7 +8,6 @@ use crate::engine::events::{Watch, watch};
 use crate::engine::transport::CallLog;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -55,7 +54,7 @@ impl EndpointState {
             let signals = self.signals.clone();
             let identity = self.identity.clone();
             let handle = tokio::spawn(async move {
-                let follow = tokio::spawn(watch(engine, tx, Duration::from_secs(10)));
+                let follow = tokio::spawn(watch(engine, tx, crate::retry::EVENT_STREAM.max));
                 while let Some(w) = rx.recv().await {
                     if signals
                         .send(Signal {
