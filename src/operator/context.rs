@@ -2,6 +2,7 @@
 //! settings, the swarm views, the event recorder, metrics.
 
 use super::endpoints::{EndpointState, Registry};
+use super::index::BindingIndex;
 use super::metrics::Metrics;
 use crate::cluster::{ClusterConfig, Endpoint};
 use crate::config::validate::{Desired, Dialect, validate};
@@ -62,6 +63,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// Validated specs by binding UID, with the generation they are of.
     pub validated: Mutex<HashMap<String, Validated>>,
+    /// Bindings by swarm and service, for the Docker event router.
+    pub index: Mutex<BindingIndex>,
 }
 
 /// A binding as the reflector stores it: possibly unreadable.

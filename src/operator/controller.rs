@@ -1,7 +1,8 @@
 //! The MacvlanBinding controller: a thin reconcile around the engine
-//! (validate -> conflicts -> endpoint -> observe -> plan -> apply -> status),
-//! the finalizer that applies the deletion policy, and the router that turns
-//! Docker events into reconciles.
+//! (validate -> conflicts -> endpoint -> one [`Pass`] -> status, Events and
+//! metrics), the finalizer that runs a pass in the deletion policy's mode,
+//! and the router that turns Docker events into reconciles of the bindings
+//! that name the event's service.
 
 use super::context::{Context, EndpointError, Guarded, valid};
 use super::endpoints::EndpointState;
@@ -558,8 +559,18 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, E
             return Ok(Action::await_change());
         }
     };
-    let api: Api<MacvlanBinding> =
-        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
+    let ns = b.namespace().unwrap_or_default();
+    let index_key = (ns.clone(), b.name_any());
+    let deleting = b.metadata.deletion_timestamp.is_some();
+    ctx.index
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .set(
+            index_key.clone(),
+            ctx.identity_of(&b),
+            b.spec.services.iter().map(|s| s.name.clone()).collect(),
+        );
+    let api: Api<MacvlanBinding> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, b, |event| async {
         match event {
             Finalizer::Apply(b) => apply_binding(b, &ctx).await,
@@ -568,6 +579,13 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, E
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
+    if deleting && result.is_ok() {
+        // Cleaned up: its containers' events concern it no more.
+        ctx.index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&index_key);
+    }
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -628,19 +646,15 @@ pub async fn route(
                 continue;
             }
         };
-        for g in ctx.bindings() {
-            let Some(b) = valid(&g) else { continue };
-            if ctx.identity_of(b) != identity {
-                continue;
+        let bindings = {
+            let index = ctx.index.lock().unwrap_or_else(PoisonError::into_inner);
+            match &service {
+                Some(s) => index.naming(&identity, s),
+                None => index.on(&identity),
             }
-            if service
-                .as_ref()
-                .is_some_and(|s| !b.spec.services.iter().any(|x| &x.name == s))
-            {
-                continue;
-            }
-            let r =
-                ObjectRef::<Guarded>::new(&b.name_any()).within(&b.namespace().unwrap_or_default());
+        };
+        for (ns, name) in bindings {
+            let r = ObjectRef::<Guarded>::new(&name).within(&ns);
             if triggers.send(r).await.is_err() {
                 return;
             }

@@ -3,6 +3,7 @@
 pub mod context;
 pub mod controller;
 pub mod endpoints;
+pub mod index;
 pub mod metrics;
 pub mod status;
 
@@ -326,6 +327,7 @@ fn context(
         started: Mutex::new(Default::default()),
         failures: Mutex::new(Default::default()),
         validated: Mutex::new(Default::default()),
+        index: Mutex::new(Default::default()),
     })
 }
 
