@@ -16,10 +16,24 @@ use std::path::{Path, PathBuf};
 pub enum CredentialError {
     #[error("{path}: readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
-    #[error("{path}: not a valid login file: {message}")]
-    Format { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot save the login to {path}: {source}")]
+    Save {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid login file: {source}")]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(
         "cannot find the home directory (HOME is not set); use --auth-file or MVCONF_AUTH_FILE"
     )]
@@ -80,10 +94,10 @@ pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(CredentialError::Io {
+        Err(source) => {
+            return Err(CredentialError::Read {
                 path: path.to_owned(),
-                message: e.to_string(),
+                source,
             });
         }
     };
@@ -96,9 +110,9 @@ pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialError> {
     }
     std::fs::read(path)
         .map(Some)
-        .map_err(|e| CredentialError::Io {
+        .map_err(|source| CredentialError::Read {
             path: path.to_owned(),
-            message: e.to_string(),
+            source,
         })
 }
 
@@ -106,19 +120,21 @@ impl LoginFile {
     pub fn load(path: &Path) -> Result<Self, CredentialError> {
         match read_private(path)? {
             None => Ok(Self::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| CredentialError::Format {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| CredentialError::Format {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         }
     }
 
     /// Writes the file with mode 0600 (its directory 0700), replacing it
     /// atomically so a crash never leaves half a file.
     pub fn save(&self, path: &Path) -> Result<(), CredentialError> {
-        let io = |e: std::io::Error| CredentialError::Io {
+        let io = |source: std::io::Error| CredentialError::Save {
             path: path.to_owned(),
-            message: e.to_string(),
+            source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
@@ -137,9 +153,9 @@ impl LoginFile {
             .mode(0o600)
             .open(&tmp)
             .map_err(io)?;
-        let body = serde_json::to_vec_pretty(self).map_err(|e| CredentialError::Format {
+        let body = serde_json::to_vec_pretty(self).map_err(|source| CredentialError::Format {
             path: path.to_owned(),
-            message: e.to_string(),
+            source,
         })?;
         f.write_all(&body).map_err(io)?;
         f.sync_all().map_err(io)?;

@@ -46,10 +46,8 @@ pub async fn run(file: &Path, endpoint: &EndpointArgs, args: &AuditArgs) -> Resu
     let report = audit_subjects(&subjects, endpoint, args, from_kube && args.all_bindings).await?;
     match args.output {
         Output::Json => {
-            let text = serde_json::to_string_pretty(&report).map_err(|e| CliError::Serialize {
-                what: "the audit report",
-                message: e.to_string(),
-            })?;
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(CliError::serialize("the audit report"))?;
             emit(&format!("{text}\n"))?;
         }
         Output::Text => emit(&format!("{report}\n"))?,
@@ -71,7 +69,7 @@ async fn audit_subjects(
         .or(subjects.first());
     let resolved = resolve(endpoint, chosen.map(|(_, l)| l))?;
     tracing::info!("auditing {} on {}", names(subjects), resolved.description);
-    let cluster = Cluster::new(resolved.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let cluster = Cluster::new(resolved.config)?;
     let mut services: Vec<String> = subjects
         .iter()
         .flat_map(|(_, l)| l.desired.services.iter().map(|s| s.name.clone()))
@@ -124,15 +122,18 @@ fn names(subjects: &[(String, Loaded)]) -> String {
 async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliError> {
     let client = kube::Client::try_default()
         .await
-        .map_err(|e| CliError::Usage(format!("cannot reach Kubernetes (KUBECONFIG): {e}")))?;
-    let kube_err = |what: &str, e: kube::Error| CliError::Usage(format!("{what}: {e}"));
+        .map_err(|source| CliError::Kube {
+            what: "cannot reach Kubernetes (KUBECONFIG)".into(),
+            source,
+        })?;
+    let kube_err = |what: String, source: kube::Error| CliError::Kube { what, source };
     let mut objects: Vec<MacvlanBinding> = Vec::new();
     if args.all_bindings {
         let api: kube::Api<MacvlanBinding> = kube::Api::all(client);
         let list = api
             .list(&Default::default())
             .await
-            .map_err(|e| kube_err("cannot list MacvlanBindings", e))?;
+            .map_err(|e| kube_err("cannot list MacvlanBindings".into(), e))?;
         objects.extend(list.items);
     } else {
         for b in &args.binding {
@@ -145,7 +146,7 @@ async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliErr
             objects.push(
                 api.get(name)
                     .await
-                    .map_err(|e| kube_err(&format!("cannot read MacvlanBinding {b}"), e))?,
+                    .map_err(|e| kube_err(format!("cannot read MacvlanBinding {b}"), e))?,
             );
         }
     }
@@ -156,10 +157,8 @@ async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliErr
             o.metadata.namespace.as_deref().unwrap_or_default(),
             o.metadata.name.as_deref().unwrap_or_default()
         );
-        let mut value = serde_json::to_value(&o).map_err(|e| CliError::Serialize {
-            what: "a MacvlanBinding",
-            message: e.to_string(),
-        })?;
+        let mut value =
+            serde_json::to_value(&o).map_err(CliError::serialize("a MacvlanBinding"))?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("apiVersion".into(), "mvconf.io/v1alpha1".into());
             obj.insert("kind".into(), "MacvlanBinding".into());

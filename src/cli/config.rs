@@ -84,10 +84,8 @@ pub fn check(file: &Path) -> Result<(), CliError> {
                     password: a.password.as_ref().map(|_| "******"),
                 }),
             };
-            let mut s = serde_json::to_string_pretty(&out).map_err(|e| CliError::Serialize {
-                what: "configuration",
-                message: e.to_string(),
-            })?;
+            let mut s =
+                serde_json::to_string_pretty(&out).map_err(CliError::serialize("configuration"))?;
             s.push('\n');
             s
         }
@@ -117,10 +115,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn to_yaml<T: serde::Serialize>(value: &T, what: &'static str) -> Result<String, CliError> {
-    serde_saphyr::to_string(value).map_err(|e| CliError::Serialize {
-        what,
-        message: e.to_string(),
-    })
+    serde_saphyr::to_string(value).map_err(CliError::serialize(what))
 }
 
 /// A DNS-1123 name from a file stem: `conf.json` -> `conf`, `My_Conf` -> `my-conf`.
@@ -241,9 +236,9 @@ fn write_secret(
     }
     let secret = json!({ "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": data });
     let text = to_yaml(&secret, "secret")?;
-    let fail = |e: std::io::Error| CliError::File {
+    let fail = |source: std::io::Error| CliError::File {
         path: path.to_owned(),
-        message: e.to_string(),
+        source,
     };
     // create_new: never overwrite, never follow a pre-made file with looser mode.
     let mut f = std::fs::OpenOptions::new()
@@ -258,10 +253,7 @@ fn write_secret(
 
 /// `mvconf crd`.
 pub fn crd() -> Result<(), CliError> {
-    let yaml = crate::crd::crd_yaml().map_err(|e| CliError::Serialize {
-        what: "CRD",
-        message: e.to_string(),
-    })?;
+    let yaml = crate::crd::crd_yaml().map_err(CliError::serialize("CRD"))?;
     emit(&yaml)
 }
 

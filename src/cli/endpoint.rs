@@ -24,7 +24,7 @@ pub struct EndpointArgs {
     #[arg(long, global = true, value_name = "PORT")]
     pub node_port: Option<u16>,
     /// DCE per-node proxy prefix: /api (default) or /dce.
-    #[arg(long, global = true, default_value = "/api", value_name = "PREFIX")]
+    #[arg(long, global = true, default_value = crate::cluster::DCE_NODE_PREFIX, value_name = "PREFIX")]
     pub dce_prefix: String,
     /// Pin the Docker Engine API version (e.g. 1.30) instead of negotiating.
     #[arg(
@@ -55,26 +55,22 @@ impl EndpointArgs {
     pub fn login_path(&self) -> Result<PathBuf, CliError> {
         match &self.auth_file {
             Some(p) => Ok(p.clone()),
-            None => default_login_path().map_err(|e| CliError::Usage(e.to_string())),
+            None => Ok(default_login_path()?),
         }
     }
 
     fn tls(&self) -> Result<Tls, CliError> {
         let read = |p: &PathBuf| {
-            std::fs::read(p).map_err(|e| CliError::File {
+            std::fs::read(p).map_err(|source| CliError::File {
                 path: p.clone(),
-                message: e.to_string(),
+                source,
             })
         };
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => {
                 let mut pem = read(c)?;
                 pem.push(b'\n');
-                pem.extend(
-                    crate::credentials::read_private(k)
-                        .map_err(|e| CliError::Usage(e.to_string()))?
-                        .unwrap_or_default(),
-                );
+                pem.extend(crate::credentials::read_private(k)?.unwrap_or_default());
                 Some(SecretBytes(pem))
             }
             _ => None,
@@ -148,28 +144,20 @@ fn from_host_flag(args: &EndpointArgs, host: &str) -> Result<Resolved, CliError>
     })
 }
 
-/// A manifest's `spec.endpoint`; its own settings win over the flags'
-/// defaults.
+/// A manifest's `spec.endpoint`, mapped as the operator maps it; the
+/// flags fill only what it leaves unset, its own settings win.
 fn from_manifest(args: &EndpointArgs, ep: &EndpointSpec) -> Result<Resolved, CliError> {
-    let (endpoint, what) = match ep.kind {
-        EndpointKind::Dce => (
-            Endpoint::Dce {
-                url: ep.url.clone(),
-                node_prefix: ep
-                    .dce_node_prefix
-                    .clone()
-                    .unwrap_or_else(|| args.dce_prefix.clone()),
-            },
-            "DCE",
-        ),
-        EndpointKind::Docker => (
-            Endpoint::Docker {
-                manager: ep.url.clone(),
-                node_port: ep.node_port.or(args.node_port),
-                node_urls: ep.node_urls.clone(),
-            },
-            "Docker manager",
-        ),
+    let endpoint = Endpoint::from_spec(&EndpointSpec {
+        dce_node_prefix: ep
+            .dce_node_prefix
+            .clone()
+            .or_else(|| Some(args.dce_prefix.clone())),
+        node_port: ep.node_port.or(args.node_port),
+        ..ep.clone()
+    });
+    let what = match ep.kind {
+        EndpointKind::Dce => "DCE",
+        EndpointKind::Docker => "Docker manager",
     };
     // The manifest names a Secret the CLI cannot read: use the saved login for that URL.
     let (auth, from) = match saved_logins(args)?.get(&ep.url) {
@@ -258,7 +246,7 @@ fn dce(args: &EndpointArgs, url: String, auth: Auth, from: &str) -> Result<Resol
 
 fn saved_logins(args: &EndpointArgs) -> Result<LoginFile, CliError> {
     let path = args.login_path()?;
-    LoginFile::load(&path).map_err(|e| CliError::Usage(e.to_string()))
+    Ok(LoginFile::load(&path)?)
 }
 
 /// The flags' TLS and API version apply whichever source named the endpoint.
@@ -279,5 +267,81 @@ fn legacy_auth(a: &crate::config::legacy::LegacyAuth) -> Option<Auth> {
             password: p.clone(),
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: EndpointKind, url: &str) -> EndpointSpec {
+        EndpointSpec {
+            kind,
+            url: url.into(),
+            secret_ref: None,
+            insecure_skip_tls_verify: false,
+            dce_node_prefix: None,
+            node_port: None,
+            node_urls: Default::default(),
+        }
+    }
+
+    fn args(dce_prefix: &str, node_port: Option<u16>) -> EndpointArgs {
+        EndpointArgs {
+            dce_prefix: dce_prefix.into(),
+            node_port,
+            // No saved login: a file that does not exist.
+            auth_file: Some(std::env::temp_dir().join(format!(
+                "mvconf-endpoint-test-{}/absent.json",
+                std::process::id()
+            ))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_manifest_endpoint_maps_as_the_operators_does() {
+        let ep = spec(EndpointKind::Dce, "https://dce-a/");
+        let r = from_manifest(&args("/api", None), &ep).unwrap();
+        assert_eq!(r.config.endpoint, Some(Endpoint::from_spec(&ep)));
+    }
+
+    #[test]
+    fn flags_fill_what_the_manifest_leaves_unset_and_no_more() {
+        let ep = spec(EndpointKind::Dce, "https://dce-a");
+        let r = from_manifest(&args("/dce", None), &ep).unwrap();
+        assert!(
+            matches!(r.config.endpoint, Some(Endpoint::Dce { node_prefix, .. }) if node_prefix == "/dce")
+        );
+        let own = EndpointSpec {
+            dce_node_prefix: Some("/api".into()),
+            ..ep
+        };
+        let r = from_manifest(&args("/dce", None), &own).unwrap();
+        assert!(
+            matches!(r.config.endpoint, Some(Endpoint::Dce { node_prefix, .. }) if node_prefix == "/api")
+        );
+
+        let docker = spec(EndpointKind::Docker, "tcp://10.0.0.1:2375");
+        let r = from_manifest(&args("/api", Some(2380)), &docker).unwrap();
+        assert!(matches!(
+            r.config.endpoint,
+            Some(Endpoint::Docker {
+                node_port: Some(2380),
+                ..
+            })
+        ));
+        let own = EndpointSpec {
+            node_port: Some(2376),
+            ..docker
+        };
+        let r = from_manifest(&args("/api", Some(2380)), &own).unwrap();
+        assert!(matches!(
+            r.config.endpoint,
+            Some(Endpoint::Docker {
+                node_port: Some(2376),
+                ..
+            })
+        ));
     }
 }

@@ -26,7 +26,8 @@ pub struct LoginArgs {
     pub password_stdin: bool,
 }
 
-fn read_line(prompt: &str) -> Result<String, CliError> {
+/// Reads one line from stdin after `prompt`; `what` names it in errors.
+fn read_line(prompt: &str, what: &'static str) -> Result<String, CliError> {
     let mut err = std::io::stderr();
     let _ = write!(err, "{prompt}");
     let _ = err.flush();
@@ -34,7 +35,7 @@ fn read_line(prompt: &str) -> Result<String, CliError> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| CliError::Usage(format!("cannot read {prompt}{e}")))?;
+        .map_err(|source| CliError::Input { what, source })?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
@@ -42,7 +43,7 @@ pub async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliErr
     let url = normalize_controller_url(&args.url);
     let username = match &args.username {
         Some(u) => u.clone(),
-        None => read_line("Username: ")?,
+        None => read_line("Username: ", "the username")?,
     };
     let password = if let Some(p) = &args.password {
         if std::io::stderr().is_terminal() {
@@ -52,10 +53,12 @@ pub async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliErr
         }
         p.clone()
     } else if args.password_stdin || !std::io::stdin().is_terminal() {
-        read_line("")?
+        read_line("", "the password")?
     } else {
-        rpassword::prompt_password("Password: ")
-            .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?
+        rpassword::prompt_password("Password: ").map_err(|source| CliError::Input {
+            what: "the password",
+            source,
+        })?
     };
     if username.is_empty() {
         return Err(CliError::Usage("the username must not be empty".into()));
@@ -71,23 +74,19 @@ pub async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliErr
         },
         api_version: endpoint.api_version.clone(),
         ..Default::default()
-    })
-    .map_err(|e| CliError::Usage(e.to_string()))?;
+    })?;
     // What mvconf did: list the swarm's nodes with these credentials.
     match cluster.manager().nodes().await {
         Ok(nodes) => tracing::debug!(nodes = nodes.len(), "login verified"),
         Err(e) if e.kind == ErrorKind::Auth => {
-            return Err(CliError::Usage(format!(
-                "login to {url} failed: the controller refused the credentials of {username:?}"
-            )));
+            return Err(CliError::LoginRefused { url, username });
         }
         Err(e) => return Err(CliError::Engine(e)),
     }
     let path = endpoint.login_path()?;
-    let mut file = LoginFile::load(&path).map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut file = LoginFile::load(&path)?;
     file.set(&url, StoredLogin { username, password });
-    file.save(&path)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    file.save(&path)?;
     println!(
         "Login succeeded: {url}; saved to {} (mode 0600)",
         path.display()

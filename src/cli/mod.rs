@@ -94,8 +94,8 @@ pub fn init_logging(cli: &Cli) {
     };
 }
 
-/// Runs one command; the exit code says whether it worked: 0 yes, 1 no
-/// (or partly), 2 wrong usage.
+/// Runs one command and prints its error, if any; [`exit_code`] says what
+/// the process exits with.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
         Command::Config => config::check(&cli.file).map(|()| true),
@@ -103,13 +103,26 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crd => config::crd().map(|()| true),
         _ => block_on(run_async(&cli)),
     };
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
+    }
+    exit_code(&result)
+}
+
+/// The process exit code of a command's result; the only place one is
+/// chosen.
+///
+/// - `0`: the command did all it was asked (`Ok(true)`).
+/// - `1`: it ran but not everything worked (`Ok(false)`: an action failed,
+///   an audit found something, a dry run planned an error), or it stopped
+///   on an error (any [`CliError`], a usage error found after parsing
+///   included).
+///
+/// A command line clap cannot parse never gets here: clap exits with `2`.
+pub fn exit_code(result: &Result<bool, CliError>) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Ok(false) | Err(_) => ExitCode::FAILURE,
     }
 }
 
@@ -120,7 +133,7 @@ fn block_on<F: std::future::Future<Output = Result<bool, CliError>>>(
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?;
+        .map_err(CliError::Runtime)?;
     rt.block_on(f)
 }
 
@@ -142,7 +155,7 @@ async fn run_async(cli: &Cli) -> Result<bool, CliError> {
         Command::Operator(args) => crate::operator::run((**args).clone())
             .await
             .map(|()| true)
-            .map_err(|e| CliError::Usage(e.to_string())),
+            .map_err(CliError::Operator),
         Command::Config | Command::Convert(_) | Command::Crd => Ok(true),
     }
 }
@@ -156,19 +169,102 @@ fn emit(text: &str) -> Result<(), CliError> {
     }
 }
 
-/// What a command can fail with.
+/// What a command can fail with: what was being done, the cause kept as
+/// the source.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The configuration file could not be read or is invalid.
     #[error(transparent)]
     Load(#[from] crate::config::LoadError),
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
-    #[error("cannot serialize {what}: {message}")]
-    Serialize { what: &'static str, message: String },
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file the command line names (a TLS file, `--secret-file`).
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What the user was prompted for could not be read.
+    #[error("cannot read {what}: {source}")]
+    Input {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The login file or a private key file.
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    /// The endpoint's clients could not be built (no request was made).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ConfigError),
+    #[error("login to {url} failed: the controller refused the credentials of {username:?}")]
+    LoginRefused { url: String, username: String },
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Operator(#[from] crate::operator::OperatorError),
+    /// The command line asks for something that cannot be done: a bad value,
+    /// an unknown field, the wrong command for the file.
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+}
+
+impl CliError {
+    /// For `map_err`: serializing `what` failed.
+    fn serialize<E>(what: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| CliError::Serialize {
+            what,
+            source: Box::new(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_0_for_success_and_1_for_anything_else() {
+        assert_eq!(exit_code(&Ok(true)), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&Ok(false)), ExitCode::FAILURE);
+        assert_eq!(
+            exit_code(&Err(CliError::Usage("bad flag".into()))),
+            ExitCode::FAILURE
+        );
+    }
+
+    #[test]
+    fn errors_keep_their_cause_as_the_source() {
+        use std::error::Error;
+        let e = CliError::Runtime(std::io::Error::other("no threads"));
+        assert_eq!(e.to_string(), "cannot start the async runtime: no threads");
+        assert!(e.source().is_some());
+        let dir = std::env::temp_dir().join(format!("mvconf-cli-src-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A directory where the login file should be: refused, path first.
+        let e: CliError = crate::credentials::LoginFile::load(&dir)
+            .unwrap_err()
+            .into();
+        assert!(matches!(e, CliError::Credentials(_)), "{e:?}");
+        assert!(e.to_string().starts_with(&dir.display().to_string()), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -100,7 +100,7 @@ pub async fn connect(
     }
     let resolved = resolve(endpoint, Some(&loaded))?;
     tracing::info!("using {}", resolved.description);
-    let cluster = Cluster::new(resolved.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    let cluster = Cluster::new(resolved.config)?;
     Ok((loaded, cluster))
 }
 

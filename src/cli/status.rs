@@ -258,15 +258,9 @@ pub async fn run(file: &Path, endpoint: &EndpointArgs, args: &StatusArgs) -> Res
     let text = match args.output {
         Output::Table => table(&rows, &fields, !args.no_trunc),
         Output::Json => {
-            serde_json::to_string_pretty(&rows).map_err(|e| CliError::Serialize {
-                what: "status",
-                message: e.to_string(),
-            })? + "\n"
+            serde_json::to_string_pretty(&rows).map_err(CliError::serialize("status"))? + "\n"
         }
-        Output::Yaml => serde_saphyr::to_string(&rows).map_err(|e| CliError::Serialize {
-            what: "status",
-            message: e.to_string(),
-        })?,
+        Output::Yaml => serde_saphyr::to_string(&rows).map_err(CliError::serialize("status"))?,
     };
     emit(&text)?;
     if args.output == Output::Table {

@@ -5,6 +5,7 @@
 //! map) and `dce` (a DCE controller, which serves the manager's API at its
 //! root and each node's engine under `/api/nodes/<address>/docker`).
 
+use crate::crd::{EndpointKind, EndpointSpec};
 use crate::engine::transport::{Address, Auth, CallLog, Limits, Tls, Transport, build_client};
 use crate::engine::{Engine, EngineError, ErrorKind};
 use reqwest::Method;
@@ -15,6 +16,9 @@ use tokio::sync::OnceCell;
 
 /// The engine port DCE 2.x nodes use behind the controller.
 pub const DCE_ENGINE_PORT: u16 = 12376;
+/// DCE's per-node engine proxy prefix unless told otherwise (`/dce` on
+/// some versions).
+pub const DCE_NODE_PREFIX: &str = "/api";
 /// The engine port of a node reached directly without TLS.
 pub const DOCKER_PORT: u16 = 2375;
 /// ... and with TLS.
@@ -57,6 +61,33 @@ impl Endpoint {
             ),
             Endpoint::Docker { manager, .. } => format!("docker:{manager}"),
             Endpoint::Dce { url, .. } => format!("dce:{url}"),
+        }
+    }
+
+    /// The endpoint a binding's `spec.endpoint` names, with the CRD's
+    /// defaults for what it leaves out: DCE node prefix `/api`, no Docker
+    /// node port (2375, or 2376 with TLS). The operator and the CLI both map
+    /// through here; a caller with its own defaults (the CLI's flags) fills
+    /// them into the spec first.
+    ///
+    /// A DCE URL loses its trailing `/`, as `--dce`, `mvconf login` and the
+    /// operator's default endpoint do: `https://dce/` and `https://dce` are
+    /// one controller, so they must be one identity (one view of its
+    /// allocations), not two.
+    pub fn from_spec(spec: &EndpointSpec) -> Endpoint {
+        match spec.kind {
+            EndpointKind::Dce => Endpoint::Dce {
+                url: spec.url.trim_end_matches('/').to_owned(),
+                node_prefix: spec
+                    .dce_node_prefix
+                    .clone()
+                    .unwrap_or_else(|| DCE_NODE_PREFIX.to_owned()),
+            },
+            EndpointKind::Docker => Endpoint::Docker {
+                manager: spec.url.clone(),
+                node_port: spec.node_port,
+                node_urls: spec.node_urls.clone(),
+            },
         }
     }
 
@@ -448,6 +479,57 @@ mod tests {
         };
         assert_ne!(a.identity(), b.identity());
         assert_eq!(a.identity(), "dce:https://dce-a");
+    }
+
+    fn spec(kind: EndpointKind, url: &str) -> EndpointSpec {
+        EndpointSpec {
+            kind,
+            url: url.into(),
+            secret_ref: None,
+            insecure_skip_tls_verify: false,
+            dce_node_prefix: None,
+            node_port: None,
+            node_urls: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_dce_spec_gets_the_default_prefix_and_one_identity_with_or_without_slash() {
+        let with = Endpoint::from_spec(&spec(EndpointKind::Dce, "https://dce-a/"));
+        let without = Endpoint::from_spec(&spec(EndpointKind::Dce, "https://dce-a"));
+        assert_eq!(with, without);
+        assert_eq!(
+            with,
+            Endpoint::Dce {
+                url: "https://dce-a".into(),
+                node_prefix: "/api".into(),
+            }
+        );
+        let own = EndpointSpec {
+            dce_node_prefix: Some("/dce".into()),
+            ..spec(EndpointKind::Dce, "https://dce-a")
+        };
+        assert!(matches!(
+            Endpoint::from_spec(&own),
+            Endpoint::Dce { node_prefix, .. } if node_prefix == "/dce"
+        ));
+    }
+
+    #[test]
+    fn a_docker_spec_keeps_its_port_and_node_urls() {
+        let s = EndpointSpec {
+            node_port: Some(2376),
+            node_urls: [("n1".to_owned(), "https://10.0.0.1:2376".to_owned())].into(),
+            ..spec(EndpointKind::Docker, "tcp://10.0.0.1:2376")
+        };
+        assert_eq!(
+            Endpoint::from_spec(&s),
+            Endpoint::Docker {
+                manager: "tcp://10.0.0.1:2376".into(),
+                node_port: Some(2376),
+                node_urls: s.node_urls.clone(),
+            }
+        );
     }
 
     #[test]

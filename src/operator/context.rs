@@ -6,7 +6,7 @@ use super::index::BindingIndex;
 use super::metrics::Metrics;
 use crate::cluster::{ClusterConfig, Endpoint};
 use crate::config::validate::{Desired, Dialect, validate};
-use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding};
+use crate::crd::{EndpointSpec, MacvlanBinding};
 use crate::engine::transport::{Auth, Limits, SecretBytes, Tls};
 use crate::reconcile::{ApplyOptions, Memory, Mode, Pass};
 use crate::secret::SecretString;
@@ -89,20 +89,7 @@ pub enum EndpointError {
 
 /// The endpoint a binding uses: its own, else the operator's default.
 pub fn endpoint_of(spec: Option<&EndpointSpec>, default: &Endpoint) -> Endpoint {
-    match spec {
-        None => default.clone(),
-        Some(ep) => match ep.kind {
-            EndpointKind::Dce => Endpoint::Dce {
-                url: ep.url.trim_end_matches('/').to_owned(),
-                node_prefix: ep.dce_node_prefix.clone().unwrap_or_else(|| "/api".into()),
-            },
-            EndpointKind::Docker => Endpoint::Docker {
-                manager: ep.url.clone(),
-                node_port: ep.node_port,
-                node_urls: ep.node_urls.clone(),
-            },
-        },
-    }
+    spec.map_or_else(|| default.clone(), Endpoint::from_spec)
 }
 
 /// Credentials read from a Secret's data (or a directory of files).
