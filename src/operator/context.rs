@@ -4,9 +4,10 @@
 use super::endpoints::{EndpointState, Registry};
 use super::index::BindingIndex;
 use super::metrics::Metrics;
-use crate::cluster::{ClusterConfig, Endpoint};
+use crate::cluster::{ClusterConfig, ConfigError, Endpoint};
 use crate::config::validate::{Desired, Dialect, validate};
 use crate::crd::{EndpointSpec, MacvlanBinding};
+use crate::credentials::CredentialError;
 use crate::engine::transport::{Auth, Limits, SecretBytes, Tls};
 use crate::reconcile::{ApplyOptions, Memory, Mode, Pass};
 use crate::secret::SecretString;
@@ -81,10 +82,38 @@ pub fn valid(g: &Guarded) -> Option<&MacvlanBinding> {
 /// Why a binding's endpoint could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    #[error("{0}")]
-    Auth(String),
-    #[error("{0}")]
-    Config(String),
+    #[error("Secret {namespace}/{name} not found")]
+    SecretMissing { namespace: String, name: String },
+    #[error("not allowed to read Secret {namespace}/{name}: add it to the chart's secrets.names")]
+    SecretForbidden { namespace: String, name: String },
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    SecretRead {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{what}: key {key} is not UTF-8 text")]
+    NotText { what: String, key: String },
+    #[error("{what}: give both username and password (or token)")]
+    HalfCredentials { what: String },
+    #[error(transparent)]
+    CredentialFile(#[from] CredentialError),
+    #[error(transparent)]
+    Cluster(#[from] ConfigError),
+}
+
+impl EndpointError {
+    /// Whether the credentials are at fault (condition AuthFailed), rather
+    /// than the endpoint's configuration.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            EndpointError::SecretMissing { .. }
+                | EndpointError::SecretForbidden { .. }
+                | EndpointError::CredentialFile(_)
+        )
+    }
 }
 
 /// The endpoint a binding uses: its own, else the operator's default.
@@ -103,7 +132,10 @@ fn auth_from(
                 String::from_utf8(v.clone()).map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
             })
             .transpose()
-            .map_err(|_| EndpointError::Config(format!("{what}: key {k} is not UTF-8 text")))
+            .map_err(|_| EndpointError::NotText {
+                what: what.to_owned(),
+                key: k.to_owned(),
+            })
     };
     let auth = match (text("username")?, text("password")?, text("token")?) {
         (_, _, Some(t)) if !t.is_empty() => Auth::Token(SecretString::new(t)),
@@ -112,9 +144,9 @@ fn auth_from(
             password: SecretString::new(p),
         },
         (Some(_), None, _) | (None, Some(_), _) => {
-            return Err(EndpointError::Config(format!(
-                "{what}: give both username and password (or token)"
-            )));
+            return Err(EndpointError::HalfCredentials {
+                what: what.to_owned(),
+            });
         }
         _ => Auth::None,
     };
@@ -152,15 +184,19 @@ impl Context {
                 .into_iter()
                 .map(|(k, v)| (k, v.0))
                 .collect()),
-            Ok(None) => Err(EndpointError::Auth(format!(
-                "Secret {namespace}/{name} not found"
-            ))),
-            Err(kube::Error::Api(e)) if e.code == 403 => Err(EndpointError::Auth(format!(
-                "not allowed to read Secret {namespace}/{name}: add it to the chart's secrets.names"
-            ))),
-            Err(e) => Err(EndpointError::Config(format!(
-                "reading Secret {namespace}/{name}: {e}"
-            ))),
+            Ok(None) => Err(EndpointError::SecretMissing {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }),
+            Err(kube::Error::Api(e)) if e.code == 403 => Err(EndpointError::SecretForbidden {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }),
+            Err(source) => Err(EndpointError::SecretRead {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -174,8 +210,7 @@ impl Context {
             let bytes = if key == "ca.crt" {
                 std::fs::read(&path).ok()
             } else {
-                crate::credentials::read_private(&path)
-                    .map_err(|e| EndpointError::Auth(e.to_string()))?
+                crate::credentials::read_private(&path)?
             };
             if let Some(b) = bytes {
                 out.insert(key.to_owned(), b);
@@ -217,9 +252,7 @@ impl Context {
             limits: self.settings.limits.clone(),
             api_version: self.settings.api_version.clone(),
         };
-        self.registry
-            .get(&identity, fingerprint, config)
-            .map_err(EndpointError::Config)
+        Ok(self.registry.get(&identity, fingerprint, config)?)
     }
 
     /// Every binding the operator sees that could be read, shared with the

@@ -4,7 +4,7 @@
 //! and the router that turns Docker events into reconciles of the bindings
 //! that name the event's service.
 
-use super::context::{Context, EndpointError, Guarded, valid};
+use super::context::{Context, Guarded, valid};
 use super::endpoints::EndpointState;
 use super::endpoints::Signal;
 use super::metrics::{BindingLabels, PoolLabels, ReasonLabels, ResultLabels};
@@ -270,12 +270,13 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
     }
     let endpoint = match ctx.endpoint_for(&b).await {
         Ok(e) => e,
-        Err(EndpointError::Auth(m)) => {
-            not_ready(ctx, &b, reasons::AUTH_FAILED, m).await?;
-            return Ok(Action::requeue(backoff(ctx, &b)));
-        }
-        Err(EndpointError::Config(m)) => {
-            not_ready(ctx, &b, reasons::ENDPOINT_UNREACHABLE, m).await?;
+        Err(e) => {
+            let reason = if e.is_auth() {
+                reasons::AUTH_FAILED
+            } else {
+                reasons::ENDPOINT_UNREACHABLE
+            };
+            not_ready(ctx, &b, reason, e.to_string()).await?;
             return Ok(Action::requeue(backoff(ctx, &b)));
         }
     };

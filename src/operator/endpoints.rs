@@ -2,12 +2,12 @@
 //! (identity plus credentials), and the Docker event watchers of its nodes.
 //! A credential change (a rotated password) builds a new view.
 
-use crate::cluster::{Cluster, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig, ConfigError};
 use crate::engine::Engine;
 use crate::engine::events::{Watch, watch};
 use crate::engine::transport::CallLog;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -99,18 +99,15 @@ impl Registry {
         identity: &str,
         fingerprint: u64,
         config: ClusterConfig,
-    ) -> Result<Arc<EndpointState>, String> {
-        let mut states = self
-            .states
-            .lock()
-            .map_err(|_| "endpoint registry poisoned".to_owned())?;
+    ) -> Result<Arc<EndpointState>, ConfigError> {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = states
             .get(identity)
             .filter(|s| s.fingerprint == fingerprint)
         {
             return Ok(s.clone());
         }
-        let cluster = Cluster::with_log(config, self.calls.clone()).map_err(|e| e.to_string())?;
+        let cluster = Cluster::with_log(config, self.calls.clone())?;
         let state = Arc::new(EndpointState {
             identity: identity.to_owned(),
             fingerprint,
