@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a credential file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     #[error("{path}: readable by group or others (mode {mode:o}); run `chmod 600 {path}`")]
     TooOpen { path: PathBuf, mode: u32 },
     #[error("{path}: {source}")]
@@ -42,20 +42,20 @@ pub enum CredentialError {
 
 /// The login file: one login per controller URL, and which one is current.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct LoginFile {
+pub(crate) struct LoginFile {
     /// The URL of the last login, used when a command names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<String>,
+    pub(crate) current: Option<String>,
     #[serde(default)]
-    pub logins: BTreeMap<String, StoredLogin>,
+    pub(crate) logins: BTreeMap<String, StoredLogin>,
 }
 
 /// One login. Stored as written (like docker's config.json), protected by
 /// the file's mode.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct StoredLogin {
-    pub username: String,
-    pub password: String,
+pub(crate) struct StoredLogin {
+    pub(crate) username: String,
+    pub(crate) password: String,
 }
 
 impl std::fmt::Debug for StoredLogin {
@@ -69,7 +69,7 @@ impl std::fmt::Debug for StoredLogin {
 }
 
 impl StoredLogin {
-    pub fn auth(&self) -> Auth {
+    pub(crate) fn auth(&self) -> Auth {
         Auth::Basic {
             username: self.username.clone(),
             password: SecretString::new(self.password.clone()),
@@ -78,7 +78,7 @@ impl StoredLogin {
 }
 
 /// `$MVCONF_AUTH_FILE`, else `~/.mvconf/auth.json`.
-pub fn default_login_path() -> Result<PathBuf, CredentialError> {
+pub(crate) fn default_login_path() -> Result<PathBuf, CredentialError> {
     if let Some(p) = std::env::var_os("MVCONF_AUTH_FILE").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
@@ -90,7 +90,7 @@ pub fn default_login_path() -> Result<PathBuf, CredentialError> {
 
 /// Reads a file that holds secrets, refusing it when group or others can
 /// read it. `Ok(None)` when it does not exist.
-pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialError> {
+pub(crate) fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -117,7 +117,7 @@ pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>, CredentialError> {
 }
 
 impl LoginFile {
-    pub fn load(path: &Path) -> Result<Self, CredentialError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, CredentialError> {
         match read_private(path)? {
             None => Ok(Self::default()),
             Some(bytes) => {
@@ -131,7 +131,7 @@ impl LoginFile {
 
     /// Writes the file with mode 0600 (its directory 0700), replacing it
     /// atomically so a crash never leaves half a file.
-    pub fn save(&self, path: &Path) -> Result<(), CredentialError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), CredentialError> {
         let io = |source: std::io::Error| CredentialError::Save {
             path: path.to_owned(),
             source,
@@ -163,11 +163,11 @@ impl LoginFile {
         Ok(())
     }
 
-    pub fn get(&self, url: &str) -> Option<&StoredLogin> {
+    pub(crate) fn get(&self, url: &str) -> Option<&StoredLogin> {
         self.logins.get(url.trim_end_matches('/'))
     }
 
-    pub fn set(&mut self, url: &str, login: StoredLogin) {
+    pub(crate) fn set(&mut self, url: &str, login: StoredLogin) {
         let url = url.trim_end_matches('/').to_owned();
         self.current = Some(url.clone());
         self.logins.insert(url, login);

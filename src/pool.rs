@@ -42,30 +42,30 @@ impl IpRange {
         Ok(Self { start: s, end: e })
     }
 
-    pub fn single(ip: Ipv4Addr) -> Self {
+    pub(crate) fn single(ip: Ipv4Addr) -> Self {
         let v = u32::from(ip);
         Self { start: v, end: v }
     }
 
-    pub fn start(&self) -> Ipv4Addr {
+    pub(crate) fn start(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.start)
     }
 
-    pub fn end(&self) -> Ipv4Addr {
+    pub(crate) fn end(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.end)
     }
 
     /// Number of addresses, at least one: a range is never empty.
     #[allow(clippy::len_without_is_empty)]
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         u64::from(self.end - self.start) + 1
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, ip: Ipv4Addr) -> bool {
         (self.start..=self.end).contains(&u32::from(ip))
     }
 
-    pub fn overlaps(&self, other: &IpRange) -> bool {
+    pub(crate) fn overlaps(&self, other: &IpRange) -> bool {
         self.start <= other.end && other.start <= self.end
     }
 }
@@ -82,7 +82,7 @@ impl fmt::Display for IpRange {
 
 /// Shows a user value in a message: quoted, escaped, and cut when long so
 /// that a 10,000-character value does not flood a terminal or a status.
-pub fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     const MAX: usize = 64;
     if s.chars().count() <= MAX {
         format!("{s:?}")
@@ -160,10 +160,6 @@ impl Pool {
         self.ranges.iter().map(IpRange::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         let v = u32::from(ip);
         // The ranges are sorted and disjoint: find the last one starting at or below v.
@@ -176,12 +172,12 @@ impl Pool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("pool exhausted: all {size} addresses are taken")]
 pub struct Exhausted {
-    pub size: u64,
+    pub(crate) size: u64,
 }
 
 /// Why a specific address could not be claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ClaimError {
+pub(crate) enum ClaimError {
     #[error("{0} is not in the pool")]
     NotInPool(Ipv4Addr),
     #[error("{0} is already taken")]
@@ -209,10 +205,6 @@ impl Allocator {
         }
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     /// Marks an address as unavailable (a node address, another container's
     /// endpoint). Addresses outside the pool are ignored; returns whether the
     /// address was in the pool.
@@ -225,12 +217,8 @@ impl Allocator {
         }
     }
 
-    pub fn is_free(&self, ip: Ipv4Addr) -> bool {
-        self.pool.contains(ip) && !self.taken.contains(&u32::from(ip))
-    }
-
     /// Takes exactly this address.
-    pub fn claim(&mut self, ip: Ipv4Addr) -> Result<(), ClaimError> {
+    pub(crate) fn claim(&mut self, ip: Ipv4Addr) -> Result<(), ClaimError> {
         if !self.pool.contains(ip) {
             return Err(ClaimError::NotInPool(ip));
         }
@@ -280,7 +268,8 @@ impl Allocator {
     }
 
     /// Gives an address back; returns whether it was taken.
-    pub fn release(&mut self, ip: Ipv4Addr) -> bool {
+    #[cfg(test)]
+    pub(crate) fn release(&mut self, ip: Ipv4Addr) -> bool {
         let v = u32::from(ip);
         let was = self.taken.remove(&v);
         if was {
@@ -290,11 +279,11 @@ impl Allocator {
     }
 
     /// Taken addresses of the pool (allocated, claimed or excluded).
-    pub fn taken(&self) -> u64 {
+    pub(crate) fn taken(&self) -> u64 {
         self.taken.len() as u64
     }
 
-    pub fn free(&self) -> u64 {
+    pub(crate) fn free(&self) -> u64 {
         self.pool.size() - self.taken()
     }
 }

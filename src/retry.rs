@@ -9,30 +9,30 @@ use std::time::Duration;
 
 /// A geometric backoff with a cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// The delay after the first failure.
-    pub first: Duration,
+    pub(crate) first: Duration,
     /// Each further failure multiplies the delay by this.
-    pub factor: u32,
-    pub max: Duration,
+    pub(crate) factor: u32,
+    pub(crate) max: Duration,
 }
 
 /// A binding's reconcile that failed, or left something undone.
-pub const RECONCILE: Policy = Policy {
+pub(crate) const RECONCILE: Policy = Policy {
     first: Duration::from_secs(2),
     factor: 2,
     max: Duration::from_secs(60),
 };
 
 /// A read from an engine that failed on the way (reset, timeout, 5xx).
-pub const ENGINE_READ: Policy = Policy {
+pub(crate) const ENGINE_READ: Policy = Policy {
     first: Duration::from_millis(200),
     factor: 4,
     max: Duration::from_secs(5),
 };
 
 /// A node's event stream that broke: reconnect.
-pub const EVENT_STREAM: Policy = Policy {
+pub(crate) const EVENT_STREAM: Policy = Policy {
     first: Duration::from_millis(250),
     factor: 2,
     max: Duration::from_secs(10),
@@ -41,7 +41,7 @@ pub const EVENT_STREAM: Policy = Policy {
 impl Policy {
     /// The delay after `failures` consecutive failures (1 = the first),
     /// before jitter.
-    pub fn base(&self, failures: u32) -> Duration {
+    pub(crate) fn base(&self, failures: u32) -> Duration {
         let mut d = self.first;
         for _ in 1..failures {
             if d >= self.max {
@@ -53,44 +53,44 @@ impl Policy {
     }
 
     /// The delay after `failures` consecutive failures, jittered.
-    pub fn delay(&self, failures: u32) -> Duration {
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         jitter(self.base(failures))
     }
 }
 
 /// A backoff that remembers how many times it failed.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     policy: Policy,
     failures: u32,
 }
 
 impl Backoff {
-    pub fn new(policy: Policy) -> Self {
+    pub(crate) fn new(policy: Policy) -> Self {
         Self {
             policy,
             failures: 0,
         }
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 
     /// The next delay before jitter: `first`, then growing to `max`.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         self.failures = self.failures.saturating_add(1);
         self.policy.base(self.failures)
     }
 
     /// The next delay, jittered.
-    pub fn next_jittered(&mut self) -> Duration {
+    pub(crate) fn next_jittered(&mut self) -> Duration {
         jitter(self.next_delay())
     }
 }
 
 /// `d` moved by up to 20 % either way, at random.
-pub fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     // Every RandomState is seeded anew; its hash of nothing is a random word.
     let r = RandomState::new().hash_one(());
     let permille = 800 + (r % 401) as u32;

@@ -11,31 +11,35 @@ use crate::reconcile::observe;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// Audit this MacvlanBinding from the Kubernetes cluster (NAMESPACE/NAME;
     /// repeatable), status included, instead of the file.
     #[arg(long, value_name = "NAMESPACE/NAME")]
-    pub binding: Vec<String>,
+    pub(crate) binding: Vec<String>,
     /// Audit every MacvlanBinding of the Kubernetes cluster; endpoints on
     /// networks mvconf created that none of them claims are then findings.
     #[arg(long, short = 'A', conflicts_with = "binding")]
-    pub all_bindings: bool,
+    pub(crate) all_bindings: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    pub(crate) output: Output,
     /// Nodes read at once.
     #[arg(long, default_value_t = 32)]
-    pub observe_concurrency: usize,
+    pub(crate) observe_concurrency: usize,
 }
 
 /// Runs the audit; `Ok(true)` only when clean.
-pub async fn run(file: &Path, endpoint: &EndpointArgs, args: &AuditArgs) -> Result<bool, CliError> {
+pub(crate) async fn run(
+    file: &Path,
+    endpoint: &EndpointArgs,
+    args: &AuditArgs,
+) -> Result<bool, CliError> {
     let from_kube = args.all_bindings || !args.binding.is_empty();
     let subjects: Vec<(String, Loaded)> = if from_kube {
         kube_bindings(args).await?

@@ -9,17 +9,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
-pub struct ConvertArgs {
+pub(crate) struct ConvertArgs {
     /// metadata.name of the binding (default: derived from the file name).
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// metadata.namespace of the binding (and of its Secret).
     #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Write the `auth` block as a Secret manifest to this file, created with
     /// mode 0600. Without it the password is never written anywhere.
     #[arg(long)]
-    pub secret_file: Option<PathBuf>,
+    pub(crate) secret_file: Option<PathBuf>,
 }
 
 /// conf.json as `mvconf config` prints it, keys in the manual's order.
@@ -48,7 +48,7 @@ fn warn_all(loaded: &Loaded) {
 }
 
 /// `mvconf config`: validate, then print the normalized configuration.
-pub fn check(file: &Path) -> Result<(), CliError> {
+pub(crate) fn check(file: &Path) -> Result<(), CliError> {
     let loaded = config::load(file)?;
     tracing::debug!(file = %file.display(), dialect = ?loaded.dialect, "configuration loaded");
     warn_all(&loaded);
@@ -145,7 +145,7 @@ fn name_from_path(path: &Path) -> String {
 }
 
 /// `mvconf convert`: conf.json to a MacvlanBinding manifest.
-pub fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
+pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
     let loaded = config::load(file)?;
     warn_all(&loaded);
     if loaded.dialect == Dialect::Manifest {
@@ -252,7 +252,7 @@ fn write_secret(
 }
 
 /// `mvconf crd`.
-pub fn crd() -> Result<(), CliError> {
+pub(crate) fn crd() -> Result<(), CliError> {
     let yaml = crate::crd::crd_yaml().map_err(CliError::serialize("CRD"))?;
     emit(&yaml)
 }

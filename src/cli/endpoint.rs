@@ -13,19 +13,19 @@ use std::path::PathBuf;
 
 /// How to reach the engines; every flag is optional.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct EndpointArgs {
+pub(crate) struct EndpointArgs {
     /// DCE controller URL (e.g. http://192.168.56.102); wins over the file.
     #[arg(long, global = true, value_name = "URL", env = "MVCONF_DCE_URL")]
-    pub dce: Option<String>,
+    pub(crate) dce: Option<String>,
     /// Docker swarm manager (tcp://HOST:2375, https://HOST:2376, unix:///PATH); wins over the file.
     #[arg(short = 'H', long = "host", global = true, value_name = "URL")]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Engine port of each node when reached directly (default 2375, 2376 with TLS).
     #[arg(long, global = true, value_name = "PORT")]
-    pub node_port: Option<u16>,
+    pub(crate) node_port: Option<u16>,
     /// DCE per-node proxy prefix: /api (default) or /dce.
     #[arg(long, global = true, default_value = crate::cluster::DCE_NODE_PREFIX, value_name = "PREFIX")]
-    pub dce_prefix: String,
+    pub(crate) dce_prefix: String,
     /// Pin the Docker Engine API version (e.g. 1.30) instead of negotiating.
     #[arg(
         long,
@@ -33,26 +33,26 @@ pub struct EndpointArgs {
         value_name = "VERSION",
         env = "MVCONF_DOCKER_API_VERSION"
     )]
-    pub api_version: Option<String>,
+    pub(crate) api_version: Option<String>,
     /// CA bundle (PEM) to trust for https endpoints.
     #[arg(long, global = true, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
+    pub(crate) tls_ca: Option<PathBuf>,
     /// Client certificate (PEM) for Docker TLS.
     #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// Client key (PEM) for Docker TLS.
     #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// Accept any server certificate (insecure; a warning is logged).
     #[arg(long, global = true)]
-    pub insecure_skip_tls_verify: bool,
+    pub(crate) insecure_skip_tls_verify: bool,
     /// The login file written by `mvconf login` (default ~/.mvconf/auth.json).
     #[arg(long, global = true, value_name = "FILE", env = "MVCONF_AUTH_FILE")]
-    pub auth_file: Option<PathBuf>,
+    pub(crate) auth_file: Option<PathBuf>,
 }
 
 impl EndpointArgs {
-    pub fn login_path(&self) -> Result<PathBuf, CliError> {
+    pub(crate) fn login_path(&self) -> Result<PathBuf, CliError> {
         match &self.auth_file {
             Some(p) => Ok(p.clone()),
             None => Ok(default_login_path()?),
@@ -85,13 +85,13 @@ impl EndpointArgs {
 
 /// A resolved endpoint, and where its credentials came from (for the user;
 /// never the credentials themselves).
-pub struct Resolved {
-    pub config: ClusterConfig,
-    pub description: String,
+pub(crate) struct Resolved {
+    pub(crate) config: ClusterConfig,
+    pub(crate) description: String,
 }
 
 /// Resolves the endpoint for a command on `loaded`.
-pub fn resolve(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Resolved, CliError> {
+pub(crate) fn resolve(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Resolved, CliError> {
     if let Some(url) = &args.dce {
         return from_dce_flag(args, url, loaded);
     }

@@ -11,19 +11,19 @@ use crate::secret::SecretString;
 use std::io::{BufRead, IsTerminal, Write};
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// DCE controller address: an IP, a host or a URL.
-    pub url: String,
+    pub(crate) url: String,
     /// Administrator account (prompted for when missing).
     #[arg(short = 'u', long)]
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// Password (visible to other users in the process list: prefer the
     /// prompt or --password-stdin).
     #[arg(short = 'p', long, conflicts_with = "password_stdin")]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// Read the password from standard input.
     #[arg(long)]
-    pub password_stdin: bool,
+    pub(crate) password_stdin: bool,
 }
 
 /// Reads one line from stdin after `prompt`; `what` names it in errors.
@@ -39,7 +39,7 @@ fn read_line(prompt: &str, what: &'static str) -> Result<String, CliError> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-pub async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliError> {
     let url = normalize_controller_url(&args.url);
     let username = match &args.username {
         Some(u) => u.clone(),

@@ -2,10 +2,10 @@
 
 mod audit;
 mod config;
-pub mod endpoint;
+pub(crate) mod endpoint;
 mod login;
 mod ops;
-pub mod status;
+pub(crate) mod status;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -26,27 +26,27 @@ pub struct Cli {
         default_value = "conf.json",
         env = "MVCONF_CONFIG"
     )]
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
 
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "MVCONF_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 
     #[command(flatten)]
-    pub endpoint: endpoint::EndpointArgs,
+    pub(crate) endpoint: endpoint::EndpointArgs,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check the configuration file; print it normalized when valid.
     Config,
     /// Turn a conf.json into a MacvlanBinding manifest for `kubectl apply`.
@@ -119,7 +119,7 @@ pub fn run(cli: Cli) -> ExitCode {
 ///   included).
 ///
 /// A command line clap cannot parse never gets here: clap exits with `2`.
-pub fn exit_code(result: &Result<bool, CliError>) -> ExitCode {
+pub(crate) fn exit_code(result: &Result<bool, CliError>) -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) | Err(_) => ExitCode::FAILURE,
@@ -172,7 +172,7 @@ fn emit(text: &str) -> Result<(), CliError> {
 /// What a command can fail with: what was being done, the cause kept as
 /// the source.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The configuration file could not be read or is invalid.
     #[error(transparent)]
     Load(#[from] crate::config::LoadError),

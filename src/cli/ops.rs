@@ -14,16 +14,16 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct OpArgs {
+pub(crate) struct OpArgs {
     /// Print the plan and change nothing.
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Calls in flight per node.
     #[arg(long, default_value_t = ApplyOptions::default().per_node)]
-    pub per_node: usize,
+    pub(crate) per_node: usize,
     /// Nodes read at once when observing.
     #[arg(long, default_value_t = 32)]
-    pub observe_concurrency: usize,
+    pub(crate) observe_concurrency: usize,
 }
 
 /// Prints outcomes as they come: a bar on a terminal, lines otherwise.
@@ -90,7 +90,7 @@ fn command_name(mode: Mode) -> &'static str {
 }
 
 /// Loads the file and reaches its swarm.
-pub async fn connect(
+pub(crate) async fn connect(
     file: &Path,
     endpoint: &EndpointArgs,
 ) -> Result<(config::Loaded, Cluster), CliError> {
@@ -133,7 +133,7 @@ impl Watcher for Shown {
 }
 
 /// Runs one mutating command; `Ok(false)` when something failed.
-pub async fn run(
+pub(crate) async fn run(
     mode: Mode,
     file: &Path,
     endpoint: &EndpointArgs,

@@ -10,38 +10,38 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
+pub(crate) enum Output {
     Table,
     Json,
     Yaml,
 }
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Truncate long values such as container IDs (the default).
     #[arg(long, overrides_with = "no_trunc")]
-    pub trunc: bool,
+    pub(crate) trunc: bool,
     /// Show full container and task IDs.
     #[arg(long = "no-trunc")]
-    pub no_trunc: bool,
+    pub(crate) no_trunc: bool,
     /// Fields to sort by, comma separated, e.g. 'macvlan_ip,service_name'
     /// ('macvlan_ip' = 'MACVLAN_IP' = 'MACVLAN IP').
     #[arg(long)]
-    pub sort: Option<String>,
+    pub(crate) sort: Option<String>,
     /// Fields to show, comma separated (same names as --sort).
     #[arg(long, alias = "field")]
-    pub fields: Option<String>,
+    pub(crate) fields: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
-    pub output: Output,
+    pub(crate) output: Output,
     /// Nodes read at once.
     #[arg(long, default_value_t = 32)]
-    pub observe_concurrency: usize,
+    pub(crate) observe_concurrency: usize,
 }
 
 /// A column of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
+pub(crate) enum Field {
     MacvlanIp,
     ServiceName,
     Slot,
@@ -54,7 +54,7 @@ pub enum Field {
 }
 
 /// The columns, in their default order.
-pub const FIELDS: &[Field] = &[
+pub(crate) const FIELDS: &[Field] = &[
     Field::MacvlanIp,
     Field::ServiceName,
     Field::Slot,
@@ -68,7 +68,7 @@ pub const FIELDS: &[Field] = &[
 
 impl Field {
     /// The column's title, as mvconf printed it.
-    pub fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Field::MacvlanIp => "MACVLAN IP",
             Field::ServiceName => "SERVICE NAME",
@@ -84,7 +84,7 @@ impl Field {
 }
 
 /// `macvlan_ip`, `MACVLAN_IP`, `Macvlan IP` -> `MACVLAN IP`.
-pub fn field_name(s: &str) -> Option<Field> {
+pub(crate) fn field_name(s: &str) -> Option<Field> {
     let want: String = s.trim().to_ascii_uppercase().replace(['_', '-'], " ");
     FIELDS.iter().copied().find(|f| f.title() == want)
 }
@@ -109,24 +109,24 @@ fn parse_fields(list: &str) -> Result<Vec<Field>, CliError> {
 
 /// One row, as scripts read it with `-o json`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Row {
-    pub macvlan_ip: Option<String>,
-    pub service_name: String,
-    pub slot: Option<u64>,
-    pub hostname: String,
-    pub host_ip: String,
-    pub container_id: String,
-    pub network: String,
-    pub ingress: bool,
-    pub state: RecordState,
-    pub task_id: String,
-    pub node_id: String,
+pub(crate) struct Row {
+    pub(crate) macvlan_ip: Option<String>,
+    pub(crate) service_name: String,
+    pub(crate) slot: Option<u64>,
+    pub(crate) hostname: String,
+    pub(crate) host_ip: String,
+    pub(crate) container_id: String,
+    pub(crate) network: String,
+    pub(crate) ingress: bool,
+    pub(crate) state: RecordState,
+    pub(crate) task_id: String,
+    pub(crate) node_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 impl Row {
-    pub fn from_record(r: &Record) -> Self {
+    pub(crate) fn from_record(r: &Record) -> Self {
         Self {
             macvlan_ip: r.ip.map(|ip| ip.to_string()),
             service_name: r.key.service.clone(),
@@ -193,7 +193,7 @@ fn sort_key(row: &Row, field: Field) -> (u64, String) {
 }
 
 /// Renders rows as an aligned table.
-pub fn table(rows: &[Row], fields: &[Field], trunc: bool) -> String {
+pub(crate) fn table(rows: &[Row], fields: &[Field], trunc: bool) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| fields.iter().map(|f| r.cell(*f, trunc)).collect())
@@ -228,7 +228,11 @@ pub fn table(rows: &[Row], fields: &[Field], trunc: bool) -> String {
     out
 }
 
-pub async fn run(file: &Path, endpoint: &EndpointArgs, args: &StatusArgs) -> Result<(), CliError> {
+pub(crate) async fn run(
+    file: &Path,
+    endpoint: &EndpointArgs,
+    args: &StatusArgs,
+) -> Result<(), CliError> {
     let fields = match &args.fields {
         Some(list) => parse_fields(list)?,
         None => FIELDS.to_vec(),

@@ -10,19 +10,18 @@ use crate::engine::transport::{Address, Auth, CallLog, Limits, Tls, Transport, b
 use crate::engine::{Engine, EngineError, ErrorKind};
 use reqwest::Method;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 /// The engine port DCE 2.x nodes use behind the controller.
-pub const DCE_ENGINE_PORT: u16 = 12376;
+pub(crate) const DCE_ENGINE_PORT: u16 = 12376;
 /// DCE's per-node engine proxy prefix unless told otherwise (`/dce` on
 /// some versions).
-pub const DCE_NODE_PREFIX: &str = "/api";
+pub(crate) const DCE_NODE_PREFIX: &str = "/api";
 /// The engine port of a node reached directly without TLS.
-pub const DOCKER_PORT: u16 = 2375;
+pub(crate) const DOCKER_PORT: u16 = 2375;
 /// ... and with TLS.
-pub const DOCKER_TLS_PORT: u16 = 2376;
+pub(crate) const DOCKER_TLS_PORT: u16 = 2376;
 
 /// Where the swarm's engines are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +50,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// Short identity, one per swarm: bindings on the same identity share
     /// one view of allocations.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         match self {
             Endpoint::Local { docker_host, .. } => format!(
                 "local:{}",
@@ -74,7 +73,7 @@ impl Endpoint {
     /// operator's default endpoint do: `https://dce/` and `https://dce` are
     /// one controller, so they must be one identity (one view of its
     /// allocations), not two.
-    pub fn from_spec(spec: &EndpointSpec) -> Endpoint {
+    pub(crate) fn from_spec(spec: &EndpointSpec) -> Endpoint {
         match spec.kind {
             EndpointKind::Dce => Endpoint::Dce {
                 url: spec.url.trim_end_matches('/').to_owned(),
@@ -92,7 +91,7 @@ impl Endpoint {
     }
 
     /// The local default, from `DOCKER_HOST` as the docker CLI reads it.
-    pub fn local_from_env() -> Self {
+    pub(crate) fn local_from_env() -> Self {
         Endpoint::Local {
             docker_host: std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty()),
             node_port: None,
@@ -115,8 +114,8 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("endpoint {endpoint}: {message}")]
 pub struct ConfigError {
-    pub endpoint: String,
-    pub message: String,
+    pub(crate) endpoint: String,
+    pub(crate) message: String,
 }
 
 /// One swarm node and, when it can be addressed, its engine.
@@ -125,11 +124,9 @@ pub struct ClusterNode {
     pub id: String,
     pub hostname: String,
     /// The node's swarm address (its host IP).
-    pub addr: String,
-    pub role: String,
+    pub(crate) addr: String,
     /// Swarm's view: `ready`, `down`, ...
-    pub state: String,
-    pub availability: String,
+    pub(crate) state: String,
     pub engine: Engine,
 }
 
@@ -154,7 +151,7 @@ impl Cluster {
     }
 
     /// As [`Cluster::new`], counting calls into a shared log.
-    pub fn with_log(config: ClusterConfig, log: Arc<CallLog>) -> Result<Self, ConfigError> {
+    pub(crate) fn with_log(config: ClusterConfig, log: Arc<CallLog>) -> Result<Self, ConfigError> {
         let endpoint = config
             .endpoint
             .clone()
@@ -223,18 +220,29 @@ impl Cluster {
         })
     }
 
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     /// The swarm manager's API.
     pub fn manager(&self) -> &Engine {
         &self.manager
     }
 
     /// Counts of every API call made through this cluster.
-    pub fn calls(&self) -> &Arc<CallLog> {
+    pub(crate) fn calls(&self) -> &Arc<CallLog> {
         &self.log
+    }
+
+    /// The DCE controller's version (`DCEVersion`), for diagnostics.
+    pub async fn dce_version(&self) -> Result<Option<String>, EngineError> {
+        if !matches!(self.endpoint, Endpoint::Dce { .. }) {
+            return Ok(None);
+        }
+        let t = self.manager.transport();
+        let a = t
+            .send(Method::GET, "/api/version", None, &[], None, true)
+            .await?;
+        let v: serde_json::Value = t.decode("GET /api/version", &a)?;
+        Ok(v.get("DCEVersion")
+            .and_then(|x| x.as_str())
+            .map(str::to_owned))
     }
 
     /// An engine for an address, reused while the address stays the same.
@@ -365,9 +373,7 @@ impl Cluster {
                 id: n.id,
                 hostname,
                 addr: n.status.addr,
-                role: n.spec.role,
                 state: n.status.state,
-                availability: n.spec.availability,
                 engine,
             });
         }
@@ -398,27 +404,12 @@ impl Cluster {
         let v: serde_json::Value = t.decode("GET /api/nodes-utils/ip-map", &a)?;
         Ok(parse_ip_map(&v))
     }
-
-    /// The DCE controller's version (`DCEVersion`), for diagnostics.
-    pub async fn dce_version(&self) -> Result<Option<String>, EngineError> {
-        if !matches!(self.endpoint, Endpoint::Dce { .. }) {
-            return Ok(None);
-        }
-        let t = self.manager.transport();
-        let a = t
-            .send(Method::GET, "/api/version", None, &[], None, true)
-            .await?;
-        let v: serde_json::Value = t.decode("GET /api/version", &a)?;
-        Ok(v.get("DCEVersion")
-            .and_then(|x| x.as_str())
-            .map(str::to_owned))
-    }
 }
 
 /// `{ "<nodeId>": {"advertised_address": "ip:port", ...} }`, also spelled
 /// `AdvertisedAddress` by some versions; falls back to `advertised_ip`
 /// plus DCE's engine port.
-pub fn parse_ip_map(v: &serde_json::Value) -> HashMap<String, String> {
+pub(crate) fn parse_ip_map(v: &serde_json::Value) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let Some(obj) = v.as_object() else { return out };
     for (id, node) in obj {
@@ -440,11 +431,6 @@ pub fn parse_ip_map(v: &serde_json::Value) -> HashMap<String, String> {
         }
     }
     out
-}
-
-/// Reads the socket path of a `unix://` DOCKER_HOST, for messages.
-pub fn socket_path(url: &str) -> Option<PathBuf> {
-    url.strip_prefix("unix://").map(PathBuf::from)
 }
 
 #[cfg(test)]

@@ -9,53 +9,53 @@ use std::collections::BTreeMap;
 /// The whole file. Unknown top-level keys are an error, as in mvconf.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LegacyConf {
+pub(crate) struct LegacyConf {
     #[serde(default)]
-    pub networks: Vec<LegacyNetwork>,
+    pub(crate) networks: Vec<LegacyNetwork>,
     #[serde(default)]
-    pub services: Vec<LegacyService>,
+    pub(crate) services: Vec<LegacyService>,
     #[serde(default)]
-    pub auth: Option<LegacyAuth>,
+    pub(crate) auth: Option<LegacyAuth>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct LegacyNetwork {
-    pub name: String,
-    pub subnet: String,
-    pub gateway: String,
-    pub parent: String,
+pub(crate) struct LegacyNetwork {
+    pub(crate) name: String,
+    pub(crate) subnet: String,
+    pub(crate) gateway: String,
+    pub(crate) parent: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_range: Option<String>,
+    pub(crate) ip_range: Option<String>,
     /// Keys mvconf ignored; reported as warnings.
     #[serde(flatten, skip_serializing)]
-    pub unknown: BTreeMap<String, Value>,
+    pub(crate) unknown: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct LegacyService {
-    pub name: String,
-    pub network: String,
-    pub ip_pool: Vec<String>,
+pub(crate) struct LegacyService {
+    pub(crate) name: String,
+    pub(crate) network: String,
+    pub(crate) ip_pool: Vec<String>,
     #[serde(flatten, skip_serializing)]
-    pub unknown: BTreeMap<String, Value>,
+    pub(crate) unknown: BTreeMap<String, Value>,
 }
 
 /// mvconf's `auth` block: the DCE controller and an administrator login.
 #[derive(Debug, Clone, Deserialize)]
-pub struct LegacyAuth {
+pub(crate) struct LegacyAuth {
     /// Controller address (`192.168.56.102`, a URL, or `auto`).
     #[serde(default)]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     #[serde(default)]
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     #[serde(default)]
-    pub password: Option<SecretString>,
+    pub(crate) password: Option<SecretString>,
 }
 
 impl LegacyAuth {
     /// The controller URL, with `http://` added to a bare address as mvconf
     /// did; `None` for `auto` or empty, meaning "detect / use the default".
-    pub fn controller_url(&self) -> Option<String> {
+    pub(crate) fn controller_url(&self) -> Option<String> {
         let raw = self.url.as_deref()?.trim();
         if raw.is_empty() || raw.eq_ignore_ascii_case("auto") {
             return None;
@@ -66,7 +66,7 @@ impl LegacyAuth {
 
 /// `192.168.56.102` -> `http://192.168.56.102`; URLs keep their scheme; no
 /// trailing slash.
-pub fn normalize_controller_url(raw: &str) -> String {
+pub(crate) fn normalize_controller_url(raw: &str) -> String {
     let raw = raw.trim().trim_end_matches('/');
     if raw.contains("://") {
         raw.to_owned()
@@ -77,7 +77,7 @@ pub fn normalize_controller_url(raw: &str) -> String {
 
 impl LegacyConf {
     /// Keys mvconf would have ignored, as `services[0].foo` paths.
-    pub fn unknown_keys(&self) -> Vec<String> {
+    pub(crate) fn unknown_keys(&self) -> Vec<String> {
         let nets = self
             .networks
             .iter()
@@ -93,7 +93,7 @@ impl LegacyConf {
 
     /// The same configuration as a MacvlanBinding spec. `auth` is not part
     /// of it: credentials never go into a spec.
-    pub fn to_spec(&self) -> MacvlanBindingSpec {
+    pub(crate) fn to_spec(&self) -> MacvlanBindingSpec {
         MacvlanBindingSpec {
             networks: self
                 .networks

@@ -1,14 +1,14 @@
 //! Reading configuration files: mvconf's `conf.json` or a MacvlanBinding
 //! manifest (YAML or JSON), into one spec and one validator.
 
-pub mod legacy;
+pub(crate) mod legacy;
 pub mod validate;
 
 use crate::crd::{MacvlanBinding, MacvlanBindingSpec};
 use legacy::{LegacyAuth, LegacyConf};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-pub use validate::{Desired, Dialect, FieldError, Invalid, validate};
+pub(crate) use validate::{Desired, Dialect, Invalid, validate};
 
 /// Files larger than this are refused before parsing: a configuration is a
 /// few kilobytes, and parsing cost must stay bounded.
@@ -52,26 +52,26 @@ pub enum LoadError {
 /// A configuration file, read and validated.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    pub path: PathBuf,
-    pub dialect: Dialect,
+    pub(crate) path: PathBuf,
+    pub(crate) dialect: Dialect,
     /// The spec as written.
     pub spec: MacvlanBindingSpec,
     /// The validated form.
     pub desired: Desired,
     /// For a manifest: its name and namespace.
-    pub name: Option<String>,
-    pub namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// For a conf.json: its `auth` block.
-    pub auth: Option<LegacyAuth>,
+    pub(crate) auth: Option<LegacyAuth>,
     /// Things worth telling the user that are not errors.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// For a manifest read back from the cluster (`kubectl get -o yaml`):
     /// its status, which `mvconf audit` checks against Docker.
-    pub status: Option<crate::crd::MacvlanBindingStatus>,
+    pub(crate) status: Option<crate::crd::MacvlanBindingStatus>,
 }
 
 /// Reads and validates a file.
-pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+pub(crate) fn load(path: &Path) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_owned(),
         source,
@@ -184,7 +184,7 @@ fn field_error(
 
 /// A MacvlanBinding object (as read from the apiserver), validated;
 /// `label` names it in messages.
-pub fn from_object(value: Value, label: &Path) -> Result<Loaded, LoadError> {
+pub(crate) fn from_object(value: Value, label: &Path) -> Result<Loaded, LoadError> {
     from_manifest(value, label)
 }
 
@@ -265,7 +265,7 @@ mod tests {
     use super::*;
 
     /// The example of mvconf's manual, comments and all.
-    pub const MANUAL_EXAMPLE: &str = r#"{
+    pub(crate) const MANUAL_EXAMPLE: &str = r#"{
   "networks": [                           // MACVLAN 网络配置
     {
       "name": "macvlan",				  // 网络名称

@@ -41,9 +41,9 @@ impl Dialect {
 
 /// One problem: where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
+pub(crate) struct FieldError {
+    pub(crate) field: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for FieldError {
@@ -55,7 +55,7 @@ impl fmt::Display for FieldError {
 /// Every problem found in a spec.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Invalid {
-    pub errors: Vec<FieldError>,
+    pub(crate) errors: Vec<FieldError>,
 }
 
 impl fmt::Display for Invalid {
@@ -75,7 +75,7 @@ impl fmt::Display for Invalid {
 
 impl Invalid {
     /// The messages on one line each, for a status condition.
-    pub fn summary(&self, max: usize) -> String {
+    pub(crate) fn summary(&self, max: usize) -> String {
         let mut out: Vec<String> = self
             .errors
             .iter()
@@ -93,41 +93,37 @@ impl Invalid {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
     pub name: String,
-    pub subnet: Ipv4Network,
-    pub gateway: Ipv4Addr,
-    pub parent: String,
-    pub ip_range: Option<Ipv4Network>,
+    pub(crate) subnet: Ipv4Network,
+    pub(crate) gateway: Ipv4Addr,
+    pub(crate) parent: String,
+    pub(crate) ip_range: Option<Ipv4Network>,
 }
 
 /// A validated service with its parsed pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
-    pub network: String,
+    pub(crate) network: String,
     /// The entries as written, parsed, in order.
-    pub entries: Vec<IpRange>,
+    pub(crate) entries: Vec<IpRange>,
     /// The same addresses, merged.
     pub pool: Pool,
-    pub ingress: IngressMode,
+    pub(crate) ingress: IngressMode,
 }
 
 /// A spec that passed validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    pub networks: Vec<Network>,
+    pub(crate) networks: Vec<Network>,
     pub services: Vec<Service>,
-    pub endpoint: Option<EndpointSpec>,
-    pub deletion_policy: DeletionPolicy,
+    pub(crate) endpoint: Option<EndpointSpec>,
+    pub(crate) deletion_policy: DeletionPolicy,
 }
 
 impl Desired {
-    pub fn network(&self, name: &str) -> Option<&Network> {
-        self.networks.iter().find(|n| n.name == name)
-    }
-
     /// The spec in canonical form: trimmed addresses, ranges written
     /// `first-last`, single addresses alone, defaults filled in.
-    pub fn to_spec(&self) -> MacvlanBindingSpec {
+    pub(crate) fn to_spec(&self) -> MacvlanBindingSpec {
         use crate::crd::{NetworkSpec, PoolEntry, ServiceSpec};
         MacvlanBindingSpec {
             networks: self

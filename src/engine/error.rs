@@ -40,7 +40,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Errors worth retrying later without any change on our side.
-    pub fn is_transient(self) -> bool {
+    pub(crate) fn is_transient(self) -> bool {
         matches!(self, ErrorKind::Unreachable | ErrorKind::Timeout)
     }
 
@@ -70,13 +70,13 @@ impl ErrorKind {
 pub struct EngineError {
     pub kind: ErrorKind,
     /// Node (or endpoint) label, e.g. `node2` or `manager`.
-    pub node: String,
+    pub(crate) node: String,
     /// `METHOD /path` without query string or version prefix.
-    pub request: String,
+    pub(crate) request: String,
     /// HTTP status, when there was an answer.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// The engine's own message, or the transport's description.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for EngineError {
@@ -99,7 +99,7 @@ impl fmt::Display for EngineError {
 }
 
 impl EngineError {
-    pub fn new(
+    pub(crate) fn new(
         kind: ErrorKind,
         node: &str,
         request: &str,
@@ -114,17 +114,13 @@ impl EngineError {
             message: message.into(),
         }
     }
-
-    pub fn is(&self, kind: ErrorKind) -> bool {
-        self.kind == kind
-    }
 }
 
 /// Classifies an engine's error answer. The message patterns come from
 /// libnetwork and the daemon across 17.06 .. 28.x. `from_engine` says the
 /// body was the engine's own JSON error: a 403 without one comes from an
 /// auth proxy (a DCE controller), while the engine's own 403s are reasons.
-pub fn classify(status: u16, message: &str, from_engine: bool) -> ErrorKind {
+pub(crate) fn classify(status: u16, message: &str, from_engine: bool) -> ErrorKind {
     let m = message.to_ascii_lowercase();
     let has = |p: &str| m.contains(p);
     if has("address already in use") || has("address is already in use") {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 const MAX_LINE: usize = 1 << 20;
 
 /// One open event stream. Docker writes one JSON object per line.
-pub struct EventStream {
+pub(crate) struct EventStream {
     node: String,
     inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buf: Vec<u8>,
@@ -41,7 +41,7 @@ impl EventStream {
     }
 
     /// The next event; `None` when the engine closed the stream.
-    pub async fn next(&mut self) -> Option<Result<Event>> {
+    pub(crate) async fn next(&mut self) -> Option<Result<Event>> {
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();

@@ -4,7 +4,7 @@
 //! node reached through a DCE controller's proxy. How a whole swarm is
 //! reached is [`crate::cluster`]'s business.
 
-pub mod error;
+pub(crate) mod error;
 pub mod events;
 pub mod models;
 pub mod transport;
@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use transport::{Transport, segment};
 
-pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// One Docker Engine API endpoint. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -35,14 +35,14 @@ fn filters(pairs: &[(&str, &[&str])]) -> String {
 }
 
 impl Engine {
-    pub fn new(transport: Transport) -> Self {
+    pub(crate) fn new(transport: Transport) -> Self {
         Self {
             t: Arc::new(transport),
         }
     }
 
     /// The node (or endpoint) this engine is, as errors and logs name it.
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         self.t.label()
     }
 
@@ -77,29 +77,13 @@ impl Engine {
             .await
     }
 
-    /// `GET /_ping`: the engine answers at all.
-    pub async fn ping(&self) -> Result<()> {
-        self.t
-            .send(Method::GET, "/_ping", None, &[], None, true)
-            .await
-            .map(|_| ())
+    pub async fn info(&self) -> Result<Info> {
+        self.get("/info", &[]).await
     }
 
     /// The negotiated API version, e.g. `1.41`.
     pub async fn api_version(&self) -> Result<String> {
         self.t.api_version().await.map(str::to_owned)
-    }
-
-    pub async fn version(&self) -> Result<Version> {
-        let a = self
-            .t
-            .send(Method::GET, "/version", None, &[], None, true)
-            .await?;
-        self.t.decode("GET /version", &a)
-    }
-
-    pub async fn info(&self) -> Result<Info> {
-        self.get("/info", &[]).await
     }
 
     /// Swarm nodes (manager only).
@@ -108,7 +92,7 @@ impl Engine {
     }
 
     /// Every service (manager only).
-    pub async fn services(&self) -> Result<Vec<Service>> {
+    pub(crate) async fn services(&self) -> Result<Vec<Service>> {
         self.get("/services", &[]).await
     }
 
@@ -144,6 +128,12 @@ impl Engine {
         self.get("/containers/json", &q).await
     }
 
+    /// One network with its endpoints on this engine.
+    pub async fn network(&self, id_or_name: &str) -> Result<Network> {
+        self.get(&format!("/networks/{}", segment(id_or_name)), &[])
+            .await
+    }
+
     pub async fn container(&self, id: &str) -> Result<ContainerInspect> {
         self.get(&format!("/containers/{}/json", segment(id)), &[])
             .await
@@ -152,12 +142,6 @@ impl Engine {
     /// Networks of this engine (swarm-scoped ones included).
     pub async fn networks(&self) -> Result<Vec<Network>> {
         self.get("/networks", &[]).await
-    }
-
-    /// One network with its endpoints on this engine.
-    pub async fn network(&self, id_or_name: &str) -> Result<Network> {
-        self.get(&format!("/networks/{}", segment(id_or_name)), &[])
-            .await
     }
 
     pub async fn create_network(&self, spec: &NetworkCreate) -> Result<NetworkCreated> {
@@ -204,7 +188,7 @@ impl Engine {
     }
 
     /// Opens the container event stream (start, die, destroy) once.
-    pub async fn events(&self, since: Option<&str>) -> Result<events::EventStream> {
+    pub(crate) async fn events(&self, since: Option<&str>) -> Result<events::EventStream> {
         let mut q = vec![(
             "filters",
             filters(&[

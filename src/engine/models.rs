@@ -314,9 +314,7 @@ where
 /// Labels swarm puts on task containers.
 pub mod labels {
     pub const SERVICE_NAME: &str = "com.docker.swarm.service.name";
-    pub const SERVICE_ID: &str = "com.docker.swarm.service.id";
     pub const TASK_ID: &str = "com.docker.swarm.task.id";
-    pub const TASK_NAME: &str = "com.docker.swarm.task.name";
     pub const NODE_ID: &str = "com.docker.swarm.node.id";
     /// Put on the networks mvconf creates.
     pub const MANAGED_BY: &str = "io.mvconf.managed-by";

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
 /// The oldest Engine API we speak: Engine 17.06, as shipped with DCE 2.x.
-pub const MIN_API_VERSION: (u32, u32) = (1, 30);
+pub(crate) const MIN_API_VERSION: (u32, u32) = (1, 30);
 
 /// Credentials sent with every request. Never logged, never in errors.
 #[derive(Clone, Debug, Default)]
@@ -61,16 +61,16 @@ impl Auth {
 #[derive(Clone, Debug, Default)]
 pub struct Tls {
     /// PEM CA bundle to trust instead of the system's roots.
-    pub ca_pem: Option<Vec<u8>>,
+    pub(crate) ca_pem: Option<Vec<u8>>,
     /// PEM client certificate and key (Docker's TLS client auth).
-    pub identity_pem: Option<SecretBytes>,
+    pub(crate) identity_pem: Option<SecretBytes>,
     /// Accept any server certificate. Logged as a warning.
-    pub insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: bool,
 }
 
 /// Key material that never prints.
 #[derive(Clone, Default)]
-pub struct SecretBytes(pub Vec<u8>);
+pub(crate) struct SecretBytes(pub Vec<u8>);
 
 impl std::fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,11 +81,11 @@ impl std::fmt::Debug for SecretBytes {
 /// Timeouts and pool sizes shared by every engine of a cluster.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub idle_per_host: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) idle_per_host: usize,
     /// Attempts for idempotent reads that fail transiently.
-    pub read_attempts: u32,
+    pub(crate) read_attempts: u32,
 }
 
 impl Default for Limits {
@@ -102,7 +102,7 @@ impl Default for Limits {
 /// Counts of API calls by (node, method, status), for tests, benchmarks and
 /// metrics. Status 0 means no answer.
 #[derive(Debug, Default)]
-pub struct CallLog {
+pub(crate) struct CallLog {
     counts: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
 }
 
@@ -114,12 +114,12 @@ impl CallLog {
     }
 
     /// A copy of all counts.
-    pub fn snapshot(&self) -> BTreeMap<(String, &'static str, u16), u64> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<(String, &'static str, u16), u64> {
         self.counts.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// Calls that may change something (anything but GET/HEAD).
-    pub fn mutating(&self) -> u64 {
+    pub(crate) fn mutating(&self) -> u64 {
         self.snapshot()
             .iter()
             .filter(|((_, m, _), _)| *m != "GET" && *m != "HEAD")
@@ -127,14 +127,14 @@ impl CallLog {
             .sum()
     }
 
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.snapshot().values().sum()
     }
 }
 
 /// Where an engine listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Address {
+pub(crate) enum Address {
     /// A unix socket, e.g. `/var/run/docker.sock`.
     Unix(PathBuf),
     /// `http(s)://host:port` plus an optional path prefix (DCE's node proxy).
@@ -144,7 +144,7 @@ pub enum Address {
 impl Address {
     /// Parses Docker's own notation: `unix:///path`, `tcp://h:p` (http, or
     /// https when TLS material is given), `http://`, `https://`.
-    pub fn parse(url: &str, tls: bool) -> Result<Self, String> {
+    pub(crate) fn parse(url: &str, tls: bool) -> Result<Self, String> {
         if let Some(path) = url.strip_prefix("unix://") {
             return Ok(Address::Unix(PathBuf::from(path)));
         }
@@ -167,7 +167,7 @@ impl Address {
 
 /// Builds reqwest clients; one per unix socket, one shared by TCP engines
 /// with the same TLS settings.
-pub fn build_client(
+pub(crate) fn build_client(
     socket: Option<&PathBuf>,
     tls: &Tls,
     limits: &Limits,
@@ -225,9 +225,9 @@ pub struct Transport {
 }
 
 /// An answer with its status.
-pub struct Answer {
-    pub status: u16,
-    pub body: bytes::Bytes,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: bytes::Bytes,
 }
 
 fn parse_version(v: &str) -> Option<(u32, u32)> {
@@ -255,7 +255,7 @@ fn error_message(body: &[u8]) -> (String, bool) {
 }
 
 /// Percent-encodes one path segment (names and IDs we put in paths).
-pub fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
@@ -268,7 +268,7 @@ pub fn segment(s: &str) -> String {
 }
 
 impl Transport {
-    pub fn new(
+    pub(crate) fn new(
         label: impl Into<String>,
         client: reqwest::Client,
         address: &Address,
@@ -293,7 +293,7 @@ impl Transport {
         })
     }
 
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         &self.label
     }
 
@@ -313,7 +313,7 @@ impl Transport {
 
     /// The API version used in paths: the engine's own (or the pinned one),
     /// checked against the oldest we support. Asked once per engine.
-    pub async fn api_version(&self) -> Result<&str, EngineError> {
+    pub(crate) async fn api_version(&self) -> Result<&str, EngineError> {
         self.version
             .get_or_try_init(|| async {
                 let a = self.send_path(Method::GET, "/version", "/version", None, &[], None).await?;
@@ -347,7 +347,7 @@ impl Transport {
 
     /// One request, with retries for idempotent reads. `versioned` adds the
     /// `/vX.Y` prefix; `query` values are encoded here.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -467,14 +467,18 @@ impl Transport {
         ))
     }
 
-    pub fn decode<T: DeserializeOwned>(&self, request: &str, a: &Answer) -> Result<T, EngineError> {
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &self,
+        request: &str,
+        a: &Answer,
+    ) -> Result<T, EngineError> {
         serde_json::from_slice(&a.body)
             .map_err(|e| self.err(ErrorKind::Decode, request, Some(a.status), e.to_string()))
     }
 
     /// Opens a long-lived streaming GET (the events stream): no overall
     /// timeout, no retries; the caller reconnects.
-    pub async fn stream(
+    pub(crate) async fn stream(
         &self,
         path: &str,
         query: &[(&str, String)],

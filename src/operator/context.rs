@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// Where the operator's own default credentials come from.
 #[derive(Debug, Clone)]
-pub enum CredentialSource {
+pub(crate) enum CredentialSource {
     None,
     /// A Secret in the operator's namespace.
     Secret {
@@ -39,49 +39,49 @@ pub enum CredentialSource {
 
 /// The operator's settings, resolved from its command line.
 #[derive(Debug, Clone)]
-pub struct Settings {
-    pub default_endpoint: Endpoint,
-    pub default_credentials: CredentialSource,
-    pub insecure_skip_tls_verify: bool,
-    pub api_version: Option<String>,
-    pub limits: Limits,
-    pub resync: Duration,
-    pub observe_concurrency: usize,
-    pub apply_per_node: usize,
+pub(crate) struct Settings {
+    pub(crate) default_endpoint: Endpoint,
+    pub(crate) default_credentials: CredentialSource,
+    pub(crate) insecure_skip_tls_verify: bool,
+    pub(crate) api_version: Option<String>,
+    pub(crate) limits: Limits,
+    pub(crate) resync: Duration,
+    pub(crate) observe_concurrency: usize,
+    pub(crate) apply_per_node: usize,
 }
 
 /// What a reconcile needs.
-pub struct Context {
-    pub client: Client,
-    pub settings: Settings,
-    pub recorder: Recorder,
-    pub registry: Arc<Registry>,
-    pub metrics: Arc<Metrics>,
-    pub stores: OnceLock<Vec<Store<DeserializeGuard<MacvlanBinding>>>>,
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) settings: Settings,
+    pub(crate) recorder: Recorder,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stores: OnceLock<Vec<Store<DeserializeGuard<MacvlanBinding>>>>,
     /// Docker start times of containers, for the drift-repair latency.
-    pub started: Mutex<HashMap<String, i64>>,
+    pub(crate) started: Mutex<HashMap<String, i64>>,
     /// Consecutive failures per binding, for backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
+    pub(crate) failures: Mutex<HashMap<String, u32>>,
     /// Validated specs by binding UID, with the generation they are of.
-    pub validated: Mutex<HashMap<String, Validated>>,
+    pub(crate) validated: Mutex<HashMap<String, Validated>>,
     /// Bindings by swarm and service, for the Docker event router.
-    pub index: Mutex<BindingIndex>,
+    pub(crate) index: Mutex<BindingIndex>,
 }
 
 /// A binding as the reflector stores it: possibly unreadable.
-pub type Guarded = DeserializeGuard<MacvlanBinding>;
+pub(crate) type Guarded = DeserializeGuard<MacvlanBinding>;
 
 /// A generation's validated spec; `None` when it is invalid.
-pub type Validated = (Option<i64>, Option<Arc<Desired>>);
+pub(crate) type Validated = (Option<i64>, Option<Arc<Desired>>);
 
 /// The binding inside a store entry, when it could be read.
-pub fn valid(g: &Guarded) -> Option<&MacvlanBinding> {
+pub(crate) fn valid(g: &Guarded) -> Option<&MacvlanBinding> {
     g.0.as_ref().ok()
 }
 
 /// Why a binding's endpoint could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum EndpointError {
+pub(crate) enum EndpointError {
     #[error("Secret {namespace}/{name} not found")]
     SecretMissing { namespace: String, name: String },
     #[error("not allowed to read Secret {namespace}/{name}: add it to the chart's secrets.names")]
@@ -106,7 +106,7 @@ pub enum EndpointError {
 impl EndpointError {
     /// Whether the credentials are at fault (condition AuthFailed), rather
     /// than the endpoint's configuration.
-    pub fn is_auth(&self) -> bool {
+    pub(crate) fn is_auth(&self) -> bool {
         matches!(
             self,
             EndpointError::SecretMissing { .. }
@@ -117,7 +117,7 @@ impl EndpointError {
 }
 
 /// The endpoint a binding uses: its own, else the operator's default.
-pub fn endpoint_of(spec: Option<&EndpointSpec>, default: &Endpoint) -> Endpoint {
+pub(crate) fn endpoint_of(spec: Option<&EndpointSpec>, default: &Endpoint) -> Endpoint {
     spec.map_or_else(|| default.clone(), Endpoint::from_spec)
 }
 
@@ -220,7 +220,7 @@ impl Context {
     }
 
     /// The swarm view a binding uses, with its current credentials.
-    pub async fn endpoint_for(
+    pub(crate) async fn endpoint_for(
         &self,
         b: &MacvlanBinding,
     ) -> Result<Arc<EndpointState>, EndpointError> {
@@ -257,7 +257,7 @@ impl Context {
 
     /// Every binding the operator sees that could be read, shared with the
     /// reflector stores: no binding (nor its status) is copied.
-    pub fn bindings(&self) -> Vec<Arc<Guarded>> {
+    pub(crate) fn bindings(&self) -> Vec<Arc<Guarded>> {
         let Some(stores) = self.stores.get() else {
             return Vec::new();
         };
@@ -270,7 +270,7 @@ impl Context {
 
     /// A binding's validated spec, or `None` when it is invalid; validated
     /// once per generation, not on every neighbour's reconcile.
-    pub fn desired_of(&self, b: &MacvlanBinding) -> Option<Arc<Desired>> {
+    pub(crate) fn desired_of(&self, b: &MacvlanBinding) -> Option<Arc<Desired>> {
         let uid =
             b.metadata.uid.clone().unwrap_or_else(|| {
                 format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
@@ -295,7 +295,12 @@ impl Context {
     }
 
     /// A pass with the operator's settings.
-    pub fn pass<'a>(&self, desired: &'a Desired, memory: &'a Memory, mode: Mode) -> Pass<'a> {
+    pub(crate) fn pass<'a>(
+        &self,
+        desired: &'a Desired,
+        memory: &'a Memory,
+        mode: Mode,
+    ) -> Pass<'a> {
         Pass {
             apply: ApplyOptions {
                 per_node: self.settings.apply_per_node,
@@ -306,7 +311,7 @@ impl Context {
         }
     }
 
-    pub fn identity_of(&self, b: &MacvlanBinding) -> String {
+    pub(crate) fn identity_of(&self, b: &MacvlanBinding) -> String {
         endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint).identity()
     }
 }

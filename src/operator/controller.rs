@@ -31,11 +31,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Field manager of everything the operator writes.
-pub const MANAGER: &str = "mvconf-operator";
+pub(crate) const MANAGER: &str = "mvconf-operator";
 
 /// What a reconcile can fail with; all of them are retried with backoff.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("kubernetes: {0}")]
     Kube(#[source] kube::Error),
     #[error("finalizer: {0}")]
@@ -98,7 +98,7 @@ fn earlier(other: &MacvlanBinding, me: &MacvlanBinding) -> bool {
 
 /// Why `me` may not act because of a binding that was there first on the
 /// same swarm; `None` when it may.
-pub fn conflict(
+pub(crate) fn conflict(
     me: &MacvlanBinding,
     mine: &Desired,
     others: &[(&MacvlanBinding, &Desired)],
@@ -450,7 +450,7 @@ async fn report(
         let reason = match p {
             Problem::PoolExhausted { .. } => reasons::POOL_EXHAUSTED,
             Problem::NodeUnreachable { .. } => reasons::NODE_UNREACHABLE,
-            Problem::NetworkMismatch { .. } | Problem::DuplicateAddress { .. } => reasons::CONFLICT,
+            Problem::NetworkMismatch { .. } => reasons::CONFLICT,
             Problem::ServiceMissing { .. } => reasons::SERVICE_NOT_FOUND,
             Problem::ForeignHolder { .. } => "ForeignAddress",
         };
@@ -544,7 +544,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
 }
 
 /// The reconcile entry point.
-pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let b = match &obj.0 {
         Ok(b) => Arc::new(b.clone()),
@@ -604,7 +604,7 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, E
 /// error (its reconcile waits for a change of the spec), and a pass that
 /// left something undone requeues itself. So each is retried with the
 /// reconcile retry policy, counted with the binding's other failures.
-pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(object = %obj.name_any(), error = %error, "reconcile failed; retrying");
     let binding = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     Action::requeue(backoff_for(&ctx, binding))
@@ -612,7 +612,7 @@ pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Acti
 
 /// Turns Docker events into reconciles of the bindings naming the service,
 /// and a broken-then-restored event stream into a resync of its swarm.
-pub async fn route(
+pub(crate) async fn route(
     mut signals: mpsc::Receiver<Signal>,
     triggers: mpsc::Sender<ObjectRef<Guarded>>,
     ctx: Arc<Context>,

@@ -13,17 +13,17 @@ use tokio::task::JoinHandle;
 
 /// A Docker event, tagged with the endpoint it came from.
 #[derive(Debug, Clone)]
-pub struct Signal {
-    pub identity: String,
-    pub watch: Watch,
+pub(crate) struct Signal {
+    pub(crate) identity: String,
+    pub(crate) watch: Watch,
 }
 
 /// The view of one swarm.
 #[derive(Debug)]
-pub struct EndpointState {
-    pub identity: String,
+pub(crate) struct EndpointState {
+    pub(crate) identity: String,
     fingerprint: u64,
-    pub cluster: Cluster,
+    pub(crate) cluster: Cluster,
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
     signals: mpsc::Sender<Signal>,
 }
@@ -40,7 +40,7 @@ impl Drop for EndpointState {
 
 impl EndpointState {
     /// Follows the events of every node not yet followed.
-    pub fn ensure_watchers(&self, engines: &HashMap<String, Engine>) {
+    pub(crate) fn ensure_watchers(&self, engines: &HashMap<String, Engine>) {
         let Ok(mut watched) = self.watchers.lock() else {
             return;
         };
@@ -76,15 +76,15 @@ impl EndpointState {
 
 /// Every swarm the operator talks to.
 #[derive(Debug)]
-pub struct Registry {
+pub(crate) struct Registry {
     states: Mutex<HashMap<String, Arc<EndpointState>>>,
     signals: mpsc::Sender<Signal>,
     /// Docker API calls of every endpoint, for metrics.
-    pub calls: Arc<CallLog>,
+    pub(crate) calls: Arc<CallLog>,
 }
 
 impl Registry {
-    pub fn new(signals: mpsc::Sender<Signal>) -> Self {
+    pub(crate) fn new(signals: mpsc::Sender<Signal>) -> Self {
         Self {
             states: Mutex::new(HashMap::new()),
             signals,
@@ -94,7 +94,7 @@ impl Registry {
 
     /// The view for `identity` with these credentials; built on first use
     /// and rebuilt when the credentials change.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         identity: &str,
         fingerprint: u64,

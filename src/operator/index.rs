@@ -5,10 +5,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 /// A binding, as namespace and name.
-pub type BindingKey = (String, String);
+pub(crate) type BindingKey = (String, String);
 
 #[derive(Debug, Default)]
-pub struct BindingIndex {
+pub(crate) struct BindingIndex {
     /// (swarm identity, service name) -> bindings naming that service.
     by_service: HashMap<(String, String), BTreeSet<BindingKey>>,
     /// Swarm identity -> bindings on that swarm.
@@ -20,7 +20,7 @@ pub struct BindingIndex {
 impl BindingIndex {
     /// Indexes `key` under its swarm and services, replacing what it was
     /// indexed under before.
-    pub fn set(&mut self, key: BindingKey, swarm: String, services: Vec<String>) {
+    pub(crate) fn set(&mut self, key: BindingKey, swarm: String, services: Vec<String>) {
         if self.of.get(&key) == Some(&(swarm.clone(), services.clone())) {
             return;
         }
@@ -38,7 +38,7 @@ impl BindingIndex {
         self.of.insert(key, (swarm, services));
     }
 
-    pub fn remove(&mut self, key: &BindingKey) {
+    pub(crate) fn remove(&mut self, key: &BindingKey) {
         let Some((swarm, services)) = self.of.remove(key) else {
             return;
         };
@@ -60,7 +60,7 @@ impl BindingIndex {
     }
 
     /// The bindings on `swarm` that name `service`.
-    pub fn naming(&self, swarm: &str, service: &str) -> Vec<BindingKey> {
+    pub(crate) fn naming(&self, swarm: &str, service: &str) -> Vec<BindingKey> {
         self.by_service
             .get(&(swarm.to_owned(), service.to_owned()))
             .map(|s| s.iter().cloned().collect())
@@ -68,7 +68,7 @@ impl BindingIndex {
     }
 
     /// Every binding on `swarm`.
-    pub fn on(&self, swarm: &str) -> Vec<BindingKey> {
+    pub(crate) fn on(&self, swarm: &str) -> Vec<BindingKey> {
         self.by_swarm
             .get(swarm)
             .map(|s| s.iter().cloned().collect())

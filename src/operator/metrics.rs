@@ -16,26 +16,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: String,
+pub(crate) struct ResultLabels {
+    pub(crate) result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: String,
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PoolLabels {
-    pub namespace: String,
-    pub binding: String,
-    pub service: String,
+pub(crate) struct PoolLabels {
+    pub(crate) namespace: String,
+    pub(crate) binding: String,
+    pub(crate) service: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BindingLabels {
-    pub namespace: String,
-    pub binding: String,
+pub(crate) struct BindingLabels {
+    pub(crate) namespace: String,
+    pub(crate) binding: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,24 +74,24 @@ impl Collector for Calls {
 
 /// Every metric the operator exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub reconciles: Family<ResultLabels, Counter>,
-    pub errors: Family<ReasonLabels, Counter>,
-    pub reconcile_seconds: Histogram,
-    pub pool_size: Family<PoolLabels, Gauge>,
-    pub pool_allocated: Family<PoolLabels, Gauge>,
-    pub pool_free: Family<PoolLabels, Gauge>,
-    pub bound: Family<BindingLabels, Gauge>,
-    pub desired: Family<BindingLabels, Gauge>,
-    pub drift_repairs: Counter,
-    pub drift_repair_seconds: Histogram,
-    pub leader: Gauge,
+    pub(crate) reconciles: Family<ResultLabels, Counter>,
+    pub(crate) errors: Family<ReasonLabels, Counter>,
+    pub(crate) reconcile_seconds: Histogram,
+    pub(crate) pool_size: Family<PoolLabels, Gauge>,
+    pub(crate) pool_allocated: Family<PoolLabels, Gauge>,
+    pub(crate) pool_free: Family<PoolLabels, Gauge>,
+    pub(crate) bound: Family<BindingLabels, Gauge>,
+    pub(crate) desired: Family<BindingLabels, Gauge>,
+    pub(crate) drift_repairs: Counter,
+    pub(crate) drift_repair_seconds: Histogram,
+    pub(crate) leader: Gauge,
     ready: AtomicBool,
 }
 
 impl Metrics {
-    pub fn new(calls: Arc<CallLog>) -> Self {
+    pub(crate) fn new(calls: Arc<CallLog>) -> Self {
         let mut registry = Registry::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
         let errors = Family::<ReasonLabels, Counter>::default();
@@ -169,11 +169,11 @@ impl Metrics {
         }
     }
 
-    pub fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -192,7 +192,7 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
 }
 
 /// Serves the endpoints until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     loop {

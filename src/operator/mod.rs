@@ -1,11 +1,11 @@
 //! `mvconf operator`: keeps every MacvlanBinding true, continuously.
 
-pub mod context;
-pub mod controller;
-pub mod endpoints;
-pub mod index;
-pub mod metrics;
-pub mod status;
+pub(crate) mod context;
+pub(crate) mod controller;
+pub(crate) mod endpoints;
+pub(crate) mod index;
+pub(crate) mod metrics;
+pub(crate) mod status;
 
 use crate::cluster::Endpoint;
 use crate::crd::MacvlanBinding;
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EndpointKindArg {
+pub(crate) enum EndpointKindArg {
     Local,
     Docker,
     Dce,
@@ -37,20 +37,20 @@ pub enum EndpointKindArg {
 
 /// The operator's settings.
 #[derive(Debug, Clone, clap::Args)]
-pub struct OperatorArgs {
+pub(crate) struct OperatorArgs {
     /// Default endpoint for bindings without their own: local (DOCKER_HOST
     /// or /var/run/docker.sock), docker (a manager URL) or dce.
     #[arg(long, value_enum, default_value_t = EndpointKindArg::Local, env = "MVCONF_ENDPOINT_KIND")]
-    pub endpoint_kind: EndpointKindArg,
+    pub(crate) endpoint_kind: EndpointKindArg,
     /// URL of the default endpoint (docker: tcp://, https://, unix://; dce: http(s)://).
     #[arg(long, env = "MVCONF_ENDPOINT_URL")]
-    pub endpoint_url: Option<String>,
+    pub(crate) endpoint_url: Option<String>,
     /// DCE per-node proxy prefix.
     #[arg(long, default_value = "/api", env = "MVCONF_DCE_NODE_PREFIX")]
-    pub dce_node_prefix: String,
+    pub(crate) dce_node_prefix: String,
     /// Docker: engine port of the nodes at their swarm address.
     #[arg(long, env = "MVCONF_NODE_PORT")]
-    pub node_port: Option<u16>,
+    pub(crate) node_port: Option<u16>,
     /// Secret (in the operator's namespace) with the default endpoint's
     /// credentials: username/password or token, optional ca.crt, tls.crt/tls.key.
     #[arg(
@@ -58,50 +58,50 @@ pub struct OperatorArgs {
         env = "MVCONF_CREDENTIALS_SECRET",
         conflicts_with = "credentials_dir"
     )]
-    pub credentials_secret: Option<String>,
+    pub(crate) credentials_secret: Option<String>,
     /// Directory with the same keys as files (a mounted Secret, mode 0400/0600).
     #[arg(long, env = "MVCONF_CREDENTIALS_DIR")]
-    pub credentials_dir: Option<PathBuf>,
+    pub(crate) credentials_dir: Option<PathBuf>,
     /// Accept any server certificate (insecure; logged as a warning).
     #[arg(long, env = "MVCONF_INSECURE_SKIP_TLS_VERIFY")]
-    pub insecure_skip_tls_verify: bool,
+    pub(crate) insecure_skip_tls_verify: bool,
     /// Pin the Docker Engine API version.
     #[arg(long, env = "MVCONF_DOCKER_API_VERSION")]
-    pub api_version: Option<String>,
+    pub(crate) api_version: Option<String>,
     /// Namespaces to watch (repeat or comma-separate); all when omitted.
     #[arg(
         long = "namespace",
         value_delimiter = ',',
         env = "MVCONF_WATCH_NAMESPACES"
     )]
-    pub namespaces: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
     /// Bindings reconciled at once.
     #[arg(long, default_value_t = 4, env = "MVCONF_CONCURRENCY")]
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
     /// Full resync period in seconds (Docker events trigger passes in between).
     #[arg(long, default_value_t = 300, env = "MVCONF_RESYNC_SECONDS")]
-    pub resync_seconds: u64,
+    pub(crate) resync_seconds: u64,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "MVCONF_METRICS_ADDR")]
-    pub metrics_addr: SocketAddr,
+    pub(crate) metrics_addr: SocketAddr,
     /// Elect a leader with a Lease, so that several replicas are safe.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "MVCONF_LEADER_ELECTION")]
-    pub leader_election: bool,
+    pub(crate) leader_election: bool,
     /// Name of the Lease.
     #[arg(long, default_value = "mvconf-operator", env = "MVCONF_LEASE_NAME")]
-    pub lease_name: String,
+    pub(crate) lease_name: String,
     /// Namespace of the Lease (and of the credentials Secret); default: the
     /// pod's namespace (POD_NAMESPACE), else "default".
     #[arg(long, env = "POD_NAMESPACE")]
-    pub pod_namespace: Option<String>,
+    pub(crate) pod_namespace: Option<String>,
     /// Calls in flight per node when applying.
     #[arg(long, default_value_t = crate::reconcile::ApplyOptions::default().per_node)]
-    pub apply_per_node: usize,
+    pub(crate) apply_per_node: usize,
 }
 
 /// Why the operator stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum OperatorError {
+pub(crate) enum OperatorError {
     #[error("kubernetes client: {0}")]
     Client(#[source] kube::Error),
     #[error("configuration: {0}")]
@@ -179,7 +179,7 @@ struct Controllers {
 }
 
 /// Runs the operator until SIGTERM (or until leadership is lost).
-pub async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     let client = Client::try_default().await.map_err(OperatorError::Client)?;
     let namespace = args
         .pod_namespace

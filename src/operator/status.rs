@@ -36,7 +36,7 @@ fn saturating_i64(n: u64) -> i64 {
 
 /// The memory a pass starts from: every slot's address from the records
 /// (bound or reserved).
-pub fn memory_from(status: Option<&MacvlanBindingStatus>) -> Memory {
+pub(crate) fn memory_from(status: Option<&MacvlanBindingStatus>) -> Memory {
     let mut m = Memory::new();
     let Some(s) = status else { return m };
     for r in &s.containers {
@@ -65,7 +65,7 @@ pub fn memory_from(status: Option<&MacvlanBindingStatus>) -> Memory {
 }
 
 /// One record as the resource stores it.
-pub fn container_record(r: &Record) -> ContainerRecord {
+pub(crate) fn container_record(r: &Record) -> ContainerRecord {
     ContainerRecord {
         service: r.key.service.clone(),
         slot: match r.key.slot {
@@ -87,14 +87,14 @@ pub fn container_record(r: &Record) -> ContainerRecord {
 
 /// A condition's status, as Kubernetes spells it in the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConditionStatus {
+pub(crate) enum ConditionStatus {
     True,
     False,
     Unknown,
 }
 
 impl ConditionStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionStatus::True => "True",
             ConditionStatus::False => "False",
@@ -102,7 +102,7 @@ impl ConditionStatus {
         }
     }
 
-    pub fn of(c: &Condition) -> Self {
+    pub(crate) fn of(c: &Condition) -> Self {
         match c.status.as_str() {
             "True" => ConditionStatus::True,
             "False" => ConditionStatus::False,
@@ -112,7 +112,7 @@ impl ConditionStatus {
 }
 
 /// Whether the binding's Ready condition is True.
-pub fn is_ready(status: &MacvlanBindingStatus) -> bool {
+pub(crate) fn is_ready(status: &MacvlanBindingStatus) -> bool {
     status
         .conditions
         .iter()
@@ -121,7 +121,7 @@ pub fn is_ready(status: &MacvlanBindingStatus) -> bool {
 }
 
 /// A condition, keeping the previous transition time when nothing changed.
-pub fn condition(
+pub(crate) fn condition(
     previous: Option<&MacvlanBindingStatus>,
     type_: &str,
     ok: bool,
@@ -152,7 +152,7 @@ pub fn condition(
 
 /// The reason and message that best explain a pass that is not ready;
 /// `None` when everything is bound.
-pub fn verdict(
+pub(crate) fn verdict(
     plan: &Plan,
     records: &[Record],
     failures: &[String],
@@ -167,12 +167,7 @@ pub fn verdict(
             .collect::<Vec<_>>()
     };
     let join = |v: Vec<String>| v.join("; ");
-    let mismatches = pick(|p| {
-        matches!(
-            p,
-            Problem::NetworkMismatch { .. } | Problem::DuplicateAddress { .. }
-        )
-    });
+    let mismatches = pick(|p| matches!(p, Problem::NetworkMismatch { .. }));
     if !mismatches.is_empty() {
         return Some((reasons::CONFLICT, join(mismatches)));
     }
@@ -209,7 +204,7 @@ pub fn verdict(
 }
 
 /// The status after a pass.
-pub fn after_pass(
+pub(crate) fn after_pass(
     previous: Option<&MacvlanBindingStatus>,
     generation: Option<i64>,
     plan: &Plan,
@@ -292,7 +287,7 @@ pub fn after_pass(
 /// A pass that could not run (invalid spec, endpoint down, credentials
 /// refused, conflict): the condition says why, and the records stay as
 /// they were, because nothing was learned that contradicts them.
-pub fn not_run(
+pub(crate) fn not_run(
     previous: Option<&MacvlanBindingStatus>,
     generation: Option<i64>,
     reason: &str,
@@ -341,7 +336,6 @@ mod tests {
 
     fn plan_with(problems: Vec<Problem>) -> Plan {
         Plan {
-            mode: crate::reconcile::Mode::Up,
             actions: vec![],
             records: vec![],
             problems,

@@ -18,16 +18,16 @@ use std::time::Instant;
 
 /// How much runs at once.
 #[derive(Debug, Clone)]
-pub struct ApplyOptions {
+pub(crate) struct ApplyOptions {
     /// Calls in flight per node. Measured on dockerd 20.10 (`scripts/bench`,
     /// the floor rows): an engine works on its connects mostly one at a time,
     /// but keeping 4 in flight hides each call's round trip and was the best
     /// schedule at 30 to 300 containers, with and without added latency.
-    pub per_node: usize,
+    pub(crate) per_node: usize,
     /// Nodes worked on at once.
-    pub nodes_at_once: usize,
+    pub(crate) nodes_at_once: usize,
     /// How many other addresses to try after "address in use".
-    pub max_reallocations: u32,
+    pub(crate) max_reallocations: u32,
 }
 
 impl Default for ApplyOptions {
@@ -42,7 +42,7 @@ impl Default for ApplyOptions {
 
 /// How one action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     Done,
     /// Nothing to do: it was already so.
     AlreadyDone(String),
@@ -53,22 +53,22 @@ pub enum Ending {
 
 /// One action and how it ended; for a connect, the address it got.
 #[derive(Debug, Clone)]
-pub struct Outcome {
-    pub action: Action,
-    pub result: Ending,
+pub(crate) struct Outcome {
+    pub(crate) action: Action,
+    pub(crate) result: Ending,
     /// Why the address differs from the plan's, if it does.
-    pub note: Option<String>,
-    pub ip: Option<Ipv4Addr>,
-    pub millis: u64,
+    pub(crate) note: Option<String>,
+    pub(crate) ip: Option<Ipv4Addr>,
+    pub(crate) millis: u64,
 }
 
 impl Outcome {
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         matches!(self.result, Ending::Failed(_))
     }
 
     /// Whether the action changed something in Docker.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         matches!(self.result, Ending::Done)
     }
 }
@@ -97,19 +97,19 @@ impl std::fmt::Display for Outcome {
 
 /// A plan's results: outcomes in plan order, and the records as they are now.
 #[derive(Debug, Clone)]
-pub struct Applied {
-    pub plan: Plan,
-    pub outcomes: Vec<Outcome>,
+pub(crate) struct Applied {
+    pub(crate) plan: Plan,
+    pub(crate) outcomes: Vec<Outcome>,
 }
 
 impl Applied {
-    pub fn failures(&self) -> impl Iterator<Item = &Outcome> {
+    pub(crate) fn failures(&self) -> impl Iterator<Item = &Outcome> {
         self.outcomes.iter().filter(|o| o.failed())
     }
 
     /// The records once the outcomes are known: a failed connect is Failed,
     /// a reallocated one has its new address, a new binding is dated `now`.
-    pub fn records(&self, now: Timestamp) -> Vec<Record> {
+    pub(crate) fn records(&self, now: Timestamp) -> Vec<Record> {
         let mut by_key: HashMap<&super::Key, &Outcome> = HashMap::new();
         for o in &self.outcomes {
             if let (Action::Connect { key, .. }, _) = (&o.action, &o.result) {
@@ -171,7 +171,7 @@ impl Allocators {
 }
 
 /// Runs the plan. `progress` sees every outcome as it happens.
-pub async fn apply(
+pub(crate) async fn apply(
     mut plan: Plan,
     engines: &HashMap<String, Engine>,
     opts: &ApplyOptions,
@@ -366,7 +366,7 @@ async fn run_one(
 }
 
 /// The create body for a spec network, labelled as mvconf's.
-pub fn network_body(n: &Network) -> NetworkCreate {
+pub(crate) fn network_body(n: &Network) -> NetworkCreate {
     NetworkCreate {
         name: n.name.clone(),
         driver: "macvlan".into(),

@@ -19,30 +19,30 @@ use std::net::Ipv4Addr;
 
 /// One binding (or file) to check.
 #[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     /// `namespace/name`, or the file it came from.
-    pub name: &'a str,
-    pub desired: &'a Desired,
+    pub(crate) name: &'a str,
+    pub(crate) desired: &'a Desired,
     /// Its status, when it has one (read from the cluster).
-    pub status: Option<&'a MacvlanBindingStatus>,
+    pub(crate) status: Option<&'a MacvlanBindingStatus>,
 }
 
 /// How much the subjects cover.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AuditOptions {
+pub(crate) struct AuditOptions {
     /// The subjects are every binding there is: an endpoint on a network
     /// mvconf created that none of them claims was left behind.
-    pub complete: bool,
+    pub(crate) complete: bool,
 }
 
 /// A container as findings name it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Holder {
-    pub node: String,
-    pub container: String,
+pub(crate) struct Holder {
+    pub(crate) node: String,
+    pub(crate) container: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    pub network: String,
+    pub(crate) service: Option<String>,
+    pub(crate) network: String,
 }
 
 impl fmt::Display for Holder {
@@ -58,7 +58,7 @@ impl fmt::Display for Holder {
 /// Something wrong.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "kind")]
-pub enum Finding {
+pub(crate) enum Finding {
     /// One address on several running containers on the same segment.
     #[serde(rename_all = "camelCase")]
     DuplicateAddress { ip: Ipv4Addr, holders: Vec<Holder> },
@@ -123,7 +123,7 @@ pub enum Finding {
 
 impl Finding {
     /// A short, stable name for tables and tests.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Finding::DuplicateAddress { .. } => "DuplicateAddress",
             Finding::OutOfPool { .. } => "OutOfPool",
@@ -223,27 +223,28 @@ impl fmt::Display for Finding {
 /// What the audit saw and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditReport {
-    pub nodes: usize,
-    pub nodes_read: usize,
+pub(crate) struct AuditReport {
+    pub(crate) nodes: usize,
+    pub(crate) nodes_read: usize,
     /// Running containers with a macvlan endpoint, on every node.
-    pub macvlan_endpoints: usize,
+    pub(crate) macvlan_endpoints: usize,
     /// Running containers of the listed services.
-    pub service_containers: usize,
-    pub status_records: usize,
-    pub findings: Vec<Finding>,
+    pub(crate) service_containers: usize,
+    pub(crate) status_records: usize,
+    pub(crate) findings: Vec<Finding>,
     /// Worth knowing, not wrong (a service that does not exist, a container
     /// on a binding's network outside its pools, an empty network left).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl AuditReport {
-    pub fn clean(&self) -> bool {
+    pub(crate) fn clean(&self) -> bool {
         self.findings.is_empty()
     }
 
     /// Findings of one kind, for tests and scripts.
-    pub fn of_kind(&self, kind: &str) -> Vec<&Finding> {
+    #[cfg(test)]
+    pub(crate) fn of_kind(&self, kind: &str) -> Vec<&Finding> {
         self.findings.iter().filter(|f| f.kind() == kind).collect()
     }
 }
@@ -290,7 +291,11 @@ impl Seen<'_> {
 }
 
 /// Checks the snapshot against the subjects.
-pub fn audit(subjects: &[Subject<'_>], snapshot: &Snapshot, opts: AuditOptions) -> AuditReport {
+pub(crate) fn audit(
+    subjects: &[Subject<'_>],
+    snapshot: &Snapshot,
+    opts: AuditOptions,
+) -> AuditReport {
     let mut report = AuditReport {
         nodes: snapshot.nodes.len(),
         nodes_read: snapshot.nodes.iter().filter(|n| n.reachable()).count(),

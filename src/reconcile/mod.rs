@@ -7,22 +7,21 @@
 //! Docker? [`apply`] through [`crate::engine`]. Where is it written back?
 //! The operator's status, from the [`Record`]s here.
 
-pub mod apply;
-pub mod audit;
-pub mod observe;
-pub mod pass;
+pub(crate) mod apply;
+pub(crate) mod audit;
+pub(crate) mod observe;
+pub(crate) mod pass;
 pub mod plan;
-pub mod report;
+pub(crate) mod report;
 
 pub use crate::engine::models::TaskState;
-pub use k8s_openapi::jiff::Timestamp;
-use std::collections::BTreeMap;
+pub(crate) use k8s_openapi::jiff::Timestamp;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-pub use apply::{ApplyOptions, Outcome};
-pub use observe::{Observed, observe};
-pub use pass::{Pass, Passed, Watcher};
+pub(crate) use apply::ApplyOptions;
+pub(crate) use observe::{Observed, observe};
+pub(crate) use pass::{Pass, Watcher};
 pub use plan::{Memory, Mode, Plan, PlanOptions, plan};
 
 /// One observation of the whole swarm: plain data, no handles.
@@ -36,7 +35,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn node(&self, id: &str) -> Option<&NodeView> {
+    pub(crate) fn node(&self, id: &str) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)
     }
 }
@@ -56,25 +55,21 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    pub fn reachable(&self) -> bool {
+    pub(crate) fn reachable(&self) -> bool {
         self.problem.is_none()
     }
 
-    pub fn network(&self, name: &str) -> Option<&NetView> {
+    pub(crate) fn network(&self, name: &str) -> Option<&NetView> {
         self.networks.iter().find(|n| n.name == name)
     }
 
     /// The swarm ingress network, recognised by its flag, not its name.
-    pub fn ingress(&self) -> Option<&NetView> {
+    pub(crate) fn ingress(&self) -> Option<&NetView> {
         self.networks.iter().find(|n| n.ingress)
     }
 
-    pub fn container(&self, id: &str) -> Option<&ContainerView> {
-        self.containers.iter().find(|c| c.id == id)
-    }
-
     /// Label used in messages: hostname, else ID.
-    pub fn label(&self) -> &str {
+    pub(crate) fn label(&self) -> &str {
         if self.hostname.is_empty() {
             &self.id
         } else {
@@ -110,7 +105,7 @@ pub struct ContainerView {
 }
 
 impl ContainerView {
-    pub fn endpoint(&self, network: &str) -> Option<&EndpointView> {
+    pub(crate) fn endpoint(&self, network: &str) -> Option<&EndpointView> {
         self.endpoints.iter().find(|e| e.network == network)
     }
 }
@@ -183,7 +178,7 @@ impl fmt::Display for Key {
 }
 
 /// The first 12 characters of a Docker ID, as Docker prints it.
-pub fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
@@ -195,18 +190,18 @@ pub use crate::crd::RecordState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub key: Key,
-    pub network: String,
-    pub node_id: String,
-    pub node: String,
-    pub host_ip: String,
-    pub task: String,
-    pub container: String,
+    pub(crate) network: String,
+    pub(crate) node_id: String,
+    pub(crate) node: String,
+    pub(crate) host_ip: String,
+    pub(crate) task: String,
+    pub(crate) container: String,
     pub ip: Option<Ipv4Addr>,
-    pub ingress: bool,
+    pub(crate) ingress: bool,
     pub state: RecordState,
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// When the container got this address, when known.
-    pub since: Option<Timestamp>,
+    pub(crate) since: Option<Timestamp>,
 }
 
 /// Something the user should know that is not a single failed call.
@@ -227,8 +222,6 @@ pub enum Problem {
     },
     /// The spec names a service that does not exist.
     ServiceMissing { service: String },
-    /// The same address on several live containers, some not ours.
-    DuplicateAddress { ip: Ipv4Addr, holders: Vec<String> },
     /// A container not managed by this binding holds an address of one of
     /// its pools; it is left alone, and the address is not handed out.
     ForeignHolder {
@@ -243,7 +236,7 @@ pub enum Problem {
 impl Problem {
     /// Whether the problem means the pass did not do its job (exit code,
     /// Ready condition); a foreign holder is only worth a warning.
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         !matches!(self, Problem::ForeignHolder { .. })
     }
 }
@@ -272,13 +265,6 @@ impl fmt::Display for Problem {
                 waiting.join(", ")
             ),
             Problem::ServiceMissing { service } => write!(f, "service {service} does not exist"),
-            Problem::DuplicateAddress { ip, holders } => {
-                write!(
-                    f,
-                    "{ip} is on several live containers: {}",
-                    holders.join(", ")
-                )
-            }
             Problem::ForeignHolder {
                 node,
                 container,
@@ -296,24 +282,21 @@ impl fmt::Display for Problem {
 
 /// Per-service counters, as status shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServiceCounts {
-    pub name: String,
-    pub desired: u64,
-    pub bound: u64,
-    pub pool_size: u64,
-    pub allocated: u64,
-    pub free: u64,
+pub(crate) struct ServiceCounts {
+    pub(crate) name: String,
+    pub(crate) desired: u64,
+    pub(crate) bound: u64,
+    pub(crate) pool_size: u64,
+    pub(crate) allocated: u64,
+    pub(crate) free: u64,
 }
 
 /// One network's state on every node.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NetworkState {
-    pub name: String,
-    pub ready_nodes: u64,
-    pub total_nodes: u64,
+pub(crate) struct NetworkState {
+    pub(crate) name: String,
+    pub(crate) ready_nodes: u64,
+    pub(crate) total_nodes: u64,
     /// (node, why not ready)
-    pub not_ready: Vec<(String, String)>,
+    pub(crate) not_ready: Vec<(String, String)>,
 }
-
-/// Records by key, for lookups.
-pub type RecordMap = BTreeMap<Key, Record>;

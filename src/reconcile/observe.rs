@@ -12,9 +12,9 @@ use std::net::Ipv4Addr;
 
 /// A snapshot plus the engines to act on, by node ID.
 #[derive(Debug, Clone)]
-pub struct Observed {
-    pub snapshot: Snapshot,
-    pub engines: HashMap<String, Engine>,
+pub(crate) struct Observed {
+    pub(crate) snapshot: Snapshot,
+    pub(crate) engines: HashMap<String, Engine>,
 }
 
 fn net_view(n: &Network) -> NetView {
@@ -72,7 +72,7 @@ async fn read_node(n: &ClusterNode) -> NodeRead {
 
 /// Reads the swarm. Fails only when the manager cannot be read; an
 /// unreachable node is part of the snapshot (`NodeView::problem`).
-pub async fn observe(
+pub(crate) async fn observe(
     cluster: &Cluster,
     services: &[String],
     concurrency: usize,

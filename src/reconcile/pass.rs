@@ -4,7 +4,6 @@
 //! cleanup. A driver only chooses the inputs (desired state, memory, mode,
 //! options) and renders what happened; it never calls Docker itself.
 
-use super::Snapshot;
 use super::apply::{Applied, ApplyOptions, Outcome, apply};
 use super::observe::{Observed, observe};
 use super::plan::{Memory, Mode, Plan, PlanOptions, plan};
@@ -14,22 +13,22 @@ use crate::engine::EngineError;
 
 /// The inputs of one pass.
 #[derive(Debug, Clone)]
-pub struct Pass<'a> {
-    pub desired: &'a Desired,
+pub(crate) struct Pass<'a> {
+    pub(crate) desired: &'a Desired,
     /// What is remembered of each slot (the operator's status records); the
     /// CLI has none.
-    pub memory: &'a Memory,
-    pub mode: Mode,
-    pub plan: PlanOptions,
-    pub apply: ApplyOptions,
+    pub(crate) memory: &'a Memory,
+    pub(crate) mode: Mode,
+    pub(crate) plan: PlanOptions,
+    pub(crate) apply: ApplyOptions,
     /// Nodes read at once when observing.
-    pub observe_concurrency: usize,
+    pub(crate) observe_concurrency: usize,
     /// Plan only: Docker is not changed.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// What a driver hears while its pass runs, as it happens.
-pub trait Watcher: Sync {
+pub(crate) trait Watcher: Sync {
     /// The swarm was read (the operator follows the nodes' events from here).
     fn observed(&self, _observed: &Observed) {}
     /// The plan is made, before anything changes.
@@ -41,17 +40,16 @@ pub trait Watcher: Sync {
 /// A driver that only wants the result.
 impl Watcher for () {}
 
-/// What a pass saw and did.
+/// What a pass did.
 #[derive(Debug, Clone)]
-pub struct Passed {
-    pub snapshot: Snapshot,
+pub(crate) struct Passed {
     /// The plan and each action's outcome (none for a dry run).
-    pub applied: Applied,
+    pub(crate) applied: Applied,
 }
 
 impl<'a> Pass<'a> {
     /// A pass in `mode` with the defaults: no memory, default options.
-    pub fn new(desired: &'a Desired, memory: &'a Memory, mode: Mode) -> Self {
+    pub(crate) fn new(desired: &'a Desired, memory: &'a Memory, mode: Mode) -> Self {
         Self {
             desired,
             memory,
@@ -65,7 +63,7 @@ impl<'a> Pass<'a> {
 
     /// Runs the pass. Fails only when the swarm's manager cannot be read;
     /// everything else is in the outcomes and the plan's problems.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         cluster: &Cluster,
         watcher: &dyn Watcher,
@@ -97,9 +95,6 @@ impl<'a> Pass<'a> {
             })
             .await
         };
-        Ok(Passed {
-            snapshot: observed.snapshot,
-            applied,
-        })
+        Ok(Passed { applied })
     }
 }

@@ -6,23 +6,23 @@ use std::fmt;
 
 /// Counts of a pass, for the one-line summary and the exit code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Changes made, by verb ("connected", "network created", ...).
-    pub done: BTreeMap<&'static str, u64>,
+    pub(crate) done: BTreeMap<&'static str, u64>,
     /// Actions that found things already so.
-    pub already: u64,
-    pub skipped: u64,
+    pub(crate) already: u64,
+    pub(crate) skipped: u64,
     /// Failures by node.
-    pub failed: BTreeMap<String, u64>,
+    pub(crate) failed: BTreeMap<String, u64>,
     /// Slots left without an address.
-    pub pending: u64,
+    pub(crate) pending: u64,
     /// Slots holding their address while swarm replaces their container.
-    pub reserved: u64,
-    pub problems: u64,
+    pub(crate) reserved: u64,
+    pub(crate) problems: u64,
 }
 
 impl Summary {
-    pub fn of(applied: &Applied) -> Self {
+    pub(crate) fn of(applied: &Applied) -> Self {
         let mut s = Summary::default();
         for o in &applied.outcomes {
             match &o.result {
@@ -53,12 +53,12 @@ impl Summary {
         s
     }
 
-    pub fn failures(&self) -> u64 {
+    pub(crate) fn failures(&self) -> u64 {
         self.failed.values().sum()
     }
 
     /// Whether the pass left something undone that the user must know about.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.failures() == 0 && self.problems == 0
     }
 }

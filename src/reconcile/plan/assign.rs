@@ -14,13 +14,13 @@ use std::net::Ipv4Addr;
 
 /// What every service's assignment reads.
 pub(super) struct World<'p, 'a> {
-    pub snapshot: &'a Snapshot,
-    pub memory: &'p Memory,
-    pub holdings: &'p Holdings<'a>,
-    pub claimed: &'p Claimed<'a>,
-    pub usable: &'p BTreeSet<(&'a str, &'a str)>,
-    pub mode: Mode,
-    pub options: &'p PlanOptions,
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) memory: &'p Memory,
+    pub(crate) holdings: &'p Holdings<'a>,
+    pub(crate) claimed: &'p Claimed<'a>,
+    pub(crate) usable: &'p BTreeSet<(&'a str, &'a str)>,
+    pub(crate) mode: Mode,
+    pub(crate) options: &'p PlanOptions,
 }
 
 /// The live container of a wanted slot, and what it holds on our network.

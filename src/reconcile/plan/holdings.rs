@@ -8,26 +8,26 @@ use std::net::Ipv4Addr;
 /// Where a live container is.
 #[derive(Clone, Copy)]
 pub(super) struct Live<'a> {
-    pub node: &'a NodeView,
-    pub container: &'a ContainerView,
+    pub(crate) node: &'a NodeView,
+    pub(crate) container: &'a ContainerView,
 }
 
 /// Every running container by ID, and every address held on a macvlan
 /// endpoint anywhere.
 pub(super) struct Holdings<'a> {
-    pub live: HashMap<&'a str, Live<'a>>,
+    pub(crate) live: HashMap<&'a str, Live<'a>>,
     /// Address -> the live containers holding it, on any node.
-    pub held: BTreeMap<Ipv4Addr, Vec<Live<'a>>>,
+    pub(crate) held: BTreeMap<Ipv4Addr, Vec<Live<'a>>>,
     /// (container, address) -> the network it holds the address on.
-    pub held_net: HashMap<(&'a str, Ipv4Addr), &'a str>,
+    pub(crate) held_net: HashMap<(&'a str, Ipv4Addr), &'a str>,
     /// The nodes' own addresses: never handed out.
-    pub node_addrs: Vec<Ipv4Addr>,
+    pub(crate) node_addrs: Vec<Ipv4Addr>,
     /// Stopped containers by ID, for the addresses a slot had before.
-    pub stopped: HashMap<&'a str, &'a ContainerView>,
+    pub(crate) stopped: HashMap<&'a str, &'a ContainerView>,
 }
 
 impl<'a> Holdings<'a> {
-    pub fn of(snapshot: &'a Snapshot) -> Self {
+    pub(crate) fn of(snapshot: &'a Snapshot) -> Self {
         let mut h = Holdings {
             live: HashMap::new(),
             held: BTreeMap::new(),
@@ -67,7 +67,7 @@ impl<'a> Holdings<'a> {
     }
 
     /// The network `container` holds `ip` on, if it does.
-    pub fn network_of(&self, container: &str, ip: Ipv4Addr) -> Option<&'a str> {
+    pub(crate) fn network_of(&self, container: &str, ip: Ipv4Addr) -> Option<&'a str> {
         self.held_net.get(&(container, ip)).copied()
     }
 }

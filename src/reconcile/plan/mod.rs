@@ -108,7 +108,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn node_id(&self) -> &str {
+    pub(crate) fn node_id(&self) -> &str {
         match self {
             Action::CreateNetwork { node_id, .. }
             | Action::RemoveNetwork { node_id, .. }
@@ -119,7 +119,7 @@ impl Action {
         }
     }
 
-    pub fn node(&self) -> &str {
+    pub(crate) fn node(&self) -> &str {
         match self {
             Action::CreateNetwork { node, .. }
             | Action::RemoveNetwork { node, .. }
@@ -132,7 +132,7 @@ impl Action {
 
     /// Order within a node: networks first, then disconnects (so a moved
     /// container is free to reconnect), then connects, then removals.
-    pub fn phase(&self) -> u8 {
+    pub(crate) fn phase(&self) -> u8 {
         match self {
             Action::CreateNetwork { .. } => 0,
             Action::Disconnect { .. } | Action::DetachIngress { .. } => 1,
@@ -141,18 +141,8 @@ impl Action {
         }
     }
 
-    pub fn key(&self) -> Option<&Key> {
-        match self {
-            Action::Connect { key, .. }
-            | Action::DetachIngress { key, .. }
-            | Action::AttachIngress { key, .. } => Some(key),
-            Action::Disconnect { key, .. } => key.as_ref(),
-            _ => None,
-        }
-    }
-
     /// A short verb for counters and summaries.
-    pub fn verb(&self) -> &'static str {
+    pub(crate) fn verb(&self) -> &'static str {
         match self {
             Action::CreateNetwork { .. } => "network created",
             Action::RemoveNetwork { .. } => "network removed",
@@ -242,21 +232,20 @@ impl fmt::Display for Action {
 /// The plan of one pass.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub mode: Mode,
     /// Sorted by node, then phase.
     pub actions: Vec<Action>,
     /// Every slot of every service, as it will be once the actions succeed.
     pub records: Vec<Record>,
     pub problems: Vec<Problem>,
-    pub services: Vec<ServiceCounts>,
-    pub networks: Vec<NetworkState>,
+    pub(crate) services: Vec<ServiceCounts>,
+    pub(crate) networks: Vec<NetworkState>,
     /// Each service's allocator after planning, for apply to pick another
     /// address when an engine answers "address in use".
-    pub allocators: BTreeMap<String, Allocator>,
+    pub(crate) allocators: BTreeMap<String, Allocator>,
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
 }
@@ -280,11 +269,11 @@ impl fmt::Display for Plan {
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Networks another binding still uses: never removed.
-    pub keep_networks: BTreeSet<String>,
+    pub(crate) keep_networks: BTreeSet<String>,
     /// With `ingress: Keep`, re-attach the ingress network to containers of
     /// services that publish ports through it (the operator keeps the spec
     /// true); the CLI's `up` leaves ingress alone, as mvconf did.
-    pub restore_ingress: bool,
+    pub(crate) restore_ingress: bool,
 }
 
 /// What the parts of a plan add up: actions, records and problems, in the
@@ -359,7 +348,6 @@ pub fn plan(
     records.sort_by(|a, b| a.key.cmp(&b.key));
     problems.dedup();
     Plan {
-        mode,
         actions,
         records,
         problems,

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 pub(super) struct Networks<'a> {
     /// (node ID, network name) pairs that can take connects once the
     /// actions succeed.
-    pub usable: BTreeSet<(&'a str, &'a str)>,
-    pub states: Vec<NetworkState>,
+    pub(crate) usable: BTreeSet<(&'a str, &'a str)>,
+    pub(crate) states: Vec<NetworkState>,
 }
 
 pub(super) fn plan<'a>(

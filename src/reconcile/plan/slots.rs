@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 /// A slot of a service as the snapshot shows it.
 pub(super) struct SlotState<'a> {
     /// The task swarm wants in this slot now.
-    pub current: Option<&'a TaskView>,
+    pub(crate) current: Option<&'a TaskView>,
     /// Every task of the slot, oldest first.
-    pub history: Vec<&'a TaskView>,
+    pub(crate) history: Vec<&'a TaskView>,
 }
 
 pub(super) fn slots_of(sv: &ServiceView) -> BTreeMap<Slot, SlotState<'_>> {
@@ -44,21 +44,25 @@ pub(super) fn slots_of(sv: &ServiceView) -> BTreeMap<Slot, SlotState<'_>> {
 
 /// One service of the spec that exists, with its slots.
 pub(super) struct Claim<'a> {
-    pub spec: &'a Service,
-    pub view: &'a ServiceView,
-    pub slots: BTreeMap<Slot, SlotState<'a>>,
+    pub(crate) spec: &'a Service,
+    pub(crate) view: &'a ServiceView,
+    pub(crate) slots: BTreeMap<Slot, SlotState<'a>>,
 }
 
 /// The services of the spec that exist, and which live containers are the
 /// current ones of their slots.
 pub(super) struct Claimed<'a> {
-    pub services: Vec<Claim<'a>>,
+    pub(crate) services: Vec<Claim<'a>>,
     /// Live container ID -> (its service, its slot).
-    pub ours: HashMap<&'a str, (&'a Service, Key)>,
+    pub(crate) ours: HashMap<&'a str, (&'a Service, Key)>,
 }
 
 impl<'a> Claimed<'a> {
-    pub fn of(desired: &'a Desired, snapshot: &'a Snapshot, holdings: &Holdings<'a>) -> Self {
+    pub(crate) fn of(
+        desired: &'a Desired,
+        snapshot: &'a Snapshot,
+        holdings: &Holdings<'a>,
+    ) -> Self {
         let spec_services: HashMap<&str, &Service> = desired
             .services
             .iter()
@@ -93,7 +97,7 @@ impl<'a> Claimed<'a> {
 
     /// Whether `container` holding `ip` is a live container of `service` on
     /// that service's own network; any other holder blocks the address.
-    pub fn is_own(
+    pub(crate) fn is_own(
         &self,
         holdings: &Holdings<'_>,
         container: &str,
