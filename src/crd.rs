@@ -310,7 +310,7 @@ pub struct MacvlanBindingStatus {
     /// every service is bound and every network exists on every node. Its
     /// reason explains otherwise: InvalidSpec, Conflict, PoolExhausted,
     /// NodeUnreachable, AuthFailed, EndpointUnreachable, ApplyFailed,
-    /// ServiceNotFound, Progressing, Deleting.
+    /// ServiceNotFound, Progressing, CleanupIncomplete.
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -466,7 +466,9 @@ pub mod reasons {
     pub const ENDPOINT_UNREACHABLE: &str = "EndpointUnreachable";
     pub const APPLY_FAILED: &str = "ApplyFailed";
     pub const SERVICE_NOT_FOUND: &str = "ServiceNotFound";
-    pub const DELETING: &str = "Deleting";
+    /// A deleted binding's cleanup has not finished: a node could not be
+    /// reached, Docker refused, or something of the binding is still there.
+    pub const CLEANUP_INCOMPLETE: &str = "CleanupIncomplete";
 }
 
 /// The CRD as YAML, exactly as committed under `crds/`.

@@ -52,9 +52,10 @@ impl Policy {
         d.min(self.max)
     }
 
-    /// The delay after `failures` consecutive failures, jittered.
+    /// The delay after `failures` consecutive failures, jittered, never
+    /// above the cap.
     pub(crate) fn delay(&self, failures: u32) -> Duration {
-        jitter(self.base(failures))
+        jitter(self.base(failures)).min(self.max)
     }
 }
 
@@ -113,6 +114,11 @@ mod tests {
         assert_eq!(RECONCILE.base(1), Duration::from_secs(2));
         assert_eq!(RECONCILE.base(6), Duration::from_secs(60));
         assert_eq!(RECONCILE.base(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn jittered_delays_keep_the_cap() {
+        assert!((0..200).all(|_| RECONCILE.delay(10) <= RECONCILE.max));
     }
 
     #[test]

@@ -617,3 +617,120 @@ async fn the_operator_is_killed_in_the_middle_of_a_large_plan_alone_and_as_leade
     kube.wait_gone(&ns.name, "opkill", Duration::from_secs(300))
         .await;
 }
+
+/// Turns the gateway's disconnect fault off, whatever happens.
+struct GatewayFaultGuard;
+
+impl Drop for GatewayFaultGuard {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+        let _ = Command::new(script)
+            .args(["gateway-fault", "disconnect", "off"])
+            .output();
+    }
+}
+
+// "Never two writers", 5: a gateway's own error page during a finalizer is
+// no proof that the binding is cleaned up. Its HTML 500 used to count as a
+// permanent refusal and its HTML 404 as "already absent": the finalizer was
+// released with every address still bound.
+#[tokio::test]
+async fn cleanup_through_a_failing_gateway_keeps_the_finalizer_until_docker_shows_it_done() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-clean").await else {
+        return;
+    };
+    let _fault = GatewayFaultGuard;
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: dce-admin, namespace: {}}}\nstringData:\n  username: {}\n  password: \"{}\"\n",
+        ns.name, lab.dce_user, lab.dce_password
+    );
+    let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&secret));
+    assert!(ok, "{out}");
+    let svc = unique("flt-clean-web");
+    let net = unique("flt-clean-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let _op = Operator::start(
+        &ns.name,
+        "clean",
+        &[
+            "--endpoint-kind",
+            "dce",
+            "--endpoint-url",
+            &lab.dce_url,
+            "--credentials-secret",
+            "dce-admin",
+            "--resync-seconds",
+            "3",
+        ],
+    );
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "clean",
+            &net,
+            96,
+            &lab.parent(6),
+            &[(&svc, "192.168.96.10-192.168.96.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "clean", &net, 2).await;
+    let bound = docker_endpoints(&lab, &net);
+    assert_eq!(bound.len(), 2);
+
+    let has_finalizer = |b: &MacvlanBinding| {
+        b.metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.contains(&mvconf::crd::FINALIZER.to_owned()))
+    };
+    lab_script(&["gateway-fault", "disconnect", "500"]);
+    kube.delete(&ns.name, "clean").await;
+    let b = kube
+        .wait_binding(&ns.name, "clean", "CleanupIncomplete", LONG, |b| {
+            reason(b) == "CleanupIncomplete"
+        })
+        .await;
+    assert!(
+        has_finalizer(&b),
+        "the finalizer stays while the gateway fails"
+    );
+    assert_eq!(
+        docker_endpoints(&lab, &net),
+        bound,
+        "nothing was disconnected"
+    );
+
+    // An HTML 404 from the gateway is not "already absent" either: after
+    // several more passes the binding is still there, its finalizer too.
+    lab_script(&["gateway-fault", "disconnect", "404"]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let b = kube
+        .bindings(&ns.name)
+        .get("clean")
+        .await
+        .expect("the binding is still there");
+    assert!(has_finalizer(&b));
+    assert_eq!(reason(&b), "CleanupIncomplete");
+    assert_eq!(
+        docker_endpoints(&lab, &net),
+        bound,
+        "nothing was disconnected"
+    );
+
+    // The gateway recovers: cleanup finishes, and nothing is left behind.
+    lab_script(&["gateway-fault", "disconnect", "off"]);
+    kube.wait_gone(&ns.name, "clean", LONG).await;
+    assert!(docker_endpoints(&lab, &net).is_empty());
+    let (_, report) = audit_args(&["audit", "--all-bindings", "-o", "json"]);
+    let left: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["holder"]["network"] == net.as_str())
+        .collect();
+    assert!(left.is_empty(), "{report:#}");
+}

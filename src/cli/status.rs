@@ -245,6 +245,8 @@ pub(crate) async fn run(
     let memory = Memory::new();
     let pass = Pass {
         observe_concurrency: args.observe_concurrency,
+        // `status` only reads, whatever the plan says.
+        dry_run: true,
         ..Pass::new(&loaded.desired, &memory, Mode::Observe)
     };
     let passed = pass.run(&cluster, &()).await.map_err(CliError::Engine)?;

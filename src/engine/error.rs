@@ -26,7 +26,8 @@ pub enum ErrorKind {
     Conflict,
     /// Credentials refused (401), or access forbidden (403 without a Docker reason).
     Auth,
-    /// Connection refused, reset, DNS, or a gateway saying its upstream is down.
+    /// Connection refused, reset, DNS, or a gateway in front of the engine
+    /// answering with its own error page (404, 5xx) instead of the engine.
     Unreachable,
     /// No answer in time.
     Timeout,
@@ -149,6 +150,10 @@ pub(crate) fn classify(status: u16, message: &str, from_engine: bool) -> ErrorKi
         || has("no available ip")
     {
         ErrorKind::InvalidAddress
+    } else if !from_engine && (status == 404 || status >= 500) {
+        // A proxy's own page (a DCE controller's, nginx's): the request
+        // did not reach the engine, so it says nothing about the object.
+        ErrorKind::Unreachable
     } else if status == 404
         || has("no such container")
         || has("no such network")
@@ -269,6 +274,29 @@ mod tests {
         );
         assert_eq!(classify_t(502, "Bad Gateway"), ErrorKind::Unreachable);
         assert_eq!(classify_t(500, "something else"), ErrorKind::Engine);
+    }
+
+    #[test]
+    fn a_gateways_own_error_page_is_not_the_engines_answer() {
+        // An HTML 404 or 500 from a proxy in front of the engine (a DCE
+        // controller) says nothing about the container or the network: not
+        // "already absent", and worth trying again.
+        let page = |code: &str| {
+            format!(
+                "<html>\r\n<head><title>{code}</title></head>\r\n<body>\r\n<center><h1>{code}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>"
+            )
+        };
+        let not_found = classify(404, &page("404 Not Found"), false);
+        assert_ne!(not_found, ErrorKind::NotFound);
+        assert!(not_found.is_transient(), "{not_found:?}");
+        let failed = classify(500, &page("500 Internal Server Error"), false);
+        assert!(failed.is_transient(), "{failed:?}");
+        // The engine's own answers keep their meaning.
+        assert_eq!(
+            classify(404, "No such container: 3f2a", true),
+            ErrorKind::NotFound
+        );
+        assert_eq!(classify(500, "something else", true), ErrorKind::Engine);
     }
 
     #[test]

@@ -291,9 +291,20 @@ impl TaskState {
         }
     }
 
-    /// Up to and including running: as a desired state, the slot is alive.
+    /// The desired states swarm gives a live slot (up to running; swarm
+    /// never asks for `allocated`).
     pub fn is_before_shutdown(self) -> bool {
-        self <= TaskState::Running
+        matches!(
+            self,
+            TaskState::New
+                | TaskState::Pending
+                | TaskState::Assigned
+                | TaskState::Accepted
+                | TaskState::Preparing
+                | TaskState::Ready
+                | TaskState::Starting
+                | TaskState::Running
+        )
     }
 }
 

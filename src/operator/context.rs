@@ -14,7 +14,7 @@ use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -266,6 +266,13 @@ impl Context {
             .flat_map(|s| s.state())
             .filter(|g| g.0.is_ok())
             .collect()
+    }
+
+    /// Whether a reflector store holds this binding.
+    pub(crate) fn knows(&self, r: &ObjectRef<Guarded>) -> bool {
+        self.stores
+            .get()
+            .is_some_and(|stores| stores.iter().any(|s| s.get(r).is_some()))
     }
 
     /// A binding's validated spec, or `None` when it is invalid; validated

@@ -16,6 +16,7 @@ use crate::engine::events::Watch;
 use crate::engine::models::labels;
 use crate::reconcile::apply::{Applied, Ending};
 use crate::reconcile::plan::Action as PlanAction;
+use crate::reconcile::report::leftovers;
 use crate::reconcile::{Memory, Mode, Observed, Pass, PlanOptions, Problem, Watcher};
 use crate::retry;
 use k8s_openapi::jiff::Timestamp;
@@ -194,7 +195,7 @@ fn recovered(ctx: &Context, b: &MacvlanBinding) {
 /// Cleanup cannot finish yet: say so in the status (best effort: the
 /// finalizer is retried either way) and in the error that retries it.
 async fn cleanup_pending(ctx: &Context, b: &MacvlanBinding, message: String) -> Error {
-    if let Err(e) = not_ready(ctx, b, reasons::DELETING, message.clone()).await {
+    if let Err(e) = not_ready(ctx, b, reasons::CLEANUP_INCOMPLETE, message.clone()).await {
         tracing::warn!(binding = %key(b), error = %e, "cannot write the status of a binding being deleted");
     }
     Error::CleanupPending {
@@ -507,11 +508,9 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
     };
-    let mut blocking: Vec<String> = applied
-        .failures()
-        .filter(|o| matches!(&o.result, Ending::Failed(e) if e.kind.is_transient() || e.kind == ErrorKind::Auth))
-        .map(ToString::to_string)
-        .collect();
+    // Any failure keeps the finalizer: a refusal we do not understand is
+    // no proof that nothing is left.
+    let mut blocking: Vec<String> = applied.failures().map(ToString::to_string).collect();
     blocking.extend(
         applied
             .plan
@@ -521,11 +520,30 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             .map(ToString::to_string),
     );
     for o in applied.failures() {
-        publish(ctx, &b, true, "CleanupIncomplete", o.to_string()).await;
+        publish(ctx, &b, true, reasons::CLEANUP_INCOMPLETE, o.to_string()).await;
     }
     if !blocking.is_empty() {
         let m = blocking.join("; ");
         return Err(cleanup_pending(ctx, &b, format!("waiting to finish cleanup: {m}")).await);
+    }
+    // Only what Docker shows now releases the finalizer.
+    let check = Pass {
+        dry_run: true,
+        ..ctx.pass(&desired, &memory, Mode::Observe)
+    };
+    let left = match check.run(&endpoint.cluster, &()).await {
+        Ok(seen) => leftovers(
+            &desired,
+            &seen.snapshot,
+            &seen.applied.plan,
+            mode == Mode::Down,
+            &pass.plan.keep_networks,
+        ),
+        Err(e) => vec![format!("cannot confirm: {e}")],
+    };
+    if !left.is_empty() {
+        let m = left.join("; ");
+        return Err(cleanup_pending(ctx, &b, format!("not clean yet: {m}")).await);
     }
     let done = applied.outcomes.iter().filter(|o| o.changed()).count();
     publish(
@@ -551,6 +569,10 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
         Err(e) => {
             // A malformed object is reported and skipped; the others go on.
             tracing::warn!(object = %obj.name_any(), error = %e, "cannot read a MacvlanBinding");
+            ctx.index
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(obj.namespace().unwrap_or_default(), obj.name_any()));
             ctx.metrics
                 .reconciles
                 .get_or_create(&ResultLabels {
@@ -656,6 +678,14 @@ pub(crate) async fn route(
         };
         for (ns, name) in bindings {
             let r = ObjectRef::<Guarded>::new(&name).within(&ns);
+            if !ctx.knows(&r) {
+                // Gone without a cleanup we saw (its finalizer removed by hand).
+                ctx.index
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&(ns, name));
+                continue;
+            }
             if triggers.send(r).await.is_err() {
                 return;
             }

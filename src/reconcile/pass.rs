@@ -4,6 +4,7 @@
 //! cleanup. A driver only chooses the inputs (desired state, memory, mode,
 //! options) and renders what happened; it never calls Docker itself.
 
+use super::Snapshot;
 use super::apply::{Applied, ApplyOptions, Outcome, apply};
 use super::observe::{Observed, observe};
 use super::plan::{Memory, Mode, Plan, PlanOptions, plan};
@@ -40,9 +41,10 @@ pub(crate) trait Watcher: Sync {
 /// A driver that only wants the result.
 impl Watcher for () {}
 
-/// What a pass did.
+/// What a pass saw and did.
 #[derive(Debug, Clone)]
 pub(crate) struct Passed {
+    pub(crate) snapshot: Snapshot,
     /// The plan and each action's outcome (none for a dry run).
     pub(crate) applied: Applied,
 }
@@ -95,6 +97,9 @@ impl<'a> Pass<'a> {
             })
             .await
         };
-        Ok(Passed { applied })
+        Ok(Passed {
+            snapshot: observed.snapshot,
+            applied,
+        })
     }
 }
