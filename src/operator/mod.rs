@@ -1,5 +1,6 @@
 //! `mvconf operator`: keeps every MacvlanBinding true, continuously.
 
+pub(crate) mod conflict;
 pub(crate) mod context;
 pub(crate) mod controller;
 pub(crate) mod endpoints;
