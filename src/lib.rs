@@ -14,6 +14,7 @@ pub mod config;
 pub mod crd;
 pub(crate) mod credentials;
 pub mod engine;
+pub(crate) mod fence;
 pub(crate) mod operator;
 pub mod pool;
 pub mod reconcile;

@@ -734,3 +734,235 @@ async fn cleanup_through_a_failing_gateway_keeps_the_finalizer_until_docker_show
         .collect();
     assert!(left.is_empty(), "{report:#}");
 }
+
+/// (seconds since the sampler started, the audit's finding kinds).
+type Samples = Vec<(f64, BTreeSet<String>)>;
+
+/// What the audit said, sampled every second while a test runs.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Samples>>,
+}
+
+impl Sampler {
+    fn start(ns: &str, name: &str) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let binding = format!("{ns}/{name}");
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = start.elapsed().as_secs_f64();
+                let out = mvconf(&["audit", "--binding", &binding, "-o", "json"]);
+                let found = match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                    Ok(report) => kinds(&report),
+                    Err(_) => BTreeSet::from(["(no report)".to_owned()]),
+                };
+                samples.push((at, found));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            samples
+        });
+        Sampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Samples {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A replica's Docker mutations so far (calls other than GET), from its
+/// /metrics; `None` when it does not answer.
+async fn mutations(port: u16) -> Option<f64> {
+    common::k8s::metric_sum(port, "mvconf_docker_api_calls", |l| {
+        !l.contains("verb=\"GET\"")
+    })
+    .await
+}
+
+/// When each replica's mutation count last moved, in seconds after `from`.
+#[derive(Debug, Default, Clone)]
+struct Moves {
+    first: Option<f64>,
+    last: Option<f64>,
+    count: f64,
+}
+
+/// Polls two replicas' mutation counts every 200 ms until dropped.
+fn follow_mutations(
+    ports: [u16; 2],
+    from: Instant,
+) -> (
+    std::sync::Arc<std::sync::Mutex<[Moves; 2]>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let moves = std::sync::Arc::new(std::sync::Mutex::new([Moves::default(), Moves::default()]));
+    let shared = moves.clone();
+    let task = tokio::spawn(async move {
+        let mut seen = [None::<f64>, None::<f64>];
+        loop {
+            for (i, port) in ports.iter().enumerate() {
+                let Some(n) = mutations(*port).await else {
+                    continue;
+                };
+                let at = from.elapsed().as_secs_f64();
+                if seen[i].is_some_and(|s| n > s) {
+                    let mut m = shared.lock().unwrap();
+                    m[i].first.get_or_insert(at);
+                    m[i].last = Some(at);
+                    m[i].count = n;
+                }
+                seen[i] = Some(n);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    (moves, task)
+}
+
+// "Never two writers", 1: the leader is cut off from the API server (a
+// relay the test controls); the swarm scales 2 -> 40; once the standby
+// leads, the pool is edited (only the new leader can see it) and a
+// container killed (both replicas get the Docker events). The cut leader
+// must stop within the renew deadline of the cut, before the standby may
+// take the lease, and never fight the new leader.
+#[tokio::test]
+async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_leads() {
+    const RENEW_DEADLINE: f64 = 10.0;
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-fence").await else {
+        return;
+    };
+    let svc = unique("flt-fence-web");
+    let net = unique("flt-fence-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    wait_running(&lab, &svc, 2, LONG).await;
+    let (relay, relayed) = common::relay::Relay::to_apiserver().await;
+    let relayed = relayed.to_string_lossy().into_owned();
+    let a = Operator::start_with(&ns.name, "fence", &[], &[("KUBECONFIG", &relayed)]);
+    common::wait_for("the first replica to lead", LONG, || async {
+        (a.metric("mvconf_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let b = Operator::start(&ns.name, "fence", &[]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "fence",
+            &net,
+            97,
+            &lab.parent(7),
+            &[(&svc, "192.168.97.10-192.168.97.99")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "fence", &net, 2).await;
+    assert_ne!(b.metric("mvconf_leader").await, Some(1.0), "two leaders");
+
+    let sampler = Sampler::start(&ns.name, "fence");
+    let cut_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let cut = Instant::now();
+    let (moves, follower) = follow_mutations([a.metrics_port, b.metrics_port], cut);
+    relay.cut();
+    lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=40")]);
+    common::wait_for("the standby to lead", LONG, || async {
+        (b.metric("mvconf_leader").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let b_leads = cut.elapsed().as_secs_f64();
+
+    // Only the new leader can see this edit: every address moves.
+    kube.patch_spec(
+        &ns.name,
+        "fence",
+        serde_json::json!({"services": [{"name": svc, "network": net, "ipPool": ["192.168.97.100-192.168.97.199"]}]}),
+    )
+    .await;
+    // Both replicas still get Docker's events.
+    let victim = lab
+        .docker(
+            1,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={svc}"),
+            ],
+        )
+        .lines()
+        .next()
+        .map(str::to_owned)
+        .expect("a container of the service on node 1");
+    lab.docker(1, &["kill", &victim]);
+    wait_running(&lab, &svc, 40, Duration::from_secs(300)).await;
+    let end = settled(&kube, &lab, &ns.name, "fence", &net, 40).await;
+    for (_, ip) in slot_ips(&end) {
+        let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+        assert!(last >= 100, "{ip} is outside the edited pool");
+    }
+    // Time for a deposed replica to do harm, if it were going to.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (clean, report) = audit(&ns.name, "fence");
+    let samples = sampler.finish();
+    follower.abort();
+    let moves = moves.lock().unwrap().clone();
+
+    let a_last_sent = a
+        .metric("mvconf_docker_last_mutation_timestamp_seconds")
+        .await;
+    eprintln!(
+        "cut at 0 s; cut leader's last mutation seen {:?} s (sent {:?} s), fenced calls {:?}; standby leads at {b_leads:.1} s, its first mutation {:?} s; {} audit samples",
+        moves[0].last,
+        a_last_sent.map(|t| t - cut_wall),
+        a.metric("mvconf_docker_mutations_fenced").await,
+        moves[1].first,
+        samples.len()
+    );
+    let duplicates: Vec<_> = samples
+        .iter()
+        .filter(|(_, k)| k.contains("DuplicateAddress"))
+        .collect();
+    assert!(
+        duplicates.is_empty(),
+        "the audit saw duplicates: {duplicates:?}"
+    );
+    // The fence: no mutation sent later than the renew deadline after the
+    // cut. The send time is exact; the count is seen when the answer comes
+    // (and polled), hence its second of slack.
+    if let Some(t) = a_last_sent {
+        assert!(
+            t - cut_wall <= RENEW_DEADLINE,
+            "the cut leader sent a mutation {:.1} s after the cut\n{}",
+            t - cut_wall,
+            a.logs()
+        );
+    }
+    assert!(
+        moves[0].last.is_none_or(|t| t <= RENEW_DEADLINE + 1.0),
+        "the cut leader was still changing the swarm {:?} s after the cut\n{}",
+        moves[0].last,
+        a.logs()
+    );
+    assert_eq!(a.metric("mvconf_leader").await, Some(0.0), "{}", a.logs());
+    assert_eq!(b.metric("mvconf_leader").await, Some(1.0), "{}", b.logs());
+    assert!(clean, "{report:#}");
+    kube.delete(&ns.name, "fence").await;
+    kube.wait_gone(&ns.name, "fence", Duration::from_secs(300))
+        .await;
+}

@@ -458,3 +458,67 @@ async fn two_bindings_with_overlapping_pools_conflict_on_the_second() {
     assert!(ready(&again));
     assert_eq!(status_endpoints(&again), status_endpoints(&first));
 }
+
+// "Never two writers", 2: a swarm used to be known by the text of its URL,
+// so the same swarm reached through the DCE gateway looked like another
+// one to the node socket's binding: no conflict, and the second binding
+// gave the first's containers other addresses. A swarm is its cluster ID.
+#[tokio::test]
+async fn the_same_swarm_under_another_url_is_the_same_swarm() {
+    let Some((lab, kube, ns)) = setup("e2e-twourl").await else {
+        return;
+    };
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: dce-admin, namespace: {}}}\nstringData:\n  username: {}\n  password: \"{}\"\n",
+        ns.name, lab.dce_user, lab.dce_password
+    );
+    let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&secret));
+    assert!(ok, "{out}");
+    let svc = unique("e2e-twourl-web");
+    let net = unique("e2e-twourl-net");
+    let parent = lab.parent(0);
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    // The operator's default endpoint: node 1's socket.
+    let _op = Operator::start(&ns.name, "twourl", &[]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "first",
+            &net,
+            88,
+            &parent,
+            &[(&svc, "192.168.88.10-192.168.88.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    let first = settled(&kube, &lab, &ns.name, "first", &net, 2).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The same service, through the DCE gateway.
+    let through_dce = binding_yaml(
+        "second",
+        &net,
+        88,
+        &parent,
+        &[(&svc, "192.168.88.20-192.168.88.29")],
+        "Disconnect",
+    ) + &format!(
+        "  endpoint: {{kind: Dce, url: \"{}\", secretRef: {{name: dce-admin}}}}\n",
+        lab.dce_url
+    );
+    kube.create(&ns.name, &through_dce).await;
+    let second = kube
+        .wait_binding(&ns.name, "second", "Conflict", LONG, |b| {
+            reason(b) == "Conflict"
+        })
+        .await;
+    let msg = &second.status.as_ref().unwrap().conditions[0].message;
+    assert!(msg.contains("first"), "{msg}");
+    // Nothing of the first moved.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(docker_endpoints(&lab, &net), status_endpoints(&first));
+    let again = kube.bindings(&ns.name).get("first").await.unwrap();
+    assert!(ready(&again), "{:?}", again.status);
+    assert_eq!(status_endpoints(&again), status_endpoints(&first));
+}

@@ -6,7 +6,9 @@
 //! root and each node's engine under `/api/nodes/<address>/docker`).
 
 use crate::crd::{EndpointKind, EndpointSpec};
-use crate::engine::transport::{Address, Auth, CallLog, Limits, Tls, Transport, build_client};
+use crate::engine::transport::{
+    Address, Auth, CallGate, CallLog, Limits, Tls, Transport, build_client,
+};
 use crate::engine::{Engine, EngineError, ErrorKind};
 use reqwest::Method;
 use std::collections::{BTreeMap, HashMap};
@@ -139,19 +141,21 @@ pub struct Cluster {
     manager: Engine,
     manager_address: Address,
     tcp: reqwest::Client,
-    log: Arc<CallLog>,
+    gate: CallGate,
     local_node: OnceCell<String>,
+    swarm_id: OnceCell<String>,
     engines: Mutex<HashMap<String, Engine>>,
 }
 
 impl Cluster {
     /// Builds the clients; no request is made yet.
     pub fn new(config: ClusterConfig) -> Result<Self, ConfigError> {
-        Self::with_log(config, Arc::new(CallLog::default()))
+        Self::gated(config, CallGate::default())
     }
 
-    /// As [`Cluster::new`], counting calls into a shared log.
-    pub(crate) fn with_log(config: ClusterConfig, log: Arc<CallLog>) -> Result<Self, ConfigError> {
+    /// As [`Cluster::new`], counting calls into a shared log and sending
+    /// mutations only while the gate's fence is open.
+    pub(crate) fn gated(config: ClusterConfig, gate: CallGate) -> Result<Self, ConfigError> {
         let endpoint = config
             .endpoint
             .clone()
@@ -204,7 +208,7 @@ impl Cluster {
                 &config.auth,
                 config.limits.clone(),
                 config.api_version.clone(),
-                log.clone(),
+                gate.clone(),
             )
             .map_err(fail)?,
         );
@@ -214,8 +218,9 @@ impl Cluster {
             manager,
             manager_address,
             tcp,
-            log,
+            gate,
             local_node: OnceCell::new(),
+            swarm_id: OnceCell::new(),
             engines: Mutex::new(HashMap::new()),
         })
     }
@@ -227,7 +232,7 @@ impl Cluster {
 
     /// Counts of every API call made through this cluster.
     pub(crate) fn calls(&self) -> &Arc<CallLog> {
-        &self.log
+        &self.gate.log
     }
 
     /// The DCE controller's version (`DCEVersion`), for diagnostics.
@@ -275,7 +280,7 @@ impl Cluster {
                 &self.config.auth,
                 self.config.limits.clone(),
                 self.config.api_version.clone(),
-                self.log.clone(),
+                self.gate.clone(),
             )
             .map_err(bad)?,
         );
@@ -291,6 +296,31 @@ impl Cluster {
             (None, true) => (DOCKER_TLS_PORT, "https"),
             (None, false) => (DOCKER_PORT, "http"),
         }
+    }
+
+    /// The swarm's identity, whatever URL reached it: `Swarm.Cluster.ID`
+    /// from a manager's `GET /info`. Asked once.
+    pub async fn swarm_id(&self) -> Result<&str, EngineError> {
+        self.swarm_id
+            .get_or_try_init(|| async {
+                let info = self.manager.info().await?;
+                let id = info.swarm.cluster.id;
+                if id.is_empty() {
+                    return Err(EngineError::new(
+                        ErrorKind::Unsupported,
+                        self.manager.label(),
+                        "GET /info",
+                        None,
+                        format!(
+                            "not a swarm manager (swarm state {:?}): give the address of a manager",
+                            info.swarm.local_node_state
+                        ),
+                    ));
+                }
+                Ok(id)
+            })
+            .await
+            .map(String::as_str)
     }
 
     /// The swarm's nodes, each with its engine. Fails only when the manager

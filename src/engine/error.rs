@@ -37,6 +37,8 @@ pub enum ErrorKind {
     Decode,
     /// Any other refusal by the engine.
     Engine,
+    /// Not sent: this replica is no longer the leader.
+    Fenced,
 }
 
 impl ErrorKind {
@@ -61,6 +63,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported engine",
             ErrorKind::Decode => "unreadable answer",
             ErrorKind::Engine => "refused",
+            ErrorKind::Fenced => "not sent: not the leader",
         }
     }
 }

@@ -61,6 +61,19 @@ pub struct SwarmInfo {
     #[serde(deserialize_with = "null_default")]
     pub local_node_state: String,
     pub control_available: bool,
+    /// The swarm itself; only a manager shows it.
+    #[serde(deserialize_with = "null_default")]
+    pub cluster: SwarmCluster,
+}
+
+/// `Swarm.Cluster` of `GET /info`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct SwarmCluster {
+    /// The swarm's own ID: the same whichever manager or proxy answers.
+    #[serde(rename = "ID")]
+    #[serde(deserialize_with = "null_default")]
+    pub id: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -145,6 +158,10 @@ pub struct PortConfig {
 pub struct ServiceSpec {
     #[serde(deserialize_with = "null_default")]
     pub name: String,
+    /// The service's own labels (not its containers'): changing them does
+    /// not restart its tasks.
+    #[serde(deserialize_with = "null_default")]
+    pub labels: HashMap<String, String>,
     #[serde(deserialize_with = "null_default")]
     pub mode: ServiceMode,
 }
@@ -329,6 +346,13 @@ pub mod labels {
     pub const NODE_ID: &str = "com.docker.swarm.node.id";
     /// Put on the networks mvconf creates.
     pub const MANAGED_BY: &str = "io.mvconf.managed-by";
+    /// On a service the operator binds, and on the networks it creates:
+    /// the MacvlanBinding that owns it, `namespace/name`. The CLI keeps its
+    /// hands off (unless `--force`).
+    pub const OWNER: &str = "io.mvconf.owner";
+    /// With [`OWNER`]: the operator install that owns it (`namespace/lease`),
+    /// so that a second install on the same swarm refuses.
+    pub const INSTALL: &str = "io.mvconf.install";
 }
 
 /// One entry of `GET /containers/json`.

@@ -3,6 +3,7 @@
 //! negotiation, and a count of every call.
 
 use super::error::{EngineError, ErrorKind, classify};
+use crate::fence::Fence;
 use crate::retry;
 use crate::secret::SecretString;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -10,6 +11,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -104,6 +106,8 @@ impl Default for Limits {
 #[derive(Debug, Default)]
 pub(crate) struct CallLog {
     counts: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
+    fenced: AtomicU64,
+    last_mutation_ms: AtomicU64,
 }
 
 impl CallLog {
@@ -118,6 +122,27 @@ impl CallLog {
         self.counts.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    fn fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mutation_sent(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_mutation_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Mutations the fence stopped.
+    pub(crate) fn fenced_count(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
+    /// When the last mutation was sent, in milliseconds since the epoch (0: never).
+    pub(crate) fn last_mutation_ms(&self) -> u64 {
+        self.last_mutation_ms.load(Ordering::Relaxed)
+    }
+
     /// Calls that may change something (anything but GET/HEAD).
     pub(crate) fn mutating(&self) -> u64 {
         self.snapshot()
@@ -129,6 +154,23 @@ impl CallLog {
 
     pub(crate) fn total(&self) -> u64 {
         self.snapshot().values().sum()
+    }
+}
+
+/// What every call of a cluster passes: it is counted, and a mutation is
+/// sent only while the fence (this replica's leadership) is open.
+#[derive(Debug, Clone)]
+pub(crate) struct CallGate {
+    pub(crate) log: Arc<CallLog>,
+    pub(crate) fence: Fence,
+}
+
+impl Default for CallGate {
+    fn default() -> Self {
+        Self {
+            log: Arc::new(CallLog::default()),
+            fence: Fence::open(),
+        }
     }
 }
 
@@ -221,7 +263,7 @@ pub struct Transport {
     limits: Limits,
     pinned: Option<String>,
     version: OnceCell<String>,
-    log: Arc<CallLog>,
+    gate: CallGate,
 }
 
 /// An answer with its status.
@@ -275,7 +317,7 @@ impl Transport {
         auth: &Auth,
         limits: Limits,
         pinned_version: Option<String>,
-        log: Arc<CallLog>,
+        gate: CallGate,
     ) -> Result<Self, String> {
         let base = match address {
             Address::Unix(_) => "http://localhost".to_owned(),
@@ -289,7 +331,7 @@ impl Transport {
             limits,
             pinned: pinned_version,
             version: OnceCell::new(),
-            log,
+            gate,
         })
     }
 
@@ -423,12 +465,21 @@ impl Transport {
         if let Some(t) = timeout.or(Some(self.limits.request_timeout)) {
             rb = rb.timeout(t);
         }
-        let started = Instant::now();
         let method_name = static_method(method);
+        if is_mutation(method) {
+            // Immediately before the call: a replica that stopped leading
+            // never sends it.
+            if let Err(f) = self.gate.fence.check() {
+                self.gate.log.fenced();
+                return Err(self.err(ErrorKind::Fenced, request, None, f.to_string()));
+            }
+            self.gate.log.mutation_sent();
+        }
+        let started = Instant::now();
         let resp = match rb.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.log.record(&self.label, method_name, 0);
+                self.gate.log.record(&self.label, method_name, 0);
                 let kind = if e.is_timeout() {
                     ErrorKind::Timeout
                 } else {
@@ -453,7 +504,7 @@ impl Transport {
                 format!("reading the answer: {}", transport_reason(&e)),
             )
         })?;
-        self.log.record(&self.label, method_name, status);
+        self.gate.log.record(&self.label, method_name, status);
         tracing::debug!(node = %self.label, %request, status, ms = started.elapsed().as_millis() as u64, "docker api");
         if (200..300).contains(&status) || status == 304 {
             return Ok(Answer { status, body });
@@ -496,7 +547,7 @@ impl Transport {
             rb = rb.header(name, value);
         }
         let resp = rb.send().await.map_err(|e| {
-            self.log.record(&self.label, "GET", 0);
+            self.gate.log.record(&self.label, "GET", 0);
             let kind = if e.is_timeout() {
                 ErrorKind::Timeout
             } else {
@@ -505,7 +556,7 @@ impl Transport {
             self.err(kind, &request, None, transport_reason(&e))
         })?;
         let status = resp.status().as_u16();
-        self.log.record(&self.label, "GET", status);
+        self.gate.log.record(&self.label, "GET", status);
         if (200..300).contains(&status) {
             return Ok(resp);
         }
@@ -518,6 +569,11 @@ impl Transport {
             message,
         ))
     }
+}
+
+/// Anything but a read may change the swarm.
+fn is_mutation(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD)
 }
 
 fn static_method(m: &Method) -> &'static str {

@@ -9,6 +9,7 @@ use crate::config::validate::{Desired, Dialect, validate};
 use crate::crd::{EndpointSpec, MacvlanBinding};
 use crate::credentials::CredentialError;
 use crate::engine::transport::{Auth, Limits, SecretBytes, Tls};
+use crate::fence::Fence;
 use crate::reconcile::{ApplyOptions, Memory, Mode, Pass};
 use crate::secret::SecretString;
 use k8s_openapi::api::core::v1::Secret;
@@ -21,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the operator's own default credentials come from.
 #[derive(Debug, Clone)]
@@ -66,7 +67,23 @@ pub(crate) struct Context {
     pub(crate) validated: Mutex<HashMap<String, Validated>>,
     /// Bindings by swarm and service, for the Docker event router.
     pub(crate) index: Mutex<BindingIndex>,
+    /// This term of leadership: no status write once it is closed.
+    pub(crate) fence: Fence,
+    /// Swarm IDs by endpoint identity, learnt once per term.
+    pub(crate) swarms: Mutex<HashMap<String, SwarmFound>>,
 }
+
+/// What asking an endpoint for its swarm ID found.
+#[derive(Debug, Clone)]
+pub(crate) enum SwarmFound {
+    Id(String),
+    /// It could not be asked; not asked again before [`SWARM_RETRY`].
+    Failed(Instant),
+}
+
+/// How long a failed swarm lookup stands: a broken endpoint of one binding
+/// does not slow every other binding's pass.
+const SWARM_RETRY: Duration = Duration::from_secs(30);
 
 /// A binding as the reflector stores it: possibly unreadable.
 pub(crate) type Guarded = DeserializeGuard<MacvlanBinding>;
@@ -318,8 +335,54 @@ impl Context {
         }
     }
 
+    /// The endpoint a binding names, as text: one connection view each.
+    /// Not the swarm: two spellings may reach the same one ([`Context::swarm_of`]).
     pub(crate) fn identity_of(&self, b: &MacvlanBinding) -> String {
         endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint).identity()
+    }
+
+    /// The swarm `endpoint` (the view of `b`) reaches: its cluster ID.
+    pub(crate) async fn swarm_id(
+        &self,
+        b: &MacvlanBinding,
+        endpoint: &EndpointState,
+    ) -> Result<String, crate::engine::EngineError> {
+        let identity = self.identity_of(b);
+        let found = endpoint.cluster.swarm_id().await.map(str::to_owned);
+        let entry = match &found {
+            Ok(id) => SwarmFound::Id(id.clone()),
+            Err(_) => SwarmFound::Failed(Instant::now()),
+        };
+        self.swarms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(identity, entry);
+        found
+    }
+
+    /// The swarm another binding is on, whatever URL it spells: asked
+    /// once per endpoint; `None` when its endpoint cannot be reached now
+    /// (then it cannot act either).
+    pub(crate) async fn swarm_of(&self, b: &MacvlanBinding) -> Option<String> {
+        let cached = self
+            .swarms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&self.identity_of(b))
+            .cloned();
+        match cached {
+            Some(SwarmFound::Id(id)) => return Some(id),
+            Some(SwarmFound::Failed(at)) if at.elapsed() < SWARM_RETRY => return None,
+            _ => {}
+        }
+        let Ok(endpoint) = self.endpoint_for(b).await else {
+            self.swarms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(self.identity_of(b), SwarmFound::Failed(Instant::now()));
+            return None;
+        };
+        self.swarm_id(b, &endpoint).await.ok()
     }
 }
 

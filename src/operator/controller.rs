@@ -15,13 +15,14 @@ use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus
 use crate::engine::ErrorKind;
 use crate::engine::events::Watch;
 use crate::engine::models::labels;
+use crate::fence::Fenced;
 use crate::reconcile::apply::{Applied, Ending};
 use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::report::leftovers;
 use crate::reconcile::{Memory, Mode, Observed, Pass, PlanOptions, Problem, Watcher};
 use crate::retry;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -31,6 +32,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// After a status write refused as stale: the watch brings the newer
+/// binding within this, usually.
+const STALE_RETRY: Duration = Duration::from_secs(1);
 
 /// Field manager of everything the operator writes.
 pub(crate) const MANAGER: &str = "mvconf-operator";
@@ -44,6 +49,16 @@ pub(crate) enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("cleanup of {binding} not finished: {reason}")]
     CleanupPending { binding: String, reason: String },
+    /// The API server refused the status write: the binding changed since
+    /// this pass read it (another writer, or this replica's cache is behind).
+    #[error("status of {binding} not written: the binding changed since resourceVersion {read}")]
+    Stale { binding: String, read: String },
+    #[error("status of {binding} not written: {source}")]
+    Fenced {
+        binding: String,
+        #[source]
+        source: Fenced,
+    },
 }
 
 fn key(b: &MacvlanBinding) -> String {
@@ -67,6 +82,10 @@ async fn publish(ctx: &Context, b: &MacvlanBinding, warning: bool, reason: &str,
     }
 }
 
+/// Writes the status the pass found, only while this replica leads, and
+/// only over the binding as this pass read it: the write carries its
+/// resourceVersion, so the API server refuses it (409) when anyone wrote the
+/// binding since, such as a new leader after this one was cut off.
 async fn write_status(
     ctx: &Context,
     b: &MacvlanBinding,
@@ -75,38 +94,58 @@ async fn write_status(
     if b.status.as_ref() == Some(status) {
         return Ok(());
     }
+    ctx.fence.check().map_err(|source| Error::Fenced {
+        binding: key(b),
+        source,
+    })?;
     let api: Api<MacvlanBinding> =
         Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    let patch = serde_json::json!({
-        "apiVersion": MacvlanBinding::api_version(&()),
-        "kind": MacvlanBinding::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &b.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    put_status(&api, b, status).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 409 => Error::Stale {
+            binding: key(b),
+            read: b.resource_version().unwrap_or_default(),
+        },
+        e => Error::Kube(e),
+    })?;
     Ok(())
 }
 
-/// Other valid bindings on the same swarm, with their validated specs.
-fn neighbours(ctx: &Context, me: &MacvlanBinding) -> Vec<(Arc<Guarded>, Arc<Desired>)> {
-    let identity = ctx.identity_of(me);
+/// PUT .../status of `b` as read (its resourceVersion included) with `status`.
+pub(crate) async fn put_status(
+    api: &Api<MacvlanBinding>,
+    b: &MacvlanBinding,
+    status: &MacvlanBindingStatus,
+) -> Result<MacvlanBinding, kube::Error> {
+    let mut next = b.clone();
+    next.status = Some(status.clone());
+    next.metadata.managed_fields = None;
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(MANAGER.to_owned()),
+    };
+    api.replace_status(&b.name_any(), &params, &next).await
+}
+
+/// Other valid bindings on the same swarm (by its cluster ID, whatever
+/// URL each spells), with their validated specs.
+async fn neighbours(
+    ctx: &Context,
+    me: &MacvlanBinding,
+    swarm: &str,
+) -> Vec<(Arc<Guarded>, Arc<Desired>)> {
     let me = key(me);
-    ctx.bindings()
-        .into_iter()
-        .filter_map(|g| {
-            let o = valid(&g)?;
-            if key(o) == me || ctx.identity_of(o) != identity {
-                return None;
-            }
-            let d = ctx.desired_of(o)?;
-            Some((g, d))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for g in ctx.bindings() {
+        let Some(o) = valid(&g) else { continue };
+        if key(o) == me {
+            continue;
+        }
+        let Some(d) = ctx.desired_of(o) else { continue };
+        if ctx.swarm_of(o).await.as_deref() == Some(swarm) {
+            out.push((g, d));
+        }
+    }
+    out
 }
 
 /// The delay before a binding's next try: one more consecutive failure
@@ -191,7 +230,26 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             return Ok(Action::await_change());
         }
     };
-    let neighbours = neighbours(ctx, &b);
+    let endpoint = match ctx.endpoint_for(&b).await {
+        Ok(e) => e,
+        Err(e) => {
+            let reason = if e.is_auth() {
+                reasons::AUTH_FAILED
+            } else {
+                reasons::ENDPOINT_UNREACHABLE
+            };
+            not_ready(ctx, &b, reason, e.to_string()).await?;
+            return Ok(Action::requeue(backoff(ctx, &b)));
+        }
+    };
+    let swarm = match ctx.swarm_id(&b, &endpoint).await {
+        Ok(s) => s,
+        Err(e) => {
+            not_ready(ctx, &b, engine_reason(e.kind), e.to_string()).await?;
+            return Ok(Action::requeue(backoff(ctx, &b)));
+        }
+    };
+    let neighbours = neighbours(ctx, &b, &swarm).await;
     let others: Vec<(&MacvlanBinding, &Desired)> = neighbours
         .iter()
         .filter_map(|(g, d)| Some((valid(g)?, &**d)))
@@ -206,18 +264,6 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
         .await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
-    let endpoint = match ctx.endpoint_for(&b).await {
-        Ok(e) => e,
-        Err(e) => {
-            let reason = if e.is_auth() {
-                reasons::AUTH_FAILED
-            } else {
-                reasons::ENDPOINT_UNREACHABLE
-            };
-            not_ready(ctx, &b, reason, e.to_string()).await?;
-            return Ok(Action::requeue(backoff(ctx, &b)));
-        }
-    };
     let memory = memory_from(b.status.as_ref());
     let pass = Pass {
         plan: PlanOptions {
@@ -425,8 +471,15 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
     };
+    let swarm = match ctx.swarm_id(&b, &endpoint).await {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
+        }
+    };
     // Networks another binding on this swarm still declares stay.
-    let keep: BTreeSet<String> = neighbours(ctx, &b)
+    let keep: BTreeSet<String> = neighbours(ctx, &b, &swarm)
+        .await
         .iter()
         .filter(|(o, _)| valid(o).is_some_and(|o| o.metadata.deletion_timestamp.is_none()))
         .flat_map(|(_, d)| d.networks.iter().map(|n| n.name.clone()))
@@ -564,8 +617,13 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
 /// left something undone requeues itself. So each is retried with the
 /// reconcile retry policy, counted with the binding's other failures.
 pub(crate) fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(object = %obj.name_any(), error = %error, "reconcile failed; retrying");
     let binding = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    if let Error::Stale { .. } = error {
+        // Not a failure: read the binding again soon.
+        tracing::debug!(%binding, error = %error, "status write refused; reading again");
+        return Action::requeue(STALE_RETRY);
+    }
+    tracing::warn!(object = %obj.name_any(), error = %error, "reconcile failed; retrying");
     Action::requeue(backoff_for(&ctx, binding))
 }
 
@@ -627,5 +685,97 @@ pub(crate) async fn route(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::Client;
+    use kube::CustomResourceExt;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    /// The control plane of `scripts/envtest up`, or `None` (skipped) when
+    /// it is not up and MVCONF_REQUIRE_ENVTEST is not set.
+    async fn envtest() -> Option<Client> {
+        if std::env::var_os("KUBECONFIG").is_none() {
+            assert!(
+                std::env::var_os("MVCONF_REQUIRE_ENVTEST").is_none(),
+                "MVCONF_REQUIRE_ENVTEST is set but KUBECONFIG is not"
+            );
+            return None;
+        }
+        Some(Client::try_default().await.unwrap())
+    }
+
+    // "Never two writers", 1: status used to be written by server-side apply
+    // with force and no version, so a deposed leader overwrote the records
+    // its successor had written. Now the write carries the resourceVersion
+    // the pass read, and the API server refuses it.
+    #[tokio::test]
+    async fn a_status_write_over_an_older_read_is_refused_by_the_apiserver() {
+        let Some(client) = envtest().await else {
+            return;
+        };
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.patch(
+            "macvlanbindings.mvconf.io",
+            &PatchParams::apply("mvconf-tests").force(),
+            &Patch::Apply(MacvlanBinding::crd()),
+        )
+        .await
+        .unwrap();
+        let ns = format!("fence-status-{}", std::process::id());
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let _ = namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await;
+        let api: Api<MacvlanBinding> = Api::namespaced(client.clone(), &ns);
+        let binding: MacvlanBinding = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mvconf.io/v1alpha1",
+            "kind": "MacvlanBinding",
+            "metadata": {"name": "fence"},
+            "spec": {
+                "networks": [{"name": "n", "subnet": "192.168.9.0/24", "gateway": "192.168.9.1", "parent": "mv0"}],
+                "services": [{"name": "web", "network": "n", "ipPool": ["192.168.9.10"]}]
+            }
+        }))
+        .unwrap();
+        // The CRD may take a moment to be served.
+        let mut created = None;
+        for _ in 0..50 {
+            match api.create(&PostParams::default(), &binding).await {
+                Ok(b) => {
+                    created = Some(b);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let read_by_the_old_leader = created.expect("create the binding");
+        let status = |bound| MacvlanBindingStatus {
+            bound,
+            ..Default::default()
+        };
+        let by_the_new_leader = put_status(&api, &read_by_the_old_leader, &status(7))
+            .await
+            .unwrap();
+        let refused = put_status(&api, &read_by_the_old_leader, &status(1)).await;
+        assert!(
+            matches!(&refused, Err(kube::Error::Api(s)) if s.code == 409),
+            "{refused:?}"
+        );
+        let now = api.get("fence").await.unwrap();
+        assert_eq!(now.status.map(|s| s.bound), Some(7));
+        // The new leader's own next write, over what it read, goes through.
+        put_status(&api, &by_the_new_leader, &status(8))
+            .await
+            .unwrap();
+        let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
     }
 }

@@ -5,7 +5,7 @@
 use crate::cluster::{Cluster, ClusterConfig, ConfigError};
 use crate::engine::Engine;
 use crate::engine::events::{Watch, watch};
-use crate::engine::transport::CallLog;
+use crate::engine::transport::CallGate;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
@@ -79,16 +79,17 @@ impl EndpointState {
 pub(crate) struct Registry {
     states: Mutex<HashMap<String, Arc<EndpointState>>>,
     signals: mpsc::Sender<Signal>,
-    /// Docker API calls of every endpoint, for metrics.
-    pub(crate) calls: Arc<CallLog>,
+    /// Counts every call of every endpoint (for metrics), and fences their
+    /// mutations with this leadership term.
+    gate: CallGate,
 }
 
 impl Registry {
-    pub(crate) fn new(signals: mpsc::Sender<Signal>) -> Self {
+    pub(crate) fn new(signals: mpsc::Sender<Signal>, gate: CallGate) -> Self {
         Self {
             states: Mutex::new(HashMap::new()),
             signals,
-            calls: Arc::new(CallLog::default()),
+            gate,
         }
     }
 
@@ -107,7 +108,7 @@ impl Registry {
         {
             return Ok(s.clone());
         }
-        let cluster = Cluster::with_log(config, self.calls.clone())?;
+        let cluster = Cluster::gated(config, self.gate.clone())?;
         let state = Arc::new(EndpointState {
             identity: identity.to_owned(),
             fingerprint,

@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -68,6 +68,21 @@ impl Collector for Calls {
             };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
+        let fenced = ConstCounter::new(self.0.fenced_count());
+        fenced.encode(encoder.encode_descriptor(
+            "mvconf_docker_mutations_fenced",
+            "Docker mutations not sent because this replica no longer led",
+            None,
+            fenced.metric_type(),
+        )?)?;
+        // Seconds, with the milliseconds kept.
+        let last = ConstGauge::new(self.0.last_mutation_ms() as f64 / 1000.0);
+        last.encode(encoder.encode_descriptor(
+            "mvconf_docker_last_mutation_timestamp_seconds",
+            "When this replica last sent a Docker mutation (0: never)",
+            None,
+            last.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -5,12 +5,14 @@ pub(crate) mod context;
 pub(crate) mod controller;
 pub(crate) mod endpoints;
 pub(crate) mod index;
+pub(crate) mod lease;
 pub(crate) mod metrics;
 pub(crate) mod status;
 
 use crate::cluster::Endpoint;
 use crate::crd::MacvlanBinding;
-use crate::engine::transport::Limits;
+use crate::engine::transport::{CallGate, CallLog, Limits};
+use crate::fence::Fence;
 use context::{Context, CredentialSource, Settings};
 use endpoints::{Registry, Signal};
 use futures::StreamExt;
@@ -22,6 +24,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::WatchStreamExt;
 use kube::runtime::{predicates, watcher};
 use kube::{Api, Client};
+use lease::Elector;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -109,8 +112,6 @@ pub(crate) enum OperatorError {
     Config(String),
     #[error("leader election: {0}")]
     Lease(String),
-    #[error("lost leadership; stopping so that the new leader alone acts")]
-    LostLeadership,
     #[error("metrics server on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -145,30 +146,28 @@ fn default_endpoint(args: &OperatorArgs) -> Result<Endpoint, OperatorError> {
     })
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Turns true on SIGTERM or Ctrl-C.
+fn shutdown_watch() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => futures::future::pending::<()>().await,
             }
-            Err(_) => futures::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
+        let _ = tx.send(true);
+    });
+    rx
 }
 
 type Guarded = DeserializeGuard<MacvlanBinding>;
-
-/// The Lease while this replica leads.
-struct Leadership {
-    /// Turns false when the lease is lost; dropping it releases the lease.
-    leading: watch::Receiver<bool>,
-    /// Renews the lease.
-    renewal: JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
-}
 
 /// The controllers, one per watched namespace (least privilege) or one for
 /// all, with their caches and the senders that make them reconcile on
@@ -179,7 +178,8 @@ struct Controllers {
     triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>,
 }
 
-/// Runs the operator until SIGTERM (or until leadership is lost).
+/// Runs the operator until SIGTERM. With leader election, a replica that
+/// loses the lease cancels its passes and stands by again.
 pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     let client = Client::try_default().await.map_err(OperatorError::Client)?;
     let namespace = args
@@ -192,40 +192,135 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     }
     tracing::info!(endpoint = %settings.default_endpoint.identity(), namespaces = ?args.namespaces, "starting the MacvlanBinding operator");
 
-    let (signal_tx, signal_rx) = mpsc::channel(1024);
-    let registry = Arc::new(Registry::new(signal_tx));
-    let metrics = Arc::new(metrics::Metrics::new(registry.calls.clone()));
+    let calls = Arc::new(CallLog::default());
+    let metrics = Arc::new(metrics::Metrics::new(calls.clone()));
     let server = start_metrics_server(args.metrics_addr, &metrics).await?;
-
-    let identity = replica_identity();
-    let mut leadership = None;
-    if args.leader_election {
-        match wait_to_lead(&client, &args, &namespace, &identity, &metrics).await? {
-            Some(l) => leadership = Some(l),
-            None => return Ok(()),
-        }
-    }
-    metrics.leader.set(1);
-
-    let ctx = context(&client, settings, registry, &metrics, &identity);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let Controllers {
-        controllers,
-        stores,
-        triggers,
-    } = controllers(&args, &client, &stop_rx);
-    let _ = ctx.stores.set(stores);
-    route_docker_events(signal_rx, triggers, ctx.clone());
-
-    let result = run_controllers(controllers, &ctx, &metrics, &stop_tx, &mut leadership).await;
-    metrics.leader.set(0);
-    if let Some(Leadership { leading, renewal }) = leadership {
-        // Dropping the receiver releases the lease for the next leader.
-        drop(leading);
-        let _ = tokio::time::timeout(Duration::from_secs(5), renewal).await;
-    }
+    let replica = Replica {
+        args: &args,
+        client,
+        namespace,
+        settings,
+        metrics,
+        calls,
+        identity: replica_identity(),
+        shutdown: shutdown_watch(),
+    };
+    let result = if args.leader_election {
+        replica.elect_and_lead().await
+    } else {
+        replica.metrics.leader.set(1);
+        replica.lead(Fence::open()).await.map(|_| ())
+    };
     server.abort();
     result
+}
+
+/// One replica of the operator, across its terms of leadership.
+struct Replica<'a> {
+    args: &'a OperatorArgs,
+    client: Client,
+    namespace: String,
+    settings: Settings,
+    metrics: Arc<metrics::Metrics>,
+    calls: Arc<CallLog>,
+    identity: String,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// How a term of leadership ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TermEnd {
+    /// The controllers stopped on their own.
+    Done,
+    /// SIGTERM: the passes under way finished first.
+    Shutdown,
+    /// The fence closed: the passes under way were cancelled.
+    Lost,
+}
+
+impl Replica<'_> {
+    /// Standby until leader, lead until the lease is lost, and again. A
+    /// standby is ready, so that a rollout can go on while another leads.
+    async fn elect_and_lead(&self) -> Result<(), OperatorError> {
+        let mut elector = Elector::new(
+            self.client.clone(),
+            &self.namespace,
+            &self.args.lease_name,
+            &self.identity,
+            lease::TIMING,
+        );
+        self.metrics.set_ready(true);
+        loop {
+            tracing::info!(lease = %self.args.lease_name, identity = %self.identity, "waiting to lead");
+            let mut shutdown = self.shutdown.clone();
+            let leading = tokio::select! {
+                l = elector.campaign() => l,
+                _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            };
+            self.metrics.leader.set(1);
+            let end = self.lead(leading.fence.clone()).await;
+            self.metrics.leader.set(0);
+            match end {
+                Ok(TermEnd::Lost) => {
+                    tracing::error!(
+                        "lost the lease: the passes under way were cancelled; standing by"
+                    );
+                    elector = leading
+                        .ended()
+                        .await
+                        .ok_or_else(|| OperatorError::Lease("the lease keeper failed".into()))?;
+                }
+                Ok(TermEnd::Done | TermEnd::Shutdown) => {
+                    leading.release().await;
+                    return Ok(());
+                }
+                Err(e) => {
+                    leading.release().await;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One term: fresh swarm views (their mutations behind `fence`), fresh
+    /// caches and controllers, until SIGTERM or the fence closes.
+    async fn lead(&self, fence: Fence) -> Result<TermEnd, OperatorError> {
+        let (signal_tx, signal_rx) = mpsc::channel(1024);
+        let gate = CallGate {
+            log: self.calls.clone(),
+            fence: fence.clone(),
+        };
+        let registry = Arc::new(Registry::new(signal_tx, gate));
+        let ctx = context(
+            &self.client,
+            self.settings.clone(),
+            registry,
+            &self.metrics,
+            &self.identity,
+            fence.clone(),
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let Controllers {
+            controllers,
+            stores,
+            triggers,
+        } = controllers(self.args, &self.client, &stop_rx);
+        let _ = ctx.stores.set(stores);
+        let routes = route_docker_events(signal_rx, triggers, ctx.clone());
+        let end = run_controllers(
+            controllers,
+            &ctx,
+            &self.metrics,
+            &stop_tx,
+            &fence,
+            self.shutdown.clone(),
+        )
+        .await;
+        for r in routes {
+            r.abort();
+        }
+        Ok(end)
+    }
 }
 
 fn settings(args: &OperatorArgs, namespace: &str) -> Result<Settings, OperatorError> {
@@ -271,45 +366,13 @@ fn replica_identity() -> String {
         .unwrap_or_else(|| format!("mvconf-{}", std::process::id()))
 }
 
-/// Standby until leader. A standby is ready, so that a rollout can go on
-/// while another replica leads. `None` when SIGTERM came first.
-async fn wait_to_lead(
-    client: &Client,
-    args: &OperatorArgs,
-    namespace: &str,
-    identity: &str,
-    metrics: &metrics::Metrics,
-) -> Result<Option<Leadership>, OperatorError> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(namespace)
-        .with_identity(identity)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await
-        .map_err(|e| OperatorError::Lease(e.to_string()))?;
-    let (mut leading, renewal) = manager.watch().await;
-    metrics.set_ready(true);
-    tracing::info!(lease = %args.lease_name, %identity, "waiting to lead");
-    let became = tokio::select! {
-        r = leading.wait_for(|leader| *leader) => { r.map(|_| true).map_err(|e| OperatorError::Lease(e.to_string()))? }
-        _ = shutdown_signal() => false,
-    };
-    if !became {
-        drop(leading);
-        let _ = renewal.await;
-        return Ok(None);
-    }
-    tracing::info!(%identity, "leading");
-    Ok(Some(Leadership { leading, renewal }))
-}
-
 fn context(
     client: &Client,
     settings: Settings,
     registry: Arc<Registry>,
     metrics: &Arc<metrics::Metrics>,
     identity: &str,
+    fence: Fence,
 ) -> Arc<Context> {
     let recorder = Recorder::new(
         client.clone(),
@@ -329,6 +392,8 @@ fn context(
         failures: Mutex::new(Default::default()),
         validated: Mutex::new(Default::default()),
         index: Mutex::new(Default::default()),
+        fence,
+        swarms: Mutex::new(Default::default()),
     })
 }
 
@@ -378,28 +443,32 @@ fn route_docker_events(
     signals: mpsc::Receiver<Signal>,
     triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>,
     ctx: Arc<Context>,
-) {
+) -> [JoinHandle<()>; 2] {
     let (route_tx, mut route_rx) = mpsc::channel::<ObjectRef<Guarded>>(1024);
-    tokio::spawn(controller::route(signals, route_tx, ctx));
-    tokio::spawn(async move {
+    let route = tokio::spawn(controller::route(signals, route_tx, ctx));
+    let fan_out = tokio::spawn(async move {
         while let Some(r) = route_rx.recv().await {
             for t in &triggers {
                 let _ = t.try_send(r.clone());
             }
         }
     });
+    [route, fan_out]
 }
 
-/// Runs the controllers until they end, SIGTERM, or the lease is lost; in
-/// the latter two the passes under way finish first, so that no change to
-/// a swarm is cut in half.
+/// Runs the controllers until they end, SIGTERM, or the fence closes. On
+/// SIGTERM the passes under way finish first, so that no change to a swarm
+/// is cut in half, unless the fence closes meanwhile. When the fence closes
+/// they are dropped at once: another replica may lead soon, and every
+/// Docker call they would still make is refused by the fence anyway.
 async fn run_controllers(
     controllers: Vec<Controller<Guarded>>,
     ctx: &Arc<Context>,
     metrics: &metrics::Metrics,
     stop_tx: &watch::Sender<bool>,
-    leadership: &mut Option<Leadership>,
-) -> Result<(), OperatorError> {
+    fence: &Fence,
+    mut shutdown: watch::Receiver<bool>,
+) -> TermEnd {
     let runs = controllers.into_iter().map(|c| {
         let ctx = ctx.clone();
         c.run(controller::reconcile, controller::error_policy, ctx)
@@ -411,32 +480,19 @@ async fn run_controllers(
     });
     let all = futures::future::join_all(runs);
     metrics.set_ready(true);
-
-    let lost = async {
-        match leadership {
-            Some(l) => {
-                let _ = l.leading.wait_for(|leader| !*leader).await;
-            }
-            None => futures::future::pending::<()>().await,
-        }
-    };
-    let mut result = Ok(());
     tokio::pin!(all);
     tokio::select! {
-        _ = &mut all => {},
-        _ = shutdown_signal() => {
+        _ = &mut all => TermEnd::Done,
+        _ = shutdown.wait_for(|s| *s) => {
             tracing::info!("SIGTERM: finishing running passes");
             let _ = stop_tx.send(true);
-            all.await;
+            tokio::select! {
+                _ = &mut all => TermEnd::Shutdown,
+                _ = fence.closed() => TermEnd::Lost,
+            }
         }
-        _ = lost => {
-            tracing::error!("lost the lease");
-            let _ = stop_tx.send(true);
-            all.await;
-            result = Err(OperatorError::LostLeadership);
-        }
+        _ = fence.closed() => TermEnd::Lost,
     }
-    result
 }
 
 /// A receiver as a stream, without another dependency.

@@ -224,6 +224,7 @@ pub struct Operator {
     pub metrics_port: u16,
     pub log: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -238,6 +239,11 @@ impl Operator {
     /// Starts `mvconf operator` on the lab (local mode through node1's
     /// socket), watching `ns`, with the Lease `lease`.
     pub fn start(ns: &str, lease: &str, extra: &[&str]) -> Operator {
+        Self::start_with(ns, lease, extra, &[])
+    }
+
+    /// As [`Operator::start`], with more environment (a KUBECONFIG of its own).
+    pub fn start_with(ns: &str, lease: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let metrics_port = free_port();
         let mut args: Vec<String> = vec![
             "operator".into(),
@@ -261,6 +267,10 @@ impl Operator {
             metrics_port,
             log,
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         op.spawn();
         op
@@ -272,10 +282,15 @@ impl Operator {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        // MVCONF_TEST_OPERATOR_BIN runs a test against another build (an
+        // older commit's, to see a test fail before its fix).
+        let bin = std::env::var("MVCONF_TEST_OPERATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mvconf").to_owned());
+        let child = Command::new(bin)
             .args(&self.args)
             .env("POD_NAME", format!("op-{}", self.metrics_port))
             .env("RUST_LOG", "info,mvconf=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -300,6 +315,11 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The sum of a metric's series whose line passes `keep`.
+    pub async fn metric_sum(&self, name: &str, keep: impl Fn(&str) -> bool) -> Option<f64> {
+        metric_sum(self.metrics_port, name, keep).await
+    }
+
     /// One metric's value from /metrics (first line starting with `name`).
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let body = http_get(self.metrics_port, "/metrics").await?;
@@ -320,6 +340,18 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The sum of the series of `name` (lines starting with it) that pass
+/// `keep`, from the /metrics on `port`; `None` when it does not answer.
+pub async fn metric_sum(port: u16, name: &str, keep: impl Fn(&str) -> bool) -> Option<f64> {
+    let body = http_get(port, "/metrics").await?;
+    Some(
+        body.lines()
+            .filter(|l| l.starts_with(name) && keep(l))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
 }
 
 /// Name of a binding for messages.
