@@ -192,6 +192,7 @@ fn mv_net() -> NetView {
         ip_range: None,
         parent: Some("mv0".into()),
         managed: true,
+        owner: None,
     }
 }
 
@@ -214,6 +215,7 @@ fn service(s: usize) -> ServiceView {
         global: false,
         uses_ingress: true,
         tasks: Vec::with_capacity(TASKS_PER_SERVICE),
+        owner: None,
     }
 }
 

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn mvconf(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mvconf"))
+    // MVCONF_TEST_OPERATOR_BIN: another build (to see a test fail first).
+    let bin = std::env::var("MVCONF_TEST_OPERATOR_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mvconf").to_owned());
+    Command::new(bin)
         .args(args)
         .env_remove("MVCONF_DCE_URL")
         .env("RUST_LOG", "warn")
@@ -965,4 +968,247 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_leads() {
     kube.delete(&ns.name, "fence").await;
     kube.wait_gone(&ns.name, "fence", Duration::from_secs(300))
         .await;
+}
+
+/// A conf.json for `mvconf -f`, in the temp directory.
+fn conf_file(name: &str, body: &serde_json::Value) -> String {
+    let p = std::env::temp_dir().join(format!("mvconf-{name}-{}.json", std::process::id()));
+    std::fs::write(&p, serde_json::to_string_pretty(body).unwrap()).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn output(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+// "Never two writers", 4: the CLI beside the operator. `mvconf up` planned
+// with no memory of the operator's reservations, and `down` disconnected
+// containers and removed networks a live MacvlanBinding keeps. Now the
+// operator's services carry its claim, and the CLI keeps them unless
+// --force.
+#[tokio::test]
+async fn the_cli_keeps_its_hands_off_what_the_operator_owns_unless_forced() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-cliown").await else {
+        return;
+    };
+    let svc = unique("flt-cliown-web");
+    let net = unique("flt-cliown-net");
+    let parent = lab.parent(0);
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let op = Operator::start(&ns.name, "cliown", &[]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "own",
+            &net,
+            98,
+            &parent,
+            &[(&svc, "192.168.98.10-192.168.98.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    let b = settled(&kube, &lab, &ns.name, "own", &net, 2).await;
+    let conf = conf_file(
+        "cliown",
+        &serde_json::json!({
+            "networks": [{"name": net, "subnet": "192.168.98.0/24", "gateway": "192.168.98.1", "parent": parent}],
+            "services": [{"name": svc, "network": net, "ip_pool": ["192.168.98.10-192.168.98.19"]}]
+        }),
+    );
+    let kept = format!("kept: {svc}: owned by MacvlanBinding {}/own", ns.name);
+
+    // A replaced slot: its address stays reserved for the replacement, and
+    // `up` meanwhile leaves the service to its owner.
+    let victim = b
+        .status
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .find(|r| r.state == RecordState::Bound)
+        .cloned()
+        .unwrap();
+    let k: usize = victim.node.trim_start_matches("node").parse().unwrap();
+    lab.docker(k, &["kill", &victim.container]);
+    let up = mvconf(&["-f", &conf, "up"]);
+    assert!(output(&up).contains(&kept), "{}", output(&up));
+    let again = kube
+        .wait_binding(&ns.name, "own", "the replacement bound", LONG, |b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.containers.iter().any(|r| {
+                    r.slot == victim.slot
+                        && r.state == RecordState::Bound
+                        && r.container != victim.container
+                })
+            })
+        })
+        .await;
+    assert_eq!(slot_ips(&again), slot_ips(&b), "a slot changed address");
+
+    // down: nothing moves, and it says why.
+    let before = docker_endpoints(&lab, &net);
+    let down = mvconf(&["-f", &conf, "down"]);
+    assert!(output(&down).contains(&kept), "{}", output(&down));
+    assert_eq!(docker_endpoints(&lab, &net), before, "{}", output(&down));
+    let status = mvconf(&["-f", &conf, "status"]);
+    assert!(
+        output(&status).contains("OWNER") && output(&status).contains(&format!("{}/own", ns.name)),
+        "{}",
+        output(&status)
+    );
+
+    // --force: it acts (and the operator, which owns it, binds it again).
+    let forced = mvconf(&["-f", &conf, "disconnect", "--force"]);
+    assert!(!output(&forced).contains("kept:"), "{}", output(&forced));
+    assert!(forced.status.success(), "{}", output(&forced));
+    assert!(
+        docker_endpoints(&lab, &net).len() < before.len(),
+        "--force changed nothing: {}",
+        output(&forced)
+    );
+    settled(&kube, &lab, &ns.name, "own", &net, 2).await;
+    drop(op);
+}
+
+// "Never two writers", 3: two installs (each with its own namespaces and
+// Lease) on one swarm were two allocators. The first claims the service;
+// the second refuses with a Conflict that names it, and nothing moves.
+#[tokio::test]
+async fn a_second_operator_install_on_the_same_swarm_refuses() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-inst1").await else {
+        return;
+    };
+    let ns2 = kube.namespace(&unique("flt-inst2"));
+    let svc = unique("flt-inst-web");
+    let net = unique("flt-inst-net");
+    let parent = lab.parent(1);
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let _one = Operator::start(&ns.name, "install", &[]);
+    let _two = Operator::start(&ns2.name, "install", &[]);
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "first",
+            &net,
+            99,
+            &parent,
+            &[(&svc, "192.168.99.10-192.168.99.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    let first = settled(&kube, &lab, &ns.name, "first", &net, 2).await;
+    kube.create(
+        &ns2.name,
+        &binding_yaml(
+            "second",
+            &net,
+            99,
+            &parent,
+            &[(&svc, "192.168.99.20-192.168.99.29")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    let second = kube
+        .wait_binding(&ns2.name, "second", "Conflict", LONG, |b| {
+            reason(b) == "Conflict"
+        })
+        .await;
+    let msg = &second.status.as_ref().unwrap().conditions[0].message;
+    assert!(
+        msg.contains(&format!("MacvlanBinding {}/first", ns.name)),
+        "{msg}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(docker_endpoints(&lab, &net), status_endpoints(&first));
+    // The refused one's cleanup leaves the first's service alone.
+    kube.delete(&ns2.name, "second").await;
+    kube.wait_gone(&ns2.name, "second", LONG).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(docker_endpoints(&lab, &net), status_endpoints(&first));
+    let (clean, report) = audit(&ns.name, "first");
+    assert!(clean, "{report:#}");
+}
+
+/// Turns the gateway's event-stream fault off, whatever happens.
+struct EventsFaultGuard;
+
+impl Drop for EventsFaultGuard {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+        let _ = Command::new(script)
+            .args(["gateway-fault", "events", "off"])
+            .output();
+    }
+}
+
+// "Never two writers", 6: a node's event stream that a proxy closes as soon
+// as it opens used to be retried at the first backoff step for ever (a
+// successful open reset it), and each reopening resynced the swarm's
+// bindings: passes without end. Now the backoff grows on such streams,
+// and reopenings within a second cost one pass.
+#[tokio::test]
+async fn event_streams_that_close_at_once_do_not_flood_the_swarm_with_passes() {
+    const WINDOW: Duration = Duration::from_secs(40);
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-flap").await else {
+        return;
+    };
+    let anon = std::env::var("MVCONF_LAB_DCE_ANON_URL").expect("MVCONF_LAB_DCE_ANON_URL");
+    let svc = unique("flt-flap-web");
+    let net = unique("flt-flap-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let op = Operator::start(
+        &ns.name,
+        "flap",
+        &[
+            "--endpoint-kind",
+            "dce",
+            "--endpoint-url",
+            &anon,
+            "--resync-seconds",
+            "300",
+        ],
+    );
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "flap",
+            &net,
+            95,
+            &lab.parent(2),
+            &[(&svc, "192.168.95.10-192.168.95.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "flap", &net, 2).await;
+    let _fault = EventsFaultGuard;
+    lab_script(&["gateway-fault", "events", "close"]);
+    let passes = || op.metric_sum("mvconf_reconciles_total", |_| true);
+    let before = passes().await.unwrap();
+    tokio::time::sleep(WINDOW).await;
+    let after = passes().await.unwrap();
+    let rate = (after - before) / WINDOW.as_secs_f64();
+    eprintln!(
+        "{} passes in {} s with every node's event stream closing at once: {rate:.2}/s",
+        after - before,
+        WINDOW.as_secs()
+    );
+    // Three nodes, each reconnecting at most every 10 s once its backoff
+    // has grown: about 0.3 passes per second; before, many per second.
+    assert!(rate <= 1.0, "{rate:.2} passes per second\n{}", op.logs());
+    lab_script(&["gateway-fault", "events", "off"]);
+    settled(&kube, &lab, &ns.name, "flap", &net, 2).await;
 }

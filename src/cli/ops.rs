@@ -7,7 +7,7 @@ use crate::cluster::Cluster;
 use crate::config;
 use crate::reconcile::apply::{ApplyOptions, Outcome};
 use crate::reconcile::report::Summary;
-use crate::reconcile::{Memory, Mode, Pass, Plan, Watcher};
+use crate::reconcile::{Memory, Mode, Ownership, Pass, Plan, Watcher};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -24,6 +24,10 @@ pub(crate) struct OpArgs {
     /// Nodes read at once when observing.
     #[arg(long, default_value_t = 32)]
     pub(crate) observe_concurrency: usize,
+    /// Act on services a MacvlanBinding owns too (their operator will undo
+    /// it): by default they, and the networks the operator made, are kept.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// Prints outcomes as they come: a bar on a terminal, lines otherwise.
@@ -149,6 +153,11 @@ pub(crate) async fn run(
         },
         observe_concurrency: args.observe_concurrency,
         dry_run: args.dry_run,
+        ownership: if args.force {
+            Ownership::Ignore
+        } else {
+            Ownership::Respect
+        },
         ..Pass::new(&loaded.desired, &memory, mode)
     };
     let shown = Shown {
@@ -157,6 +166,11 @@ pub(crate) async fn run(
     };
     let passed = pass.run(&cluster, &shown).await.map_err(CliError::Engine)?;
     let name = command_name(mode);
+    for (service, owner) in &passed.kept {
+        emit(&format!(
+            "kept: {service}: owned by {owner} (--force to act on it anyway)\n"
+        ))?;
+    }
     let p = &passed.applied.plan;
     if args.dry_run {
         emit(&p.to_string())?;

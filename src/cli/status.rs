@@ -51,6 +51,8 @@ pub(crate) enum Field {
     Network,
     Ingress,
     State,
+    /// The MacvlanBinding whose operator owns the service (`-` for none).
+    Owner,
 }
 
 /// The columns, in their default order.
@@ -64,6 +66,7 @@ pub(crate) const FIELDS: &[Field] = &[
     Field::Network,
     Field::Ingress,
     Field::State,
+    Field::Owner,
 ];
 
 impl Field {
@@ -79,6 +82,7 @@ impl Field {
             Field::Network => "NETWORK",
             Field::Ingress => "INGRESS",
             Field::State => "STATE",
+            Field::Owner => "OWNER",
         }
     }
 }
@@ -123,6 +127,9 @@ pub(crate) struct Row {
     pub(crate) node_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) message: Option<String>,
+    /// `namespace/name` of the MacvlanBinding that owns the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) owner: Option<String>,
 }
 
 impl Row {
@@ -143,6 +150,7 @@ impl Row {
             task_id: r.task.clone(),
             node_id: r.node_id.clone(),
             message: r.message.clone(),
+            owner: None,
         }
     }
 
@@ -173,6 +181,7 @@ impl Row {
                 Some(m) if self.state != RecordState::Bound => format!("{} ({m})", self.state),
                 _ => self.state.to_string(),
             },
+            Field::Owner => self.owner.clone().unwrap_or_else(|| "-".into()),
         }
     }
 }
@@ -254,7 +263,20 @@ pub(crate) async fn run(
     for problem in &p.problems {
         tracing::warn!("{problem}");
     }
-    let mut rows: Vec<Row> = p.records.iter().map(Row::from_record).collect();
+    let owners: std::collections::HashMap<&str, &str> = passed
+        .snapshot
+        .services
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.owner.as_ref()?.binding.as_str())))
+        .collect();
+    let mut rows: Vec<Row> = p
+        .records
+        .iter()
+        .map(|r| Row {
+            owner: owners.get(r.key.service.as_str()).map(|o| (*o).to_owned()),
+            ..Row::from_record(r)
+        })
+        .collect();
     rows.sort_by(|a, b| {
         sort.iter()
             .map(|f| sort_key(a, *f).cmp(&sort_key(b, *f)))
@@ -308,6 +330,7 @@ mod tests {
             task_id: "t".into(),
             node_id: "n".into(),
             message: None,
+            owner: None,
         }
     }
 

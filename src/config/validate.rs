@@ -121,6 +121,21 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// The same spec without these services.
+    pub(crate) fn without_services(&self, names: &std::collections::BTreeSet<&str>) -> Desired {
+        Desired {
+            networks: self.networks.clone(),
+            services: self
+                .services
+                .iter()
+                .filter(|s| !names.contains(s.name.as_str()))
+                .cloned()
+                .collect(),
+            endpoint: self.endpoint.clone(),
+            deletion_policy: self.deletion_policy,
+        }
+    }
+
     /// The spec in canonical form: trimmed addresses, ranges written
     /// `first-last`, single addresses alone, defaults filled in.
     pub(crate) fn to_spec(&self) -> MacvlanBindingSpec {

@@ -109,6 +109,10 @@ fn since_of(e: &Event) -> Option<String> {
     }
 }
 
+/// How long a stream must have stayed open for its end to count as a
+/// break of a healthy stream rather than one more failure to connect.
+const STABLE: Duration = Duration::from_secs(30);
+
 /// Follows one engine's events until the receiver is dropped, reconnecting
 /// with backoff (and resuming after the last event seen) when the stream
 /// breaks.
@@ -122,7 +126,7 @@ pub async fn watch(engine: Engine, tx: mpsc::Sender<Watch>, max_backoff: Duratio
     loop {
         match engine.events(since.as_deref()).await {
             Ok(mut stream) => {
-                backoff.reset();
+                let opened = std::time::Instant::now();
                 if tx
                     .send(Watch::Connected { node: node.clone() })
                     .await
@@ -172,6 +176,11 @@ pub async fn watch(engine: Engine, tx: mpsc::Sender<Watch>, max_backoff: Duratio
                     if tx.send(msg).await.is_err() {
                         return;
                     }
+                }
+                // Only a stream that stayed up starts the backoff anew: one
+                // that the engine (or a proxy) closes at once is a failure.
+                if opened.elapsed() >= STABLE {
+                    backoff.reset();
                 }
             }
             Err(error) => {

@@ -96,6 +96,53 @@ impl Engine {
         self.get("/services", &[]).await
     }
 
+    /// Sets (`Some`) or removes (`None`) labels of a service, by its ID.
+    /// The spec goes back exactly as the manager gave it, labels aside, so
+    /// nothing else changes and no task restarts; the version makes a
+    /// concurrent update fail instead of being overwritten.
+    pub(crate) async fn label_service(
+        &self,
+        id: &str,
+        changes: &[(&str, Option<String>)],
+    ) -> Result<()> {
+        let path = format!("/services/{}", segment(id));
+        let mut service: serde_json::Value = self.get(&path, &[]).await?;
+        let version = service["Version"]["Index"].as_u64().unwrap_or_default();
+        let mut spec = service["Spec"].take();
+        if !spec["Labels"].is_object() {
+            spec["Labels"] = json!({});
+        }
+        if let Some(labels) = spec["Labels"].as_object_mut() {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => labels.insert((*k).to_owned(), json!(v)),
+                    None => labels.remove(*k),
+                };
+            }
+        }
+        let bytes = serde_json::to_vec(&spec).map_err(|e| {
+            EngineError::new(
+                ErrorKind::Decode,
+                self.label(),
+                "POST /services/update",
+                None,
+                e.to_string(),
+            )
+        })?;
+        let query = [("version", version.to_string())];
+        self.t
+            .send(
+                Method::POST,
+                &format!("{path}/update"),
+                Some(bytes),
+                &query,
+                None,
+                false,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The service with exactly this name. Docker's name filter matches
     /// prefixes (`web` finds `web-admin`), so the answer is filtered again.
     pub async fn service(&self, name: &str) -> Result<Option<Service>> {

@@ -49,6 +49,9 @@ pub(crate) struct Settings {
     pub(crate) resync: Duration,
     pub(crate) observe_concurrency: usize,
     pub(crate) apply_per_node: usize,
+    /// This operator install, `namespace/lease`: the claim it puts on the
+    /// services it binds, so that another install on the swarm refuses.
+    pub(crate) install: String,
 }
 
 /// What a reconcile needs.
@@ -332,6 +335,14 @@ impl Context {
             },
             observe_concurrency: self.settings.observe_concurrency,
             ..Pass::new(desired, memory, mode)
+        }
+    }
+
+    /// The claim this install puts on a binding's services.
+    pub(crate) fn owner(&self, b: &MacvlanBinding) -> crate::reconcile::Owner {
+        crate::reconcile::Owner {
+            binding: format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any()),
+            install: self.settings.install.clone(),
         }
     }
 

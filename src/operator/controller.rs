@@ -19,7 +19,7 @@ use crate::fence::Fenced;
 use crate::reconcile::apply::{Applied, Ending};
 use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::report::leftovers;
-use crate::reconcile::{Memory, Mode, Observed, Pass, PlanOptions, Problem, Watcher};
+use crate::reconcile::{Memory, Mode, Observed, Ownership, Pass, PlanOptions, Problem, Watcher};
 use crate::retry;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -28,7 +28,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -270,9 +270,23 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             restore_ingress: true,
             ..Default::default()
         },
+        ownership: Ownership::Claim(ctx.owner(&b)),
         ..ctx.pass(&desired, &memory, Mode::Up)
     };
     let applied = match pass.run(&endpoint.cluster, &Follow(&endpoint)).await {
+        Ok(passed) if !passed.held_elsewhere.is_empty() => {
+            let held: Vec<String> = passed
+                .held_elsewhere
+                .iter()
+                .map(|(s, o)| format!("service {s} is owned by {o}"))
+                .collect();
+            let message = format!(
+                "touching nothing: {}; one operator install per swarm",
+                held.join("; ")
+            );
+            not_ready(ctx, &b, reasons::CONFLICT, message).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
         Ok(passed) => passed.applied,
         Err(e) => {
             not_ready(ctx, &b, engine_reason(e.kind), e.to_string()).await?;
@@ -443,11 +457,33 @@ async fn report(
     notes.publish(ctx, b).await;
 }
 
+/// Retain: everything stays, but the services are no longer claimed.
+async fn release_claims(ctx: &Context, b: &MacvlanBinding) -> Result<(), String> {
+    let Ok(desired) = validate(&b.spec, Dialect::Manifest) else {
+        // An invalid spec never reached Docker.
+        return Ok(());
+    };
+    let endpoint = ctx.endpoint_for(b).await.map_err(|e| e.to_string())?;
+    let memory = Memory::new();
+    let pass = Pass {
+        ownership: Ownership::Release(ctx.owner(b)),
+        ..ctx.pass(&desired, &memory, Mode::Observe)
+    };
+    pass.run(&endpoint.cluster, &())
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// The finalizer: applies the deletion policy on every node, and lets go
 /// only when it is done everywhere (a node that is down is retried).
 async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
     let mode = match b.spec.deletion_policy {
         DeletionPolicy::Retain => {
+            if let Err(e) = release_claims(ctx, &b).await {
+                let m = format!("cannot give up the claim on its services yet: {e}");
+                return Err(cleanup_pending(ctx, &b, m).await);
+            }
             publish(
                 ctx,
                 &b,
@@ -490,14 +526,30 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             keep_networks: keep,
             ..Default::default()
         },
+        ownership: Ownership::Release(ctx.owner(&b)),
         ..ctx.pass(&desired, &memory, mode)
     };
-    let applied = match pass.run(&endpoint.cluster, &()).await {
-        Ok(passed) => passed.applied,
+    let (applied, kept) = match pass.run(&endpoint.cluster, &()).await {
+        Ok(passed) => (passed.applied, passed.kept),
         Err(e) => {
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
     };
+    // Services another binding owns were left alone: not this cleanup's.
+    for (service, owner) in &kept {
+        let note = format!("service {service} left as it is: owned by {owner}");
+        publish(ctx, &b, false, "KeptOwned", note).await;
+    }
+    let kept_names: BTreeSet<&str> = kept.iter().map(|(s, _)| s.as_str()).collect();
+    let mut keep_networks = pass.plan.keep_networks.clone();
+    keep_networks.extend(
+        desired
+            .services
+            .iter()
+            .filter(|s| kept_names.contains(s.name.as_str()))
+            .map(|s| s.network.clone()),
+    );
+    let desired = desired.without_services(&kept_names);
     // Any failure keeps the finalizer: a refusal we do not understand is
     // no proof that nothing is left.
     let mut blocking: Vec<String> = applied.failures().map(ToString::to_string).collect();
@@ -527,7 +579,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             &seen.snapshot,
             &seen.applied.plan,
             mode == Mode::Down,
-            &pass.plan.keep_networks,
+            &keep_networks,
         ),
         Err(e) => vec![format!("cannot confirm: {e}")],
     };
@@ -635,7 +687,34 @@ pub(crate) async fn route(
     ctx: Arc<Context>,
 ) {
     let mut lost: BTreeSet<String> = BTreeSet::new();
-    while let Some(Signal { identity, watch }) = signals.recv().await {
+    // Swarms whose streams (re)opened, and when their resync is due: the
+    // nodes that reconnect together cost one pass of each binding there.
+    let mut resync: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        let due = resync.values().min().copied();
+        let signal = tokio::select! {
+            s = signals.recv() => match s {
+                Some(s) => s,
+                None => return,
+            },
+            _ = sleep_until_or_never(due) => {
+                let now = Instant::now();
+                let ready: Vec<String> = resync
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for identity in ready {
+                    resync.remove(&identity);
+                    let on = ctx.index.lock().unwrap_or_else(PoisonError::into_inner).on(&identity);
+                    if !trigger(&ctx, &triggers, on).await {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let Signal { identity, watch } = signal;
         let service = match &watch {
             Watch::Event { event, .. } => {
                 let Some(s) = event.actor.attributes.get(labels::SERVICE_NAME) else {
@@ -649,13 +728,16 @@ pub(crate) async fn route(
                         m.clear();
                     }
                 }
-                Some(s.clone())
+                s.clone()
             }
             Watch::Connected { node } => {
                 if lost.remove(node) {
                     tracing::info!(%node, endpoint = %identity, "Docker event stream restored; resyncing");
                 }
-                None
+                resync
+                    .entry(identity.clone())
+                    .or_insert_with(|| Instant::now() + RESYNC_COALESCE);
+                continue;
             }
             Watch::Lost { node, error } => {
                 if lost.insert(node.clone()) {
@@ -664,28 +746,49 @@ pub(crate) async fn route(
                 continue;
             }
         };
-        let bindings = {
-            let index = ctx.index.lock().unwrap_or_else(PoisonError::into_inner);
-            match &service {
-                Some(s) => index.naming(&identity, s),
-                None => index.on(&identity),
-            }
-        };
-        for (ns, name) in bindings {
-            let r = ObjectRef::<Guarded>::new(&name).within(&ns);
-            if !ctx.knows(&r) {
-                // Gone without a cleanup we saw (its finalizer removed by hand).
-                ctx.index
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&(ns, name));
-                continue;
-            }
-            if triggers.send(r).await.is_err() {
-                return;
-            }
+        let naming = ctx
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .naming(&identity, &service);
+        if !trigger(&ctx, &triggers, naming).await {
+            return;
         }
     }
+}
+
+/// How long the router waits for other nodes of a swarm to reconnect
+/// before it resyncs the swarm's bindings once.
+const RESYNC_COALESCE: Duration = Duration::from_secs(1);
+
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// Reconciles these bindings; `false` once the controllers are gone.
+async fn trigger(
+    ctx: &Context,
+    triggers: &mpsc::Sender<ObjectRef<Guarded>>,
+    bindings: impl IntoIterator<Item = (String, String)>,
+) -> bool {
+    for (ns, name) in bindings {
+        let r = ObjectRef::<Guarded>::new(&name).within(&ns);
+        if !ctx.knows(&r) {
+            // Gone without a cleanup we saw (its finalizer removed by hand).
+            ctx.index
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&(ns, name));
+            continue;
+        }
+        if triggers.send(r).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]

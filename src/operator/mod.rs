@@ -340,6 +340,7 @@ fn settings(args: &OperatorArgs, namespace: &str) -> Result<Settings, OperatorEr
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         observe_concurrency: 32,
         apply_per_node: args.apply_per_node.max(1),
+        install: format!("{namespace}/{}", args.lease_name),
     })
 }
 

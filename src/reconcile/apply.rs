@@ -10,6 +10,7 @@ use crate::config::validate::Network;
 use crate::engine::models::{Ipam, IpamConfig, NetworkCreate, labels};
 use crate::engine::{Engine, EngineError, ErrorKind};
 use crate::pool::Allocator;
+use crate::reconcile::Owner;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -28,6 +29,8 @@ pub(crate) struct ApplyOptions {
     pub(crate) nodes_at_once: usize,
     /// How many other addresses to try after "address in use".
     pub(crate) max_reallocations: u32,
+    /// The binding the networks this pass creates belong to (the operator).
+    pub(crate) owner: Option<Owner>,
 }
 
 impl Default for ApplyOptions {
@@ -36,6 +39,7 @@ impl Default for ApplyOptions {
             per_node: 4,
             nodes_at_once: 64,
             max_reallocations: 3,
+            owner: None,
         }
     }
 }
@@ -297,7 +301,10 @@ async fn run_one(
 ) -> Outcome {
     match action {
         Action::CreateNetwork { network, .. } => {
-            match engine.create_network(&network_body(network)).await {
+            match engine
+                .create_network(&network_body(network, opts.owner.as_ref()))
+                .await
+            {
                 Ok(created) if !created.warning.is_empty() => Outcome {
                     note: Some(format!("engine warning: {}", created.warning)),
                     ..outcome(action, Ending::Done)
@@ -366,7 +373,11 @@ async fn run_one(
 }
 
 /// The create body for a spec network, labelled as mvconf's.
-pub(crate) fn network_body(n: &Network) -> NetworkCreate {
+pub(crate) fn network_body(n: &Network, owner: Option<&Owner>) -> NetworkCreate {
+    let mut labels = HashMap::from([(labels::MANAGED_BY.to_owned(), "mvconf".to_owned())]);
+    for (k, v) in owner.iter().flat_map(|o| o.labels()) {
+        labels.insert(k.to_owned(), v.to_owned());
+    }
     NetworkCreate {
         name: n.name.clone(),
         driver: "macvlan".into(),
@@ -380,7 +391,7 @@ pub(crate) fn network_body(n: &Network) -> NetworkCreate {
             }],
         },
         options: HashMap::from([("parent".to_owned(), n.parent.clone())]),
-        labels: HashMap::from([(labels::MANAGED_BY.to_owned(), "mvconf".to_owned())]),
+        labels,
     }
 }
 

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 
 pub(crate) use apply::ApplyOptions;
 pub(crate) use observe::{Observed, observe};
-pub(crate) use pass::{Pass, Watcher};
+pub(crate) use pass::{Ownership, Pass, Watcher};
 pub use plan::{Memory, Mode, Plan, PlanOptions, plan};
 
 /// One observation of the whole swarm: plain data, no handles.
@@ -91,6 +91,8 @@ pub struct NetView {
     pub parent: Option<String>,
     /// Created by mvconf (it carries mvconf's label).
     pub managed: bool,
+    /// Created by the operator for this MacvlanBinding.
+    pub owner: Option<Owner>,
 }
 
 /// A container on one node, running or not.
@@ -120,6 +122,47 @@ pub struct EndpointView {
     pub requested: Option<Ipv4Addr>,
 }
 
+/// Who owns a service or a network: the MacvlanBinding named by its
+/// `io.mvconf.owner` label, and the operator install of `io.mvconf.install`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owner {
+    /// `namespace/name` of the MacvlanBinding.
+    pub binding: String,
+    /// `namespace/lease` of the operator install; empty when not given.
+    pub install: String,
+}
+
+impl Owner {
+    /// From Docker labels; `None` when nobody claims it.
+    pub(crate) fn from_labels(labels: &std::collections::HashMap<String, String>) -> Option<Owner> {
+        use crate::engine::models::labels;
+        let binding = labels.get(labels::OWNER).filter(|b| !b.is_empty())?;
+        Some(Owner {
+            binding: binding.clone(),
+            install: labels.get(labels::INSTALL).cloned().unwrap_or_default(),
+        })
+    }
+
+    /// The labels that say so.
+    pub(crate) fn labels(&self) -> [(&'static str, &str); 2] {
+        use crate::engine::models::labels;
+        [
+            (labels::OWNER, &self.binding),
+            (labels::INSTALL, &self.install),
+        ]
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MacvlanBinding {}", self.binding)?;
+        if !self.install.is_empty() {
+            write!(f, " (operator {})", self.install)?;
+        }
+        Ok(())
+    }
+}
+
 /// A service the spec names, with its tasks (all desired states, so that
 /// earlier containers of a slot are known).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,6 +172,8 @@ pub struct ServiceView {
     pub global: bool,
     pub uses_ingress: bool,
     pub tasks: Vec<TaskView>,
+    /// The operator's claim on it, from its labels.
+    pub owner: Option<Owner>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

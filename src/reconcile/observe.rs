@@ -2,7 +2,9 @@
 //! per node (networks, containers), the nodes read in parallel; the cost
 //! grows with nodes, never with containers times calls.
 
-use super::{ContainerView, EndpointView, NetView, NodeView, ServiceView, Snapshot, TaskView};
+use super::{
+    ContainerView, EndpointView, NetView, NodeView, Owner, ServiceView, Snapshot, TaskView,
+};
 use crate::cluster::{Cluster, ClusterNode};
 use crate::engine::models::{ContainerSummary, Network, labels};
 use crate::engine::{Engine, EngineError};
@@ -33,6 +35,7 @@ fn net_view(n: &Network) -> NetView {
             .labels
             .get(labels::MANAGED_BY)
             .is_some_and(|v| v == "mvconf"),
+        owner: Owner::from_labels(&n.labels),
     }
 }
 
@@ -165,6 +168,7 @@ pub(crate) async fn observe(
                 global: s.is_global(),
                 uses_ingress: s.uses_ingress(),
                 tasks,
+                owner: Owner::from_labels(&s.spec.labels),
             }
         })
         .collect();

@@ -4,13 +4,14 @@
 //! cleanup. A driver only chooses the inputs (desired state, memory, mode,
 //! options) and renders what happened; it never calls Docker itself.
 
-use super::Snapshot;
 use super::apply::{Applied, ApplyOptions, Outcome, apply};
 use super::observe::{Observed, observe};
 use super::plan::{Memory, Mode, Plan, PlanOptions, plan};
+use super::{Owner, Snapshot};
 use crate::cluster::Cluster;
 use crate::config::validate::Desired;
 use crate::engine::EngineError;
+use std::collections::BTreeSet;
 
 /// The inputs of one pass.
 #[derive(Debug, Clone)]
@@ -26,6 +27,26 @@ pub(crate) struct Pass<'a> {
     pub(crate) observe_concurrency: usize,
     /// Plan only: Docker is not changed.
     pub(crate) dry_run: bool,
+    pub(crate) ownership: Ownership,
+}
+
+/// How a pass treats the operator's claims on services: the
+/// `io.mvconf.owner` and `io.mvconf.install` labels of a service, which the
+/// operator puts there before it changes anything for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// Claims do not matter (the CLI's `--force`, `status`, the audit).
+    #[default]
+    Ignore,
+    /// The CLI: services a MacvlanBinding owns are kept as they are, and so
+    /// are their networks and the networks the operator created.
+    Respect,
+    /// The operator: claim the spec's services for this binding before
+    /// changing anything, unless another operator install holds one; then
+    /// change nothing.
+    Claim(Owner),
+    /// The operator's cleanup: give this binding's claims up after the pass.
+    Release(Owner),
 }
 
 /// What a driver hears while its pass runs, as it happens.
@@ -47,6 +68,12 @@ pub(crate) struct Passed {
     pub(crate) snapshot: Snapshot,
     /// The plan and each action's outcome (none for a dry run).
     pub(crate) applied: Applied,
+    /// [`Ownership::Respect`], [`Ownership::Release`]: services left alone,
+    /// and who owns them.
+    pub(crate) kept: Vec<(String, Owner)>,
+    /// [`Ownership::Claim`]: services another install holds; nothing was
+    /// changed (the plan is an observation).
+    pub(crate) held_elsewhere: Vec<(String, Owner)>,
 }
 
 impl<'a> Pass<'a> {
@@ -60,6 +87,7 @@ impl<'a> Pass<'a> {
             apply: ApplyOptions::default(),
             observe_concurrency: 32,
             dry_run: false,
+            ownership: Ownership::Ignore,
         }
     }
 
@@ -78,12 +106,48 @@ impl<'a> Pass<'a> {
             .collect();
         let observed = observe(cluster, &names, self.observe_concurrency).await?;
         watcher.observed(&observed);
+        let claims = Claims::of(&self.ownership, &observed.snapshot);
+        if !claims.held_elsewhere.is_empty() {
+            let plan = plan(
+                self.desired,
+                &observed.snapshot,
+                self.memory,
+                Mode::Observe,
+                &self.plan,
+            );
+            return Ok(Passed {
+                snapshot: observed.snapshot,
+                applied: Applied {
+                    plan,
+                    outcomes: Vec::new(),
+                },
+                kept: Vec::new(),
+                held_elsewhere: claims.held_elsewhere,
+            });
+        }
+        if !self.dry_run {
+            for (id, labels) in &claims.to_label {
+                cluster.manager().label_service(id, labels).await?;
+            }
+        }
+        let kept_names: BTreeSet<&str> = claims.kept.iter().map(|(s, _)| s.as_str()).collect();
+        let trimmed;
+        let desired = if kept_names.is_empty() {
+            self.desired
+        } else {
+            trimmed = self.desired.without_services(&kept_names);
+            &trimmed
+        };
+        let mut options = self.plan.clone();
+        options
+            .keep_networks
+            .extend(claims.keep_networks(self.desired));
         let plan = plan(
-            self.desired,
+            desired,
             &observed.snapshot,
             self.memory,
             self.mode,
-            &self.plan,
+            &options,
         );
         watcher.planned(&plan);
         let applied = if self.dry_run || plan.is_empty() {
@@ -92,14 +156,197 @@ impl<'a> Pass<'a> {
                 outcomes: Vec::new(),
             }
         } else {
-            apply(plan, &observed.engines, &self.apply, &|o| {
+            let mut apply_options = self.apply.clone();
+            if let Ownership::Claim(me) = &self.ownership {
+                apply_options.owner = Some(me.clone());
+            }
+            apply(plan, &observed.engines, &apply_options, &|o| {
                 watcher.outcome(o)
             })
             .await
         };
+        if !self.dry_run {
+            for (id, labels) in &claims.to_release {
+                cluster.manager().label_service(id, labels).await?;
+            }
+        }
         Ok(Passed {
             snapshot: observed.snapshot,
             applied,
+            kept: claims.kept,
+            held_elsewhere: Vec::new(),
         })
+    }
+}
+
+/// Label changes: (service ID, (label, value or `None` to remove)).
+type Labelling = Vec<(String, Vec<(&'static str, Option<String>)>)>;
+
+/// What the claims on the spec's services mean for one pass. Pure.
+#[derive(Debug, Default)]
+struct Claims {
+    kept: Vec<(String, Owner)>,
+    held_elsewhere: Vec<(String, Owner)>,
+    to_label: Labelling,
+    to_release: Labelling,
+    /// Networks the operator created (Respect).
+    owned_networks: BTreeSet<String>,
+}
+
+impl Claims {
+    fn of(ownership: &Ownership, snapshot: &Snapshot) -> Claims {
+        let mut c = Claims::default();
+        let owned = snapshot
+            .services
+            .iter()
+            .filter_map(|s| Some((s, s.owner.as_ref()?)));
+        match ownership {
+            Ownership::Ignore => {}
+            Ownership::Respect => {
+                c.kept = owned.map(|(s, o)| (s.name.clone(), o.clone())).collect();
+                c.owned_networks = snapshot
+                    .nodes
+                    .iter()
+                    .flat_map(|n| &n.networks)
+                    .filter(|n| n.owner.is_some())
+                    .map(|n| n.name.clone())
+                    .collect();
+            }
+            Ownership::Claim(me) => {
+                c.held_elsewhere = owned
+                    .filter(|(_, o)| o.install != me.install)
+                    .map(|(s, o)| (s.name.clone(), o.clone()))
+                    .collect();
+                let set = || me.labels().map(|(k, v)| (k, Some(v.to_owned()))).to_vec();
+                c.to_label = snapshot
+                    .services
+                    .iter()
+                    .filter(|s| s.owner.as_ref() != Some(me))
+                    .map(|s| (s.id.clone(), set()))
+                    .collect();
+            }
+            Ownership::Release(me) => {
+                // Whatever another binding owns is not this cleanup's.
+                let unset = || me.labels().map(|(k, _)| (k, None)).to_vec();
+                for (s, o) in owned {
+                    if o == me {
+                        c.to_release.push((s.id.clone(), unset()));
+                    } else {
+                        c.kept.push((s.name.clone(), o.clone()));
+                    }
+                }
+                c.owned_networks = snapshot
+                    .nodes
+                    .iter()
+                    .flat_map(|n| &n.networks)
+                    .filter(|n| n.owner.as_ref().is_some_and(|o| o != me))
+                    .map(|n| n.name.clone())
+                    .collect();
+            }
+        }
+        c
+    }
+
+    /// Networks a pass must not remove: those of the kept services, and
+    /// those the operator created (for another binding, on cleanup).
+    pub(crate) fn keep_networks(&self, desired: &Desired) -> BTreeSet<String> {
+        let kept: BTreeSet<&str> = self.kept.iter().map(|(s, _)| s.as_str()).collect();
+        desired
+            .services
+            .iter()
+            .filter(|s| kept.contains(s.name.as_str()))
+            .map(|s| s.network.clone())
+            .chain(self.owned_networks.iter().cloned())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::{NetView, NodeView, ServiceView};
+
+    fn owner(binding: &str, install: &str) -> Owner {
+        Owner {
+            binding: binding.into(),
+            install: install.into(),
+        }
+    }
+
+    fn snapshot(services: &[(&str, Option<Owner>)], net_owner: Option<Owner>) -> Snapshot {
+        Snapshot {
+            nodes: vec![NodeView {
+                id: "n1".into(),
+                networks: vec![NetView {
+                    name: "mv".into(),
+                    owner: net_owner,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            services: services
+                .iter()
+                .map(|(name, o)| ServiceView {
+                    id: format!("id-{name}"),
+                    name: (*name).into(),
+                    owner: o.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            missing_services: vec![],
+        }
+    }
+
+    #[test]
+    fn the_cli_keeps_owned_services_and_the_operators_networks() {
+        let me = owner("prod/bank", "mvconf/lease");
+        let s = snapshot(
+            &[("web", Some(me.clone())), ("free", None)],
+            Some(me.clone()),
+        );
+        let c = Claims::of(&Ownership::Respect, &s);
+        assert_eq!(c.kept, vec![("web".to_owned(), me)]);
+        assert!(c.owned_networks.contains("mv"));
+        assert!(c.to_label.is_empty() && c.to_release.is_empty());
+        let ignored = Claims::of(&Ownership::Ignore, &s);
+        assert!(ignored.kept.is_empty() && ignored.owned_networks.is_empty());
+    }
+
+    #[test]
+    fn the_operator_claims_what_is_free_or_its_own_installs_and_refuses_another_installs() {
+        let me = owner("prod/bank", "mvconf/lease");
+        let sibling = owner("prod/old", "mvconf/lease");
+        let stranger = owner("team/app", "team/lease");
+        let s = snapshot(
+            &[("a", None), ("b", Some(me.clone())), ("c", Some(sibling))],
+            None,
+        );
+        let c = Claims::of(&Ownership::Claim(me.clone()), &s);
+        assert!(c.held_elsewhere.is_empty());
+        let labelled: Vec<&str> = c.to_label.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(
+            labelled,
+            ["id-a", "id-c"],
+            "its own label is not written again"
+        );
+        let s = snapshot(&[("a", None), ("d", Some(stranger.clone()))], None);
+        let c = Claims::of(&Ownership::Claim(me), &s);
+        assert_eq!(c.held_elsewhere, vec![("d".to_owned(), stranger)]);
+    }
+
+    #[test]
+    fn cleanup_releases_its_own_claims_and_leaves_the_others_services_alone() {
+        let me = owner("prod/bank", "mvconf/lease");
+        let other = owner("prod/first", "mvconf/lease");
+        let s = snapshot(
+            &[("mine", Some(me.clone())), ("theirs", Some(other.clone()))],
+            Some(other.clone()),
+        );
+        let c = Claims::of(&Ownership::Release(me), &s);
+        let released: Vec<&str> = c.to_release.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(released, ["id-mine"]);
+        assert!(c.to_release[0].1.iter().all(|(_, v)| v.is_none()));
+        assert_eq!(c.kept, vec![("theirs".to_owned(), other)]);
+        assert!(c.owned_networks.contains("mv"));
     }
 }

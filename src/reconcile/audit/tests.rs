@@ -29,6 +29,7 @@ fn net(name: &str, subnet: &str) -> NetView {
         driver: "macvlan".into(),
         subnet: Some(subnet.into()),
         managed: true,
+        owner: None,
         ..Default::default()
     }
 }

@@ -53,6 +53,7 @@ fn mv_net() -> NetView {
         ip_range: None,
         parent: Some("mv0".into()),
         managed: true,
+        owner: None,
     }
 }
 
@@ -105,6 +106,7 @@ impl World {
             global,
             uses_ingress: true,
             tasks: vec![],
+            owner: None,
         });
         self
     }
