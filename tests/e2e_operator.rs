@@ -521,4 +521,10 @@ async fn the_same_swarm_under_another_url_is_the_same_swarm() {
     let again = kube.bindings(&ns.name).get("first").await.unwrap();
     assert!(ready(&again), "{:?}", again.status);
     assert_eq!(status_endpoints(&again), status_endpoints(&first));
+    // Gone before the operator is: a binding on another endpoint left
+    // behind would make every later `audit -A` incomplete.
+    for name in ["second", "first"] {
+        kube.delete(&ns.name, name).await;
+        kube.wait_gone(&ns.name, name, LONG).await;
+    }
 }
