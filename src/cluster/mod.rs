@@ -323,6 +323,11 @@ impl Cluster {
             .map(String::as_str)
     }
 
+    /// The swarm ID, when [`Cluster::swarm_id`] has found it.
+    pub(crate) fn known_swarm_id(&self) -> Option<&str> {
+        self.swarm_id.get().map(String::as_str)
+    }
+
     /// The swarm's nodes, each with its engine. Fails only when the manager
     /// cannot be asked; a node whose engine is down is still listed (its
     /// calls will fail with `Unreachable`).

@@ -352,6 +352,33 @@ impl Context {
         endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint).identity()
     }
 
+    /// What the event router knows a binding's swarm by: its cluster ID
+    /// once learnt, its endpoint's text before.
+    pub(crate) fn swarm_key(&self, b: &MacvlanBinding) -> String {
+        let identity = self.identity_of(b);
+        match self
+            .swarms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&identity)
+        {
+            Some(SwarmFound::Id(id)) => id.clone(),
+            _ => identity,
+        }
+    }
+
+    /// Indexes a binding for the Docker event router under `swarm`.
+    pub(crate) fn index_binding(&self, b: &MacvlanBinding, swarm: String) {
+        self.index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set(
+                (b.namespace().unwrap_or_default(), b.name_any()),
+                swarm,
+                b.spec.services.iter().map(|s| s.name.clone()).collect(),
+            );
+    }
+
     /// The swarm `endpoint` (the view of `b`) reaches: its cluster ID.
     pub(crate) async fn swarm_id(
         &self,

@@ -249,6 +249,7 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             return Ok(Action::requeue(backoff(ctx, &b)));
         }
     };
+    ctx.index_binding(&b, swarm.clone());
     let neighbours = neighbours(ctx, &b, &swarm).await;
     let others: Vec<(&MacvlanBinding, &Desired)> = neighbours
         .iter()
@@ -627,14 +628,9 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
     let ns = b.namespace().unwrap_or_default();
     let index_key = (ns.clone(), b.name_any());
     let deleting = b.metadata.deletion_timestamp.is_some();
-    ctx.index
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .set(
-            index_key.clone(),
-            ctx.identity_of(&b),
-            b.spec.services.iter().map(|s| s.name.clone()).collect(),
-        );
+    // Under its swarm's cluster ID once known (the pass indexes it again
+    // as soon as it learns it), its endpoint's text until then.
+    ctx.index_binding(&b, ctx.swarm_key(&b));
     let api: Api<MacvlanBinding> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, b, |event| async {
         match event {
@@ -704,9 +700,9 @@ pub(crate) async fn route(
                     .filter(|(_, at)| **at <= now)
                     .map(|(id, _)| id.clone())
                     .collect();
-                for identity in ready {
-                    resync.remove(&identity);
-                    let on = ctx.index.lock().unwrap_or_else(PoisonError::into_inner).on(&identity);
+                for swarm in ready {
+                    resync.remove(&swarm);
+                    let on = ctx.index.lock().unwrap_or_else(PoisonError::into_inner).on(&swarm);
                     if !trigger(&ctx, &triggers, on).await {
                         return;
                     }
@@ -714,7 +710,7 @@ pub(crate) async fn route(
                 continue;
             }
         };
-        let Signal { identity, watch } = signal;
+        let Signal { swarm, watch } = signal;
         let service = match &watch {
             Watch::Event { event, .. } => {
                 let Some(s) = event.actor.attributes.get(labels::SERVICE_NAME) else {
@@ -732,16 +728,16 @@ pub(crate) async fn route(
             }
             Watch::Connected { node } => {
                 if lost.remove(node) {
-                    tracing::info!(%node, endpoint = %identity, "Docker event stream restored; resyncing");
+                    tracing::info!(%node, %swarm, "Docker event stream restored; resyncing");
                 }
                 resync
-                    .entry(identity.clone())
+                    .entry(swarm.clone())
                     .or_insert_with(|| Instant::now() + RESYNC_COALESCE);
                 continue;
             }
             Watch::Lost { node, error } => {
                 if lost.insert(node.clone()) {
-                    tracing::warn!(%node, endpoint = %identity, %error, "Docker event stream lost; reconnecting");
+                    tracing::warn!(%node, %swarm, %error, "Docker event stream lost; reconnecting");
                 }
                 continue;
             }
@@ -750,7 +746,7 @@ pub(crate) async fn route(
             .index
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .naming(&identity, &service);
+            .naming(&swarm, &service);
         if !trigger(&ctx, &triggers, naming).await {
             return;
         }

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// A Docker event, tagged with the endpoint it came from.
+/// A Docker event, tagged with the swarm it came from (its cluster ID).
 #[derive(Debug, Clone)]
 pub(crate) struct Signal {
-    pub(crate) identity: String,
+    pub(crate) swarm: String,
     pub(crate) watch: Watch,
 }
 
@@ -45,6 +45,13 @@ impl EndpointState {
             return;
         };
         watched.retain(|_, h| !h.is_finished());
+        // Events are routed by swarm (its cluster ID, known by the time a
+        // pass follows its nodes), whatever URL this view spells.
+        let swarm = self
+            .cluster
+            .known_swarm_id()
+            .unwrap_or(&self.identity)
+            .to_owned();
         for (node_id, engine) in engines {
             if watched.contains_key(node_id) {
                 continue;
@@ -52,13 +59,13 @@ impl EndpointState {
             let (tx, mut rx) = mpsc::channel::<Watch>(256);
             let engine = engine.clone();
             let signals = self.signals.clone();
-            let identity = self.identity.clone();
+            let swarm = swarm.clone();
             let handle = tokio::spawn(async move {
                 let follow = tokio::spawn(watch(engine, tx, crate::retry::EVENT_STREAM.max));
                 while let Some(w) = rx.recv().await {
                     if signals
                         .send(Signal {
-                            identity: identity.clone(),
+                            swarm: swarm.clone(),
                             watch: w,
                         })
                         .await
