@@ -1212,3 +1212,285 @@ async fn event_streams_that_close_at_once_do_not_flood_the_swarm_with_passes() {
     lab_script(&["gateway-fault", "events", "off"]);
     settled(&kube, &lab, &ns.name, "flap", &net, 2).await;
 }
+
+// Tenancy (hardening): two bindings on one URL with different Secrets used
+// to swap the one shared connection on every pass; each swap reopened
+// every event stream, each reopening triggered passes: an endless loop
+// that leaked stream tasks. And an edit of the endpoint's settings (here
+// insecureSkipTlsVerify) was ignored until a restart.
+#[tokio::test]
+async fn two_credentials_on_one_url_keep_two_views_and_an_endpoint_edit_applies_at_once() {
+    const IDLE: Duration = Duration::from_secs(30);
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-views").await else {
+        return;
+    };
+    for (name, extra) in [
+        ("dce-a", ""),
+        ("dce-b", "  note: \"the same account, another Secret\"\n"),
+    ] {
+        let secret = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {}}}\nstringData:\n  username: {}\n  password: \"{}\"\n{extra}",
+            ns.name, lab.dce_user, lab.dce_password
+        );
+        let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&secret));
+        assert!(ok, "{out}");
+    }
+    let (svc_a, svc_b) = (unique("flt-views-a"), unique("flt-views-b"));
+    let (net_a, net_b) = (unique("flt-views-na"), unique("flt-views-nb"));
+    let _nets = lab.networks_guard(&[&net_a, &net_b]);
+    let _a = lab.service(&svc_a, Mode::Replicated(1));
+    let _b = lab.service(&svc_b, Mode::Replicated(1));
+    let op = Operator::start(&ns.name, "views", &["--resync-seconds", "300"]);
+    let endpoint = |url: &str, secret: &str, insecure: bool| {
+        format!(
+            "  endpoint: {{kind: Dce, url: \"{url}\", secretRef: {{name: {secret}}}, insecureSkipTlsVerify: {insecure}}}\n"
+        )
+    };
+    let yaml = |name: &str, net: &str, octet: u8, parent: &str, svc: &str, ep: String| {
+        binding_yaml(
+            name,
+            net,
+            octet,
+            parent,
+            &[(svc, &format!("192.168.{octet}.10-192.168.{octet}.19"))],
+            "Disconnect",
+        ) + &ep
+    };
+    let (pa, pb) = (lab.parent(3), lab.parent(4));
+    kube.create(
+        &ns.name,
+        &yaml(
+            "a",
+            &net_a,
+            88,
+            &pa,
+            &svc_a,
+            endpoint(&lab.dce_url, "dce-a", false),
+        ),
+    )
+    .await;
+    kube.create(
+        &ns.name,
+        &yaml(
+            "b",
+            &net_b,
+            89,
+            &pb,
+            &svc_b,
+            endpoint(&lab.dce_url, "dce-b", false),
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "a", &net_a, 1).await;
+    settled(&kube, &lab, &ns.name, "b", &net_b, 1).await;
+
+    // Idle: a handful of passes, and one stream per node per view.
+    let passes = || op.metric_sum("mvconf_reconciles_total", |_| true);
+    let streams = || op.metric_sum("mvconf_docker_event_streams", |_| true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = passes().await.unwrap();
+    let open = streams().await.unwrap();
+    tokio::time::sleep(IDLE).await;
+    let idle = passes().await.unwrap() - before;
+    eprintln!(
+        "idle: {idle} passes in {} s; {open} event streams",
+        IDLE.as_secs()
+    );
+    assert!(idle <= 6.0, "{idle} passes while idle\n{}", op.logs());
+    assert_eq!(open, 2.0 * lab.nodes as f64, "one stream per node per view");
+    assert_eq!(streams().await.unwrap(), open, "streams leak");
+
+    // An edit applies without a restart: over TLS with the lab's own CA
+    // unknown it fails; allowing any certificate (a lab only) heals it.
+    let tls_url = std::env::var("MVCONF_LAB_DCE_TLS_URL").expect("MVCONF_LAB_DCE_TLS_URL");
+    let spec = |insecure: bool| serde_json::json!({"endpoint": {"kind": "Dce", "url": tls_url, "secretRef": {"name": "dce-a"}, "insecureSkipTlsVerify": insecure}});
+    kube.patch_spec(&ns.name, "a", spec(false)).await;
+    kube.wait_binding(&ns.name, "a", "EndpointUnreachable", LONG, |b| {
+        reason(b) == "EndpointUnreachable"
+    })
+    .await;
+    kube.patch_spec(&ns.name, "a", spec(true)).await;
+    settled(&kube, &lab, &ns.name, "a", &net_a, 1).await;
+    // The views it left are closed, their streams with them.
+    common::wait_for("the old views closed", LONG, || async {
+        (streams().await == Some(open)).then_some(())
+    })
+    .await;
+    for name in ["a", "b"] {
+        kube.delete(&ns.name, name).await;
+        kube.wait_gone(&ns.name, name, LONG).await;
+    }
+}
+
+/// A listener that answers every connection with the same bytes, as a
+/// broken or hostile server would (socat, a real server program).
+struct Hostile(std::process::Child);
+
+impl Hostile {
+    /// `script` (sh) runs per connection, its output is the answer.
+    fn start(port: u16, script: &str) -> Hostile {
+        let file = std::env::temp_dir().join(format!("mvconf-hostile-{port}.sh"));
+        std::fs::write(&file, script).unwrap();
+        let child = Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+            .arg(format!("SYSTEM:sh {}", file.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat");
+        Hostile(child)
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A memory cgroup (v1) with a limit; removed on drop.
+struct MemoryCgroup(std::path::PathBuf);
+
+impl MemoryCgroup {
+    fn new(name: &str, bytes: u64) -> MemoryCgroup {
+        let dir = std::path::PathBuf::from("/sys/fs/cgroup/memory").join(name);
+        std::fs::create_dir_all(&dir).expect("a memory cgroup (v1, as root)");
+        std::fs::write(dir.join("memory.limit_in_bytes"), bytes.to_string()).unwrap();
+        MemoryCgroup(dir)
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
+    fn peak(&self) -> u64 {
+        std::fs::read_to_string(self.0.join("memory.max_usage_in_bytes"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+// Tenancy (hardening): an endpoint a binding names could answer a 1 GiB
+// body, an endless one, or redirects; the answer was read whole, so the
+// operator (its pod limited to 128 MiB) died and reconciled nobody's
+// bindings any more. Now answers are capped and redirects refused: the
+// binding says why, the others go on.
+#[tokio::test]
+async fn hostile_endpoints_get_a_clear_error_and_the_other_bindings_go_on() {
+    let _serial = SERIAL.lock().await;
+    let Some((lab, kube, ns)) = setup("flt-hostile").await else {
+        return;
+    };
+    let head = r#"printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'"#;
+    let big = free_port();
+    let endless = free_port();
+    let redirect = free_port();
+    let _servers = [
+        Hostile::start(
+            big,
+            &format!(
+                r#"{head}; printf 'Content-Length: 1073741824\r\n\r\n'; head -c 1073741824 /dev/zero"#
+            ),
+        ),
+        Hostile::start(
+            endless,
+            &format!(r#"{head}; printf '\r\n'; exec cat /dev/zero"#),
+        ),
+        Hostile::start(
+            redirect,
+            &format!(
+                r#"printf 'HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{redirect}/again\r\nContent-Length: 0\r\n\r\n'"#
+            ),
+        ),
+    ];
+    let svc = unique("flt-hostile-web");
+    let net = unique("flt-hostile-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(1));
+    let mut op = Operator::start(&ns.name, "hostile", &["--resync-seconds", "10"]);
+    let cgroup = MemoryCgroup::new(&format!("mvconf-test-{}", std::process::id()), 128 << 20);
+    cgroup.add(op.pid().unwrap());
+    kube.create(
+        &ns.name,
+        &binding_yaml(
+            "good",
+            &net,
+            93,
+            &lab.parent(5),
+            &[(&svc, "192.168.93.10-192.168.93.19")],
+            "Disconnect",
+        ),
+    )
+    .await;
+    settled(&kube, &lab, &ns.name, "good", &net, 1).await;
+    for (name, port) in [("big", big), ("endless", endless), ("redirect", redirect)] {
+        let yaml = format!(
+            "apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {{name: {name}}}\nspec:\n  endpoint: {{kind: Docker, url: \"http://127.0.0.1:{port}\"}}\n  networks:\n  - {{name: n-{name}, subnet: 192.168.77.0/24, gateway: 192.168.77.1, parent: mv0}}\n  services:\n  - {{name: s-{name}, network: n-{name}, ipPool: [192.168.77.10]}}\n"
+        );
+        kube.create(&ns.name, &yaml).await;
+    }
+    for (name, words) in [
+        ("big", "larger than"),
+        ("endless", "larger than"),
+        ("redirect", "redirect"),
+    ] {
+        let b = kube
+            .wait_binding(&ns.name, name, "EndpointUnreachable", LONG, |b| {
+                reason(b) == "EndpointUnreachable"
+            })
+            .await;
+        let msg = &b.status.as_ref().unwrap().conditions[0].message;
+        assert!(msg.contains(words), "{name}: {msg}");
+    }
+    // Still alive under its limit, still reconciling the others.
+    assert!(op.is_running(), "the operator died\n{}", op.logs());
+    lab.docker(1, &["service", "scale", "--detach", &format!("{svc}=3")]);
+    settled(&kube, &lab, &ns.name, "good", &net, 3).await;
+    assert!(op.is_running(), "the operator died\n{}", op.logs());
+    eprintln!(
+        "peak memory under the 128 MiB limit: {} MiB",
+        cgroup.peak() >> 20
+    );
+    // Cleanup through an endpoint that never answers cannot be confirmed:
+    // their finalizers stay until removed by hand, as here.
+    for name in ["big", "endless", "redirect", "good"] {
+        kube.delete(&ns.name, name).await;
+    }
+    for name in ["big", "endless", "redirect"] {
+        let (ok, out) = kube.kubectl(
+            &[
+                "-n",
+                &ns.name,
+                "patch",
+                "mvb",
+                name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ],
+            None,
+        );
+        assert!(ok, "{out}");
+    }
+    for name in ["big", "endless", "redirect", "good"] {
+        kube.wait_gone(&ns.name, name, LONG).await;
+    }
+    op.kill();
+}

@@ -26,7 +26,7 @@ pub(crate) const DOCKER_PORT: u16 = 2375;
 pub(crate) const DOCKER_TLS_PORT: u16 = 2376;
 
 /// Where the swarm's engines are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// The local engine (`DOCKER_HOST`, else `/var/run/docker.sock`), which
     /// is the swarm manager; other nodes at their swarm address + `node_port`.
@@ -49,6 +49,19 @@ pub enum Endpoint {
     },
 }
 
+/// `url` without any `user:password@`, for names, logs and errors (such a
+/// URL is refused anyway, but its refusal must not print it).
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Endpoint {
     /// Short identity, one per swarm: bindings on the same identity share
     /// one view of allocations.
@@ -60,8 +73,8 @@ impl Endpoint {
                     .as_deref()
                     .unwrap_or("unix:///var/run/docker.sock")
             ),
-            Endpoint::Docker { manager, .. } => format!("docker:{manager}"),
-            Endpoint::Dce { url, .. } => format!("dce:{url}"),
+            Endpoint::Docker { manager, .. } => format!("docker:{}", without_userinfo(manager)),
+            Endpoint::Dce { url, .. } => format!("dce:{}", without_userinfo(url)),
         }
     }
 
@@ -472,6 +485,25 @@ pub(crate) fn parse_ip_map(v: &serde_json::Value) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_with_credentials_is_refused_and_never_printed() {
+        let endpoint = Endpoint::Dce {
+            url: "https://admin:s3cret@dce.example.com/".into(),
+            node_prefix: "/api".into(),
+        };
+        assert_eq!(endpoint.identity(), "dce:https://dce.example.com/");
+        let e = Cluster::new(ClusterConfig {
+            endpoint: Some(endpoint),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("credentials in a URL") && !e.contains("s3cret"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn reads_both_spellings_of_the_ip_map() {

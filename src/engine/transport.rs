@@ -88,6 +88,10 @@ pub struct Limits {
     pub(crate) idle_per_host: usize,
     /// Attempts for idempotent reads that fail transiently.
     pub(crate) read_attempts: u32,
+    /// The largest answer read; a bigger one is an error, never a reason
+    /// to run out of memory. Sized for a node's containers or a large
+    /// service's tasks, far below the operator's memory limit.
+    pub(crate) max_body: usize,
 }
 
 impl Default for Limits {
@@ -97,6 +101,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             idle_per_host: 8,
             read_attempts: 3,
+            max_body: 32 << 20,
         }
     }
 }
@@ -108,6 +113,18 @@ pub(crate) struct CallLog {
     counts: Mutex<BTreeMap<(String, &'static str, u16), u64>>,
     fenced: AtomicU64,
     last_mutation_ms: AtomicU64,
+    /// Event streams being followed now.
+    streams: AtomicU64,
+}
+
+/// Counts one followed event stream while it lives.
+#[derive(Debug)]
+pub(crate) struct StreamCount(Arc<CallLog>);
+
+impl Drop for StreamCount {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl CallLog {
@@ -131,6 +148,17 @@ impl CallLog {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.last_mutation_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Counts a followed stream until the count is dropped.
+    pub(crate) fn stream(self: &Arc<Self>) -> StreamCount {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        StreamCount(self.clone())
+    }
+
+    /// Event streams followed now.
+    pub(crate) fn streams(&self) -> u64 {
+        self.streams.load(Ordering::Relaxed)
     }
 
     /// Mutations the fence stopped.
@@ -192,19 +220,32 @@ impl Address {
         }
         if let Some(rest) = url.strip_prefix("tcp://") {
             let scheme = if tls { "https" } else { "http" };
-            return Ok(Address::Http(format!(
-                "{scheme}://{}",
-                rest.trim_end_matches('/')
-            )));
+            let http = format!("{scheme}://{}", rest.trim_end_matches('/'));
+            no_userinfo(&http)?;
+            return Ok(Address::Http(http));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
-            Url::parse(url).map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+            no_userinfo(url)?;
             return Ok(Address::Http(url.trim_end_matches('/').to_owned()));
         }
         Err(format!(
             "{url:?}: expected unix://, tcp://, http:// or https://"
         ))
     }
+}
+
+/// A URL must not carry credentials (`user:pass@host`): they belong in a
+/// Secret or the login file, never in a spec, a flag or a log line. The
+/// error does not repeat the URL.
+fn no_userinfo(url: &str) -> Result<(), String> {
+    let parsed = Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(
+            "credentials in a URL (user:password@host) are refused: give them as a Secret or with mvconf login"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Builds reqwest clients; one per unix socket, one shared by TCP engines
@@ -225,6 +266,8 @@ pub(crate) fn build_client(
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_keepalive(Duration::from_secs(30))
         .no_proxy()
+        // A redirect could lead the credentials elsewhere: never followed.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("mvconf/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = socket {
         b = b.unix_socket(path.clone());
@@ -278,22 +321,50 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 }
 
 /// Engines answer errors as `{"message": "..."}`; proxies answer HTML.
-/// Returns the message and whether it was the engine's own.
+/// Returns the message and whether it was the engine's own. Whatever a
+/// server answers ends up in status and Events, so only a short, printable
+/// message is kept: the engine's own, or an HTML page's title; never the
+/// body of some other server.
 fn error_message(body: &[u8]) -> (String, bool) {
     #[derive(serde::Deserialize)]
     struct Msg {
         message: String,
     }
     if let Ok(m) = serde_json::from_slice::<Msg>(body) {
-        return (m.message, true);
+        return (printable(&m.message, 300), true);
     }
     let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut short: String = text.chars().take(300).collect();
-    if text.chars().count() > 300 {
+    let title = text
+        .find("<title>")
+        .and_then(|a| {
+            let rest = &text[a + 7..];
+            rest.find("</title>").map(|b| &rest[..b])
+        })
+        .map(|t| printable(t, 80))
+        .filter(|t| !t.is_empty());
+    let what = match title {
+        Some(t) => format!("an answer that is not the engine's: {t:?}"),
+        None => format!("an answer that is not the engine's ({} bytes)", body.len()),
+    };
+    (what, false)
+}
+
+/// `s` on one line, without control characters, at most `max` characters.
+fn printable(s: &str, max: usize) -> String {
+    let clean: String = s
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if clean.chars().count() > max {
+        let mut short: String = clean.chars().take(max).collect();
         short.push('…');
+        short
+    } else {
+        clean
     }
-    (short, false)
 }
 
 /// Percent-encodes one path segment (names and IDs we put in paths).
@@ -337,6 +408,57 @@ impl Transport {
 
     pub(crate) fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The answer's body, at most `limits.max_body` bytes: a bigger one (a
+    /// hostile or broken server's, or an endless one) is an error as soon
+    /// as it passes the limit, never held whole in memory.
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+        request: &str,
+        status: u16,
+    ) -> Result<bytes::Bytes, EngineError> {
+        let limit = self.limits.max_body;
+        let too_large = || {
+            self.err(
+                ErrorKind::Decode,
+                request,
+                Some(status),
+                format!("the answer is larger than {} MiB; not read", limit >> 20),
+            )
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+        {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body.freeze()),
+                Err(e) => {
+                    let kind = if e.is_timeout() {
+                        ErrorKind::Timeout
+                    } else {
+                        ErrorKind::Unreachable
+                    };
+                    return Err(self.err(
+                        kind,
+                        request,
+                        Some(status),
+                        format!("reading the answer: {}", transport_reason(&e)),
+                    ));
+                }
+            }
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -491,23 +613,19 @@ impl Transport {
             }
         };
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                ErrorKind::Timeout
-            } else {
-                ErrorKind::Unreachable
-            };
-            self.err(
-                kind,
-                request,
-                Some(status),
-                format!("reading the answer: {}", transport_reason(&e)),
-            )
-        })?;
+        let body = self.read_body(resp, request, status).await?;
         self.gate.log.record(&self.label, method_name, status);
         tracing::debug!(node = %self.label, %request, status, ms = started.elapsed().as_millis() as u64, "docker api");
         if (200..300).contains(&status) || status == 304 {
             return Ok(Answer { status, body });
+        }
+        if (300..400).contains(&status) {
+            return Err(self.err(
+                ErrorKind::Unreachable,
+                request,
+                Some(status),
+                "the server answered with a redirect, which mvconf never follows: give the final URL",
+            ));
         }
         let (message, from_engine) = error_message(&body);
         Err(self.err(
@@ -560,7 +678,10 @@ impl Transport {
         if (200..300).contains(&status) {
             return Ok(resp);
         }
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = self
+            .read_body(resp, &request, status)
+            .await
+            .unwrap_or_default();
         let (message, from_engine) = error_message(&body);
         Err(self.err(
             classify(status, &message, from_engine),
@@ -686,5 +807,42 @@ mod tests {
         let html = "<html>".repeat(200);
         let (m, from_engine) = error_message(html.as_bytes());
         assert!(m.chars().count() <= 301 && !from_engine);
+    }
+
+    // Tenancy: whatever a server a binding points at answers used to be
+    // copied (300 characters of it) into status and Events.
+    #[test]
+    fn another_servers_answer_is_never_copied_only_a_page_title() {
+        let secret_page = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon";
+        let (m, from_engine) = error_message(secret_page.as_bytes());
+        assert!(!from_engine);
+        assert!(!m.contains("root:x"), "{m}");
+        assert!(m.contains(&format!("{} bytes", secret_page.len())), "{m}");
+        let page = "<html><head><title>502 Bad\r\n  Gateway\u{7}</title></head><body>internal</body></html>";
+        let (m, _) = error_message(page.as_bytes());
+        assert!(
+            m.contains("\"502 Bad Gateway\"") && !m.contains("internal"),
+            "{m}"
+        );
+        let long = format!(r#"{{"message":"{}\u0000end"}}"#, "x".repeat(400));
+        let (m, from_engine) = error_message(long.as_bytes());
+        assert!(
+            from_engine && m.chars().count() == 301 && !m.contains('\0'),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_repeating_them() {
+        for url in [
+            "https://admin:s3cret@dce.example.com",
+            "http://admin@10.0.0.1:2375",
+            "tcp://admin:s3cret@10.0.0.1:2375",
+        ] {
+            let e = Address::parse(url, false).unwrap_err();
+            assert!(e.contains("credentials in a URL"), "{e}");
+            assert!(!e.contains("s3cret") && !e.contains("admin"), "{e}");
+        }
+        assert!(Address::parse("https://dce.example.com:443/", false).is_ok());
     }
 }

@@ -272,7 +272,19 @@ impl Context {
             limits: self.settings.limits.clone(),
             api_version: self.settings.api_version.clone(),
         };
-        Ok(self.registry.get(&identity, fingerprint, config)?)
+        // The whole effective configuration picks the view: an edit of any
+        // of it applies at once, and two bindings with different
+        // credentials on one URL each keep theirs.
+        let mut h = DefaultHasher::new();
+        (
+            &config.endpoint,
+            fingerprint,
+            config.tls.insecure_skip_verify,
+            &config.api_version,
+        )
+            .hash(&mut h);
+        let binding = format!("{ns}/{}", b.name_any());
+        Ok(self.registry.get(&binding, &identity, h.finish(), config)?)
     }
 
     /// Every binding the operator sees that could be read, shared with the
@@ -365,6 +377,16 @@ impl Context {
             Some(SwarmFound::Id(id)) => id.clone(),
             _ => identity,
         }
+    }
+
+    /// A binding is gone: out of the event router's index, and its endpoint
+    /// view closed unless another binding uses it.
+    pub(crate) fn forget(&self, key: (String, String)) {
+        self.registry.forget(&format!("{}/{}", key.0, key.1));
+        self.index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
     }
 
     /// Indexes a binding for the Docker event router under `swarm`.

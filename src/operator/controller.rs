@@ -612,10 +612,7 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
         Err(e) => {
             // A malformed object is reported and skipped; the others go on.
             tracing::warn!(object = %obj.name_any(), error = %e, "cannot read a MacvlanBinding");
-            ctx.index
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&(obj.namespace().unwrap_or_default(), obj.name_any()));
+            ctx.forget((obj.namespace().unwrap_or_default(), obj.name_any()));
             ctx.metrics
                 .reconciles
                 .get_or_create(&ResultLabels {
@@ -642,10 +639,7 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if deleting && result.is_ok() {
         // Cleaned up: its containers' events concern it no more.
-        ctx.index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&index_key);
+        ctx.forget(index_key);
     }
     ctx.metrics
         .reconcile_seconds
@@ -774,10 +768,7 @@ async fn trigger(
         let r = ObjectRef::<Guarded>::new(&name).within(&ns);
         if !ctx.knows(&r) {
             // Gone without a cleanup we saw (its finalizer removed by hand).
-            ctx.index
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&(ns, name));
+            ctx.forget((ns, name));
             continue;
         }
         if triggers.send(r).await.is_err() {

@@ -22,7 +22,6 @@ pub(crate) struct Signal {
 #[derive(Debug)]
 pub(crate) struct EndpointState {
     pub(crate) identity: String,
-    fingerprint: u64,
     pub(crate) cluster: Cluster,
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
     signals: mpsc::Sender<Signal>,
@@ -60,7 +59,9 @@ impl EndpointState {
             let engine = engine.clone();
             let signals = self.signals.clone();
             let swarm = swarm.clone();
+            let count = self.cluster.calls().stream();
             let handle = tokio::spawn(async move {
+                let _count = count;
                 let follow = tokio::spawn(watch(engine, tx, crate::retry::EVENT_STREAM.max));
                 while let Some(w) = rx.recv().await {
                     if signals
@@ -81,51 +82,84 @@ impl EndpointState {
     }
 }
 
-/// Every swarm the operator talks to.
+/// Every swarm the operator talks to: one view per effective endpoint
+/// configuration (URL, node addressing, credentials, TLS settings), shared
+/// by the bindings that use exactly that. An edit of any of it gives the
+/// binding a new view; a view no binding uses any more is dropped, and its
+/// event streams with it.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    states: Mutex<HashMap<String, Arc<EndpointState>>>,
+    states: Mutex<Views>,
     signals: mpsc::Sender<Signal>,
     /// Counts every call of every endpoint (for metrics), and fences their
     /// mutations with this leadership term.
     gate: CallGate,
 }
 
+#[derive(Debug, Default)]
+struct Views {
+    by_config: HashMap<u64, Arc<EndpointState>>,
+    /// Which view each binding (`namespace/name`) uses.
+    used_by: HashMap<String, u64>,
+}
+
+impl Views {
+    /// Drops the view `config` when no binding uses it.
+    fn prune(&mut self, config: u64) {
+        if !self.used_by.values().any(|c| *c == config)
+            && let Some(old) = self.by_config.remove(&config)
+        {
+            tracing::info!(endpoint = %old.identity, "endpoint settings changed or unused: its view is closed");
+        }
+    }
+}
+
 impl Registry {
     pub(crate) fn new(signals: mpsc::Sender<Signal>, gate: CallGate) -> Self {
         Self {
-            states: Mutex::new(HashMap::new()),
+            states: Mutex::new(Views::default()),
             signals,
             gate,
         }
     }
 
-    /// The view for `identity` with these credentials; built on first use
-    /// and rebuilt when the credentials change.
+    /// The view `binding` uses: the one for `config` (a hash of the whole
+    /// effective endpoint configuration), built on first use.
     pub(crate) fn get(
         &self,
+        binding: &str,
         identity: &str,
-        fingerprint: u64,
+        config_key: u64,
         config: ClusterConfig,
     ) -> Result<Arc<EndpointState>, ConfigError> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = states
-            .get(identity)
-            .filter(|s| s.fingerprint == fingerprint)
+        let mut views = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = match views.by_config.get(&config_key) {
+            Some(s) => s.clone(),
+            None => {
+                let cluster = Cluster::gated(config, self.gate.clone())?;
+                let state = Arc::new(EndpointState {
+                    identity: identity.to_owned(),
+                    cluster,
+                    watchers: Mutex::new(HashMap::new()),
+                    signals: self.signals.clone(),
+                });
+                views.by_config.insert(config_key, state.clone());
+                state
+            }
+        };
+        if let Some(before) = views.used_by.insert(binding.to_owned(), config_key)
+            && before != config_key
         {
-            return Ok(s.clone());
-        }
-        let cluster = Cluster::gated(config, self.gate.clone())?;
-        let state = Arc::new(EndpointState {
-            identity: identity.to_owned(),
-            fingerprint,
-            cluster,
-            watchers: Mutex::new(HashMap::new()),
-            signals: self.signals.clone(),
-        });
-        if states.insert(identity.to_owned(), state.clone()).is_some() {
-            tracing::info!(endpoint = identity, "credentials changed: reconnecting");
+            views.prune(before);
         }
         Ok(state)
+    }
+
+    /// A binding is gone: its view closes unless another binding uses it.
+    pub(crate) fn forget(&self, binding: &str) {
+        let mut views = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(before) = views.used_by.remove(binding) {
+            views.prune(before);
+        }
     }
 }

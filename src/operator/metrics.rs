@@ -75,6 +75,13 @@ impl Collector for Calls {
             None,
             fenced.metric_type(),
         )?)?;
+        let streams = ConstGauge::new(i64::try_from(self.0.streams()).unwrap_or(i64::MAX));
+        streams.encode(encoder.encode_descriptor(
+            "mvconf_docker_event_streams",
+            "Docker event streams followed now (one per node per endpoint view)",
+            None,
+            streams.metric_type(),
+        )?)?;
         // Seconds, with the milliseconds kept.
         let last = ConstGauge::new(self.0.last_mutation_ms() as f64 / 1000.0);
         last.encode(encoder.encode_descriptor(
