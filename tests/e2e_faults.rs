@@ -10,7 +10,8 @@
 mod common;
 
 use common::e2e::*;
-use common::k8s::{Kube, Operator};
+use common::k8s::{Kube, Operator, free_port};
+use common::text;
 use common::{Lab, Mode, unique};
 use mvconf::crd::{MacvlanBinding, RecordState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -621,14 +622,15 @@ async fn the_operator_is_killed_in_the_middle_of_a_large_plan_alone_and_as_leade
         .await;
 }
 
-/// Turns the gateway's disconnect fault off, whatever happens.
-struct GatewayFaultGuard;
+/// Turns one of the gateway's faults (`disconnect`, `events`) off,
+/// whatever happens.
+struct GatewayFaultGuard(&'static str);
 
 impl Drop for GatewayFaultGuard {
     fn drop(&mut self) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
         let _ = Command::new(script)
-            .args(["gateway-fault", "disconnect", "off"])
+            .args(["gateway-fault", self.0, "off"])
             .output();
     }
 }
@@ -643,7 +645,7 @@ async fn cleanup_through_a_failing_gateway_keeps_the_finalizer_until_docker_show
     let Some((lab, kube, ns)) = setup("flt-clean").await else {
         return;
     };
-    let _fault = GatewayFaultGuard;
+    let _fault = GatewayFaultGuard("disconnect");
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: dce-admin, namespace: {}}}\nstringData:\n  username: {}\n  password: \"{}\"\n",
         ns.name, lab.dce_user, lab.dce_password
@@ -970,21 +972,6 @@ async fn a_leader_cut_off_from_the_apiserver_stops_before_the_standby_leads() {
         .await;
 }
 
-/// A conf.json for `mvconf -f`, in the temp directory.
-fn conf_file(name: &str, body: &serde_json::Value) -> String {
-    let p = std::env::temp_dir().join(format!("mvconf-{name}-{}.json", std::process::id()));
-    std::fs::write(&p, serde_json::to_string_pretty(body).unwrap()).unwrap();
-    p.to_string_lossy().into_owned()
-}
-
-fn output(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 // "Never two writers", 4: the CLI beside the operator. `mvconf up` planned
 // with no memory of the operator's reservations, and `down` disconnected
 // containers and removed networks a live MacvlanBinding keeps. Now the
@@ -1015,13 +1002,14 @@ async fn the_cli_keeps_its_hands_off_what_the_operator_owns_unless_forced() {
     )
     .await;
     let b = settled(&kube, &lab, &ns.name, "own", &net, 2).await;
-    let conf = conf_file(
+    let conf_path = common::write_conf(
         "cliown",
         &serde_json::json!({
             "networks": [{"name": net, "subnet": "192.168.98.0/24", "gateway": "192.168.98.1", "parent": parent}],
             "services": [{"name": svc, "network": net, "ip_pool": ["192.168.98.10-192.168.98.19"]}]
         }),
     );
+    let conf = conf_path.to_string_lossy().into_owned();
     let kept = format!("kept: {svc}: owned by MacvlanBinding {}/own", ns.name);
 
     // A replaced slot: its address stays reserved for the replacement, and
@@ -1038,7 +1026,7 @@ async fn the_cli_keeps_its_hands_off_what_the_operator_owns_unless_forced() {
     let k: usize = victim.node.trim_start_matches("node").parse().unwrap();
     lab.docker(k, &["kill", &victim.container]);
     let up = mvconf(&["-f", &conf, "up"]);
-    assert!(output(&up).contains(&kept), "{}", output(&up));
+    assert!(text(&up).contains(&kept), "{}", text(&up));
     let again = kube
         .wait_binding(&ns.name, "own", "the replacement bound", LONG, |b| {
             b.status.as_ref().is_some_and(|s| {
@@ -1055,23 +1043,23 @@ async fn the_cli_keeps_its_hands_off_what_the_operator_owns_unless_forced() {
     // down: nothing moves, and it says why.
     let before = docker_endpoints(&lab, &net);
     let down = mvconf(&["-f", &conf, "down"]);
-    assert!(output(&down).contains(&kept), "{}", output(&down));
-    assert_eq!(docker_endpoints(&lab, &net), before, "{}", output(&down));
+    assert!(text(&down).contains(&kept), "{}", text(&down));
+    assert_eq!(docker_endpoints(&lab, &net), before, "{}", text(&down));
     let status = mvconf(&["-f", &conf, "status"]);
     assert!(
-        output(&status).contains("OWNER") && output(&status).contains(&format!("{}/own", ns.name)),
+        text(&status).contains("OWNER") && text(&status).contains(&format!("{}/own", ns.name)),
         "{}",
-        output(&status)
+        text(&status)
     );
 
     // --force: it acts (and the operator, which owns it, binds it again).
     let forced = mvconf(&["-f", &conf, "disconnect", "--force"]);
-    assert!(!output(&forced).contains("kept:"), "{}", output(&forced));
-    assert!(forced.status.success(), "{}", output(&forced));
+    assert!(!text(&forced).contains("kept:"), "{}", text(&forced));
+    assert!(forced.status.success(), "{}", text(&forced));
     assert!(
         docker_endpoints(&lab, &net).len() < before.len(),
         "--force changed nothing: {}",
-        output(&forced)
+        text(&forced)
     );
     settled(&kube, &lab, &ns.name, "own", &net, 2).await;
     drop(op);
@@ -1140,18 +1128,6 @@ async fn a_second_operator_install_on_the_same_swarm_refuses() {
     assert!(clean, "{report:#}");
 }
 
-/// Turns the gateway's event-stream fault off, whatever happens.
-struct EventsFaultGuard;
-
-impl Drop for EventsFaultGuard {
-    fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
-        let _ = Command::new(script)
-            .args(["gateway-fault", "events", "off"])
-            .output();
-    }
-}
-
 // "Never two writers", 6: a node's event stream that a proxy closes as soon
 // as it opens used to be retried at the first backoff step for ever (a
 // successful open reset it), and each reopening resynced the swarm's
@@ -1194,7 +1170,7 @@ async fn event_streams_that_close_at_once_do_not_flood_the_swarm_with_passes() {
     )
     .await;
     settled(&kube, &lab, &ns.name, "flap", &net, 2).await;
-    let _fault = EventsFaultGuard;
+    let _fault = GatewayFaultGuard("events");
     lab_script(&["gateway-fault", "events", "close"]);
     let passes = || op.metric_sum("mvconf_reconciles_total", |_| true);
     let before = passes().await.unwrap();
@@ -1348,14 +1324,6 @@ impl Drop for Hostile {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A memory cgroup (v1) with a limit; removed on drop.

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{Lab, Mode, unique};
+use common::{Lab, Mode, text, unique, write_conf};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -24,22 +23,6 @@ fn mvconf(file: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output
         cmd.env(k, v);
     }
     cmd.output().expect("run mvconf")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn write_conf(name: &str, body: &serde_json::Value) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mvconf-lab-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(format!("{name}.json"));
-    std::fs::write(&p, serde_json::to_string_pretty(body).unwrap()).unwrap();
-    p
 }
 
 /// Every container's addresses on `network`, across all nodes: (container, node, ip).

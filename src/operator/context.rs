@@ -401,13 +401,12 @@ impl Context {
             );
     }
 
-    /// The swarm `endpoint` (the view of `b`) reaches: its cluster ID.
+    /// The swarm `endpoint` reaches: its cluster ID, remembered for every
+    /// binding that spells the endpoint the same way.
     pub(crate) async fn swarm_id(
         &self,
-        b: &MacvlanBinding,
         endpoint: &EndpointState,
     ) -> Result<String, crate::engine::EngineError> {
-        let identity = self.identity_of(b);
         let found = endpoint.cluster.swarm_id().await.map(str::to_owned);
         let entry = match &found {
             Ok(id) => SwarmFound::Id(id.clone()),
@@ -416,7 +415,7 @@ impl Context {
         self.swarms
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(identity, entry);
+            .insert(endpoint.identity.clone(), entry);
         found
     }
 
@@ -442,7 +441,7 @@ impl Context {
                 .insert(self.identity_of(b), SwarmFound::Failed(Instant::now()));
             return None;
         };
-        self.swarm_id(b, &endpoint).await.ok()
+        self.swarm_id(&endpoint).await.ok()
     }
 }
 

@@ -242,7 +242,7 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             return Ok(Action::requeue(backoff(ctx, &b)));
         }
     };
-    let swarm = match ctx.swarm_id(&b, &endpoint).await {
+    let swarm = match ctx.swarm_id(&endpoint).await {
         Ok(s) => s,
         Err(e) => {
             not_ready(ctx, &b, engine_reason(e.kind), e.to_string()).await?;
@@ -508,7 +508,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
     };
-    let swarm = match ctx.swarm_id(&b, &endpoint).await {
+    let swarm = match ctx.swarm_id(&endpoint).await {
         Ok(s) => s,
         Err(e) => {
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
@@ -530,8 +530,8 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         ownership: Ownership::Release(ctx.owner(&b)),
         ..ctx.pass(&desired, &memory, mode)
     };
-    let (applied, kept) = match pass.run(&endpoint.cluster, &()).await {
-        Ok(passed) => (passed.applied, passed.kept),
+    let (applied, kept, keep_networks) = match pass.run(&endpoint.cluster, &()).await {
+        Ok(passed) => (passed.applied, passed.kept, passed.kept_networks),
         Err(e) => {
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
@@ -542,14 +542,6 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         publish(ctx, &b, false, "KeptOwned", note).await;
     }
     let kept_names: BTreeSet<&str> = kept.iter().map(|(s, _)| s.as_str()).collect();
-    let mut keep_networks = pass.plan.keep_networks.clone();
-    keep_networks.extend(
-        desired
-            .services
-            .iter()
-            .filter(|s| kept_names.contains(s.name.as_str()))
-            .map(|s| s.network.clone()),
-    );
     let desired = desired.without_services(&kept_names);
     // Any failure keeps the finalizer: a refusal we do not understand is
     // no proof that nothing is left.

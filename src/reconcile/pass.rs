@@ -74,6 +74,9 @@ pub(crate) struct Passed {
     /// [`Ownership::Claim`]: services another install holds; nothing was
     /// changed (the plan is an observation).
     pub(crate) held_elsewhere: Vec<(String, Owner)>,
+    /// Every network the pass kept from removal: the options' own, and
+    /// those of kept services and of other owners.
+    pub(crate) kept_networks: BTreeSet<String>,
 }
 
 impl<'a> Pass<'a> {
@@ -123,6 +126,7 @@ impl<'a> Pass<'a> {
                 },
                 kept: Vec::new(),
                 held_elsewhere: claims.held_elsewhere,
+                kept_networks: self.plan.keep_networks.clone(),
             });
         }
         if !self.dry_run {
@@ -175,8 +179,20 @@ impl<'a> Pass<'a> {
             applied,
             kept: claims.kept,
             held_elsewhere: Vec::new(),
+            kept_networks: options.keep_networks,
         })
     }
+}
+
+/// Networks on any node whose owner label passes `keep`.
+fn networks_owned(snapshot: &Snapshot, keep: impl Fn(&Owner) -> bool) -> BTreeSet<String> {
+    snapshot
+        .nodes
+        .iter()
+        .flat_map(|n| &n.networks)
+        .filter(|n| n.owner.as_ref().is_some_and(&keep))
+        .map(|n| n.name.clone())
+        .collect()
 }
 
 /// Label changes: (service ID, (label, value or `None` to remove)).
@@ -204,13 +220,7 @@ impl Claims {
             Ownership::Ignore => {}
             Ownership::Respect => {
                 c.kept = owned.map(|(s, o)| (s.name.clone(), o.clone())).collect();
-                c.owned_networks = snapshot
-                    .nodes
-                    .iter()
-                    .flat_map(|n| &n.networks)
-                    .filter(|n| n.owner.is_some())
-                    .map(|n| n.name.clone())
-                    .collect();
+                c.owned_networks = networks_owned(snapshot, |_| true);
             }
             Ownership::Claim(me) => {
                 c.held_elsewhere = owned
@@ -235,13 +245,7 @@ impl Claims {
                         c.kept.push((s.name.clone(), o.clone()));
                     }
                 }
-                c.owned_networks = snapshot
-                    .nodes
-                    .iter()
-                    .flat_map(|n| &n.networks)
-                    .filter(|n| n.owner.as_ref().is_some_and(|o| o != me))
-                    .map(|n| n.name.clone())
-                    .collect();
+                c.owned_networks = networks_owned(snapshot, |o| o != me);
             }
         }
         c
@@ -249,7 +253,7 @@ impl Claims {
 
     /// Networks a pass must not remove: those of the kept services, and
     /// those the operator created (for another binding, on cleanup).
-    pub(crate) fn keep_networks(&self, desired: &Desired) -> BTreeSet<String> {
+    fn keep_networks(&self, desired: &Desired) -> BTreeSet<String> {
         let kept: BTreeSet<&str> = self.kept.iter().map(|(s, _)| s.as_str()).collect();
         desired
             .services

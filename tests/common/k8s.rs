@@ -227,7 +227,8 @@ pub struct Operator {
     env: Vec<(String, String)>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -338,6 +338,24 @@ where
 }
 
 /// A name unique to this test process, for services and networks.
+/// A command's stdout and stderr, as text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A conf.json (or manifest) for `mvconf -f`, in this run's temp directory.
+pub fn write_conf(name: &str, body: &serde_json::Value) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mvconf-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{name}.json"));
+    std::fs::write(&p, serde_json::to_string_pretty(body).unwrap()).unwrap();
+    p
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id() % 100_000)
 }
