@@ -20,3 +20,4 @@ pub mod pool;
 pub mod reconcile;
 pub(crate) mod retry;
 pub mod secret;
+pub mod tenancy;

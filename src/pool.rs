@@ -166,6 +166,29 @@ impl Pool {
         let idx = self.ranges.partition_point(|r| r.start <= v);
         idx > 0 && self.ranges[idx - 1].end >= v
     }
+
+    /// Whether every address of `range` is in the pool: merged ranges are
+    /// disjoint and never adjacent, so one of them must hold it whole.
+    pub(crate) fn covers(&self, range: &IpRange) -> bool {
+        self.ranges
+            .iter()
+            .any(|r| r.start <= range.start && range.end <= r.end)
+    }
+}
+
+impl fmt::Display for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.ranges.is_empty() {
+            return f.write_str("none");
+        }
+        for (i, r) in self.ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{r}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The pool has no free address left.

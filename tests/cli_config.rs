@@ -118,6 +118,48 @@ fn convert_makes_a_manifest_without_the_password() {
 }
 
 #[test]
+fn convert_granted_splits_the_file_for_the_platform_and_the_team() {
+    let out = mvconf(&[
+        "-f",
+        &example("conf.json"),
+        "convert",
+        "--granted",
+        "-n",
+        "team-a",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "kind: SwarmEndpoint",
+        "kind: MacvlanNetwork",
+        "kind: MacvlanBinding",
+        "- team-a",
+        "network: macvlan",
+    ] {
+        assert!(yaml.contains(want), "no {want:?} in {yaml}");
+    }
+    // The team's binding defines nothing cluster-wide.
+    let team = yaml
+        .split("# For the team of namespace team-a:")
+        .nth(1)
+        .unwrap();
+    assert!(!team.contains("subnet") && !team.contains("url:"), "{team}");
+    let note = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        note.contains("kubectl -n mvconf-system create secret generic conf-dce-auth"),
+        "{note}"
+    );
+    // Without a namespace to grant, it says so.
+    let out = mvconf(&["-f", &example("conf.json"), "convert", "--granted"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--namespace"));
+}
+
+#[test]
 fn convert_writes_the_secret_file_0600_and_never_overwrites() {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::temp_dir().join(format!("mvconf-secret-{}.yaml", std::process::id()));
@@ -156,10 +198,9 @@ fn convert_writes_the_secret_file_0600_and_never_overwrites() {
 fn crd_prints_the_committed_file() {
     let out = mvconf(&["crd"]);
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds/macvlanbinding.yaml"),
-    )
-    .unwrap();
+    let committed =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds/mvconf.yaml"))
+            .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
 }
 

@@ -528,3 +528,368 @@ async fn the_same_swarm_under_another_url_is_the_same_swarm() {
         kube.wait_gone(&ns.name, name, LONG).await;
     }
 }
+
+// Tenancy (issue 13): the platform team declares a SwarmEndpoint and
+// MacvlanNetworks with grants; team A (user alice) and team B (user bob)
+// have only the chart's aggregated binding roles in their namespace. Each
+// thing alice must not reach is refused, at apply time where the API server
+// can see it and otherwise by a condition naming the field and the grant;
+// bob's containers never move; no request reaches a URL a team writes.
+#[tokio::test]
+async fn teams_reach_only_what_their_grants_give_them() {
+    let Some((lab, kube, platform)) = setup("e2e-ten-platform").await else {
+        return;
+    };
+    let tag = unique("ten");
+    let team_a = kube.namespace(&unique("e2e-ten-a"));
+    let team_b = kube.namespace(&unique("e2e-ten-b"));
+    let (a, b) = (team_a.name.clone(), team_b.name.clone());
+    let kubectl = |args: &[&str], stdin: Option<&str>| kube.kubectl(args, stdin);
+    let must = |args: &[&str], stdin: Option<&str>| {
+        let (ok, out) = kubectl(args, stdin);
+        assert!(ok, "kubectl {args:?}: {out}");
+    };
+    let _cleanup = TenancyCleanup {
+        kubectl: &kube,
+        tag: tag.clone(),
+    };
+    // The chart's roles and admission policy, as a multi-team install has
+    // them; the policy only in team A's namespace (team B shows the
+    // operator's own refusal).
+    must(
+        &[
+            "label",
+            "namespace",
+            &a,
+            &format!("mvconf-test-tenancy={tag}"),
+        ],
+        None,
+    );
+    let helm = std::env::var("MVCONF_HELM").unwrap_or_else(|_| "helm".into());
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mvconf");
+    let selector = format!(r#"{{"matchLabels":{{"mvconf-test-tenancy":"{tag}"}}}}"#);
+    let rendered = std::process::Command::new(&helm)
+        .args(["template", &tag, chart, "-n", &platform.name])
+        .args(["--set", "tenancy.mode=multi", "--set-json"])
+        .arg(format!("tenancy.admissionNamespaceSelector={selector}"))
+        .args(["--show-only", "templates/rbac.yaml"])
+        .args(["--show-only", "templates/admission.yaml"])
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", common::text(&rendered));
+    must(
+        &["apply", "-f", "-"],
+        Some(&String::from_utf8(rendered.stdout).unwrap()),
+    );
+    for (user, ns) in [("alice", &a), ("bob", &b)] {
+        for role in ["binding-edit", "binding-view"] {
+            must(
+                &[
+                    "create",
+                    "rolebinding",
+                    &format!("{user}-{role}"),
+                    "-n",
+                    ns,
+                    &format!("--clusterrole={tag}-mvconf-{role}"),
+                    &format!("--user={user}"),
+                ],
+                None,
+            );
+        }
+    }
+    // A listener a team might point the operator at: it must hear nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+
+    // The platform team's objects.
+    let pay = unique("e2e-ten-pay");
+    let (svc_a, svc_b) = (format!("{pay}-api"), unique("e2e-ten-ledger"));
+    let (net, other) = (format!("{tag}-net"), format!("{tag}-other"));
+    let docker_net = unique("e2e-ten-mv");
+    let _nets = lab.networks_guard(&[&docker_net, &other]);
+    let (parent, parent2) = (lab.parent(8), lab.parent(9));
+    let _sa = lab.service(&svc_a, Mode::Replicated(2));
+    let _sb = lab.service(&svc_b, Mode::Replicated(2));
+    let platform_yaml = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: dce-creds, namespace: {p}}}
+stringData: {{username: {user}, password: "{pw}"}}
+---
+apiVersion: mvconf.io/v1alpha1
+kind: SwarmEndpoint
+metadata: {{name: {tag}-dce}}
+spec:
+  kind: Dce
+  url: {url}
+  secretRef: {{name: dce-creds}}
+  allowedNamespaces: {{namespaces: [{a}, {b}]}}
+---
+apiVersion: mvconf.io/v1alpha1
+kind: MacvlanNetwork
+metadata: {{name: {net}}}
+spec:
+  endpointRef: {{name: {tag}-dce}}
+  dockerName: {docker_net}
+  subnet: 192.168.78.0/24
+  gateway: 192.168.78.1
+  parent: {parent}
+  reserved: [192.168.78.20]
+  grants:
+  - {{namespaces: [{a}], services: ["{pay}*"], ranges: [192.168.78.10-192.168.78.29]}}
+  - {{namespaces: [{b}], services: [{svc_b}], ranges: [192.168.78.30-192.168.78.39]}}
+---
+apiVersion: mvconf.io/v1alpha1
+kind: MacvlanNetwork
+metadata: {{name: {other}}}
+spec:
+  endpointRef: {{name: {tag}-dce}}
+  subnet: 192.168.79.0/24
+  gateway: 192.168.79.1
+  parent: {parent2}
+  grants:
+  - {{namespaces: [{b}], services: ["*"], ranges: [192.168.79.10-192.168.79.19]}}
+"#,
+        p = platform.name,
+        user = lab.dce_user,
+        pw = lab.dce_password,
+        url = lab.dce_url,
+    );
+    must(&["apply", "-f", "-"], Some(&platform_yaml));
+    // Teams cannot write the platform's kinds nor read its Secret.
+    for (verb, what) in [
+        ("create", "macvlannetworks.mvconf.io"),
+        ("update", "swarmendpoints.mvconf.io"),
+        ("delete", "macvlannetworks.mvconf.io"),
+    ] {
+        let (_, out) = kubectl(&["auth", "can-i", verb, what, "--as", "alice"], None);
+        assert_eq!(out.lines().next(), Some("no"), "alice may {verb} {what}");
+    }
+    let (ok, out) = kubectl(
+        &[
+            "get",
+            "secret",
+            "dce-creds",
+            "-n",
+            &platform.name,
+            "--as",
+            "alice",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("forbidden"), "{out}");
+
+    let _op = Operator::start(
+        &platform.name,
+        "tenancy",
+        &[
+            "--namespace",
+            &format!("{a},{b}"),
+            "--inline",
+            "deny",
+            "--tenancy-status",
+            "true",
+        ],
+    );
+    let binding = |name: &str, svc: &str, network: &str, pool: &str| {
+        format!(
+            "apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {{name: {name}}}\nspec:\n  services:\n  - {{name: {svc}, network: {network}, ipPool: [{pool}]}}\n"
+        )
+    };
+    let apply_as = |user: &str, ns: &str, yaml: &str| {
+        kubectl(&["apply", "-n", ns, "--as", user, "-f", "-"], Some(yaml))
+    };
+    // Bob binds his service inside his grant.
+    let (ok, out) = apply_as(
+        "bob",
+        &b,
+        &binding("ledger", &svc_b, &net, "192.168.78.30-192.168.78.31"),
+    );
+    assert!(ok, "{out}");
+    let bob = settled(&kube, &lab, &b, "ledger", &docker_net, 2).await;
+    let bobs = status_endpoints(&bob);
+
+    // Alice tries everything she was not given.
+    for (name, svc, network, pool, field, words) in [
+        (
+            "steal",
+            svc_b.as_str(),
+            net.as_str(),
+            "192.168.78.10",
+            "spec.services[0].name",
+            "does not grant service",
+        ),
+        (
+            "outside",
+            svc_a.as_str(),
+            net.as_str(),
+            "192.168.78.30",
+            "spec.services[0].ipPool[0]",
+            "is outside the ranges",
+        ),
+        (
+            "reserved",
+            svc_a.as_str(),
+            net.as_str(),
+            "192.168.78.19-192.168.78.21",
+            "spec.services[0].ipPool[0]",
+            "reserved on MacvlanNetwork",
+        ),
+        (
+            "elsewhere",
+            svc_a.as_str(),
+            other.as_str(),
+            "192.168.79.10",
+            "spec.services[0].network",
+            &format!("grants nothing to namespace {a}"),
+        ),
+    ] {
+        let (ok, out) = apply_as("alice", &a, &binding(name, svc, network, pool));
+        assert!(ok, "{out}");
+        let got = kube
+            .wait_binding(&a, name, "InvalidSpec", LONG, |x| {
+                reason(x) == "InvalidSpec"
+            })
+            .await;
+        let msg = &got.status.as_ref().unwrap().conditions[0].message;
+        assert!(msg.contains(field) && msg.contains(words), "{name}: {msg}");
+    }
+    // Inline networks (any parent, eth0 included) and a URL with a Secret:
+    // refused when applied in A's namespace...
+    let inline = |name: &str, svc: &str| {
+        format!(
+            "apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {{name: {name}}}\nspec:\n  networks:\n  - {{name: grab, subnet: 192.168.78.0/24, gateway: 192.168.78.1, parent: eth0}}\n  services:\n  - {{name: {svc}, network: grab, ipPool: [192.168.78.1-192.168.78.9]}}\n  endpoint: {{kind: Dce, url: \"{trap}\", secretRef: {{name: dce-creds}}}}\n"
+        )
+    };
+    let (ok, out) = apply_as("alice", &a, &inline("grab", &svc_b));
+    assert!(
+        !ok && out.contains("spec.networks: inline networks are off"),
+        "{out}"
+    );
+    // ...and by the operator where no policy runs (B's namespace).
+    let (ok, out) = apply_as("bob", &b, &inline("grab", &svc_a));
+    assert!(ok, "{out}");
+    let got = kube
+        .wait_binding(&b, "grab", "InvalidSpec", LONG, |x| {
+            reason(x) == "InvalidSpec"
+        })
+        .await;
+    let msg = &got.status.as_ref().unwrap().conditions[0].message;
+    assert!(
+        msg.contains("spec.networks: inline networks are off") && msg.contains("spec.endpoint"),
+        "{msg}"
+    );
+
+    // What she was given works.
+    let (ok, out) = apply_as(
+        "alice",
+        &a,
+        &binding("pay", &svc_a, &net, "192.168.78.10-192.168.78.11"),
+    );
+    assert!(ok, "{out}");
+    let alice = kube
+        .wait_binding(&a, "pay", "Ready", LONG, |x| {
+            ready(x) && x.status.as_ref().is_some_and(|s| s.bound == 2)
+        })
+        .await;
+    // The audit reads the platform's networks for bindings that name them.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        .args(["audit", "-o", "json", "--binding", &format!("{a}/pay")])
+        .args(["--binding", &format!("{b}/ledger")])
+        .env_remove("MVCONF_DCE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", common::text(&out)));
+    assert!(out.status.success(), "{report:#}");
+    assert_eq!(report["statusRecords"], 4, "{report:#}");
+    // The platform sees who uses what, and how full it is.
+    let shown = common::wait_for("MacvlanNetwork status", LONG, || async {
+        let (_, out) = kubectl(&["get", "macvlannetwork", &net], None);
+        out.contains("4/30").then_some(out)
+    })
+    .await;
+    assert!(shown.contains(&format!("{a},{b}")), "{shown}");
+    let (_, out) = kubectl(&["get", "swarmendpoint", &format!("{tag}-dce")], None);
+    assert!(out.contains(&format!("{a},{b}")), "{out}");
+
+    // Revoking A's grant stops her binding from acting; nothing moves.
+    let revoke = r#"[{"op":"remove","path":"/spec/grants/0"}]"#;
+    must(
+        &["patch", "macvlannetwork", &net, "--type=json", "-p", revoke],
+        None,
+    );
+    let got = kube
+        .wait_binding(&a, "pay", "InvalidSpec", LONG, |x| {
+            reason(x) == "InvalidSpec"
+        })
+        .await;
+    let msg = &got.status.as_ref().unwrap().conditions[0].message;
+    assert!(msg.contains("grants nothing"), "{msg}");
+    let docker = docker_endpoints(&lab, &docker_net);
+    assert!(status_endpoints(&alice).is_subset(&docker), "{docker:?}");
+
+    // Bob's containers never moved; nobody called the trap.
+    assert!(
+        bobs.is_subset(&docker),
+        "bob's moved: {bobs:?} vs {docker:?}"
+    );
+    let again = kube.bindings(&b).get("ledger").await.unwrap();
+    assert!(ready(&again));
+    assert_eq!(status_endpoints(&again), bobs);
+    assert_unique(&docker);
+    // Deleting them: the revoked binding still undoes its work, and the
+    // refused inline one is let go without its URL being called.
+    for (ns, name) in [(&a, "pay"), (&b, "ledger"), (&b, "grab")] {
+        kube.delete(ns, name).await;
+        kube.wait_gone(ns, name, LONG).await;
+    }
+    assert!(docker_endpoints(&lab, &docker_net).is_empty());
+    assert!(listener.accept().is_err(), "a request reached {trap}");
+}
+
+/// Removes the test's cluster-scoped objects, whatever happened.
+struct TenancyCleanup<'a> {
+    kubectl: &'a common::k8s::Kube,
+    tag: String,
+}
+
+impl Drop for TenancyCleanup<'_> {
+    fn drop(&mut self) {
+        let t = &self.tag;
+        for (kind, names) in [
+            (
+                "macvlannetwork",
+                vec![format!("{t}-net"), format!("{t}-other")],
+            ),
+            ("swarmendpoint", vec![format!("{t}-dce")]),
+            (
+                "clusterrole",
+                vec![
+                    format!("{t}-mvconf"),
+                    format!("{t}-mvconf-tenancy"),
+                    format!("{t}-mvconf-binding-view"),
+                    format!("{t}-mvconf-binding-edit"),
+                ],
+            ),
+            (
+                "clusterrolebinding",
+                vec![format!("{t}-mvconf"), format!("{t}-mvconf-tenancy")],
+            ),
+            (
+                "validatingadmissionpolicy",
+                vec![format!("{t}-mvconf-no-inline")],
+            ),
+            (
+                "validatingadmissionpolicybinding",
+                vec![format!("{t}-mvconf-no-inline")],
+            ),
+        ] {
+            let mut args = vec!["delete", kind, "--ignore-not-found", "--wait=false"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = self.kubectl.kubectl(&args, None);
+        }
+    }
+}

@@ -8,6 +8,7 @@ use crate::config::{self, Loaded};
 use crate::crd::MacvlanBinding;
 use crate::reconcile::audit::{AuditOptions, AuditReport, Subject, audit};
 use crate::reconcile::observe;
+use crate::tenancy::admit::{Check, Tenancy, admit};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -123,6 +124,42 @@ fn names(subjects: &[(String, Loaded)]) -> String {
     }
 }
 
+fn uses_grants(b: &MacvlanBinding) -> bool {
+    b.spec.networks.is_empty() && !b.spec.services.is_empty()
+}
+
+/// The platform's MacvlanNetworks and SwarmEndpoints; what cannot be read
+/// leaves the bindings that use them unaudited, with a warning.
+async fn platform_objects(client: &kube::Client) -> Tenancy {
+    use crate::tenancy::{MacvlanNetwork, SwarmEndpoint};
+    let mut t = Tenancy::default();
+    match kube::Api::<MacvlanNetwork>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        Ok(list) => {
+            for n in list.items {
+                t.networks
+                    .insert(n.metadata.name.unwrap_or_default(), n.spec);
+            }
+        }
+        Err(e) => tracing::warn!("cannot list MacvlanNetworks: {e}"),
+    }
+    match kube::Api::<SwarmEndpoint>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        Ok(list) => {
+            for e in list.items {
+                t.endpoints
+                    .insert(e.metadata.name.unwrap_or_default(), e.spec);
+            }
+        }
+        Err(e) => tracing::warn!("cannot list SwarmEndpoints: {e}"),
+    }
+    t
+}
+
 async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliError> {
     let client = kube::Client::try_default()
         .await
@@ -133,7 +170,7 @@ async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliErr
     let kube_err = |what: String, source: kube::Error| CliError::Kube { what, source };
     let mut objects: Vec<MacvlanBinding> = Vec::new();
     if args.all_bindings {
-        let api: kube::Api<MacvlanBinding> = kube::Api::all(client);
+        let api: kube::Api<MacvlanBinding> = kube::Api::all(client.clone());
         let list = api
             .list(&Default::default())
             .await
@@ -154,8 +191,28 @@ async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliErr
             );
         }
     }
+    let tenancy = if objects.iter().any(uses_grants) {
+        platform_objects(&client).await
+    } else {
+        Default::default()
+    };
     let mut out = Vec::with_capacity(objects.len());
-    for o in objects {
+    for mut o in objects {
+        if uses_grants(&o) {
+            // Its networks are the platform's MacvlanNetworks: audit it as
+            // if it had written them inline.
+            let ns = o.metadata.namespace.clone().unwrap_or_default();
+            match admit(&o.spec, &ns, &tenancy, Check::Resolve) {
+                Ok(a) => o.spec = a.desired.to_spec(),
+                Err(e) => {
+                    tracing::warn!(
+                        "{ns}/{}: not audited: {e}",
+                        o.metadata.name.as_deref().unwrap_or_default()
+                    );
+                    continue;
+                }
+            }
+        }
         let label = format!(
             "{}/{}",
             o.metadata.namespace.as_deref().unwrap_or_default(),

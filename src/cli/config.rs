@@ -3,7 +3,7 @@
 use super::{CliError, emit};
 use crate::config::legacy::{LegacyNetwork, LegacyService};
 use crate::config::{self, Dialect, Loaded};
-use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding, SecretRef};
+use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding, MacvlanBindingSpec, SecretRef};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,15 @@ pub(crate) struct ConvertArgs {
     /// mode 0600. Without it the password is never written anywhere.
     #[arg(long)]
     pub(crate) secret_file: Option<PathBuf>,
+    /// Multi-team output: a SwarmEndpoint and MacvlanNetworks (granting the
+    /// binding's namespace its services and addresses) for the platform
+    /// team, and a binding that names them. Needs --namespace.
+    #[arg(long, requires = "namespace")]
+    pub(crate) granted: bool,
+    /// With --granted: the operator's namespace, where the SwarmEndpoint's
+    /// Secret goes.
+    #[arg(long, default_value = "mvconf-system")]
+    pub(crate) operator_namespace: String,
 }
 
 /// conf.json as `mvconf config` prints it, keys in the manual's order.
@@ -158,6 +167,12 @@ pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
     let mut spec = loaded.desired.to_spec();
     let mut notes = Vec::new();
     let secret_name = format!("{name}-dce-auth");
+    // A SwarmEndpoint's Secret lives with the operator, a binding's with it.
+    let secret_ns = if args.granted {
+        Some(args.operator_namespace.clone())
+    } else {
+        args.namespace.clone()
+    };
     if let Some(auth) = &loaded.auth {
         match auth.controller_url() {
             None => notes.push(
@@ -179,21 +194,20 @@ pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
                 if has_login {
                     match &args.secret_file {
                         Some(path) => {
-                            write_secret(path, &secret_name, args.namespace.as_deref(), auth)?;
+                            write_secret(path, &secret_name, secret_ns.as_deref(), auth)?;
                             notes.push(format!(
                                 "the auth block's login is in {} (mode 0600): apply it, and keep it out of version control",
                                 path.display()
                             ));
                         }
                         None => {
-                            let ns = args
-                                .namespace
+                            let ns = secret_ns
                                 .as_deref()
                                 .map(|n| format!(" -n {n}"))
                                 .unwrap_or_default();
                             let user = auth.username.as_deref().unwrap_or("admin");
                             notes.push(format!(
-                                "the auth block's password is not copied. Create the Secret the binding names with:\n    \
+                                "the auth block's password is not copied. Create the Secret its secretRef names with:\n    \
                                  kubectl{ns} create secret generic {secret_name} --from-literal=username={user} --from-file=password=/dev/stdin\n  \
                                  (type the password, then Ctrl-D), or rerun with --secret-file FILE"
                             ));
@@ -203,17 +217,39 @@ pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
             }
         }
     }
-    let mut binding = MacvlanBinding::new(&name, spec);
-    binding.metadata.namespace = args.namespace.clone();
-    let yaml = to_yaml(&binding, "binding")?;
+    let text = match (&args.granted, &args.namespace) {
+        (true, Some(ns)) => granted_yaml(&name, ns, &spec)?,
+        _ => {
+            let mut binding = MacvlanBinding::new(&name, spec);
+            binding.metadata.namespace = args.namespace.clone();
+            to_yaml(&binding, "binding")?
+        }
+    };
     emit(&format!(
-        "# Converted from {} by mvconf convert.\n{yaml}",
+        "# Converted from {} by mvconf convert.\n{text}",
         file.display()
     ))?;
     for n in notes {
         eprintln!("note: {n}");
     }
     Ok(())
+}
+
+/// The platform team's objects, then the team's binding, as one stream.
+fn granted_yaml(name: &str, ns: &str, spec: &MacvlanBindingSpec) -> Result<String, CliError> {
+    let split = crate::tenancy::convert::split(name, ns, spec);
+    let mut out = String::from("# For the platform team (cluster-scoped objects):\n");
+    if let Some(e) = &split.endpoint {
+        out.push_str(&to_yaml(e, "SwarmEndpoint")?);
+        out.push_str("---\n");
+    }
+    for n in &split.networks {
+        out.push_str(&to_yaml(n, "MacvlanNetwork")?);
+        out.push_str("---\n");
+    }
+    out.push_str(&format!("# For the team of namespace {ns}:\n"));
+    out.push_str(&to_yaml(&split.binding, "binding")?);
+    Ok(out)
 }
 
 fn write_secret(

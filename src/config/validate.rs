@@ -799,6 +799,24 @@ fn validate_endpoint(c: &mut Collector, ep: &EndpointSpec) {
         };
         c.push(field, format!("{} must start with {want}", shown(&ep.url)));
     }
+    for (node, url) in &ep.node_urls {
+        let field = c.path(format_args!("endpoint.nodeUrls[{}]", shown(node)));
+        if url.contains('@') {
+            c.push(
+                field,
+                "must not carry credentials: put them in the Secret named by secretRef",
+            );
+        } else if !["tcp://", "http://", "https://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
+            // A node is another machine: never a unix socket of the operator's.
+            c.push(
+                field,
+                format!("{} must start with tcp://, http:// or https://", shown(url)),
+            );
+        }
+    }
     if ep.kind == EndpointKind::Dce && (!ep.node_urls.is_empty() || ep.node_port.is_some()) {
         let field = c.path(format_args!("endpoint"));
         c.push(field, "nodeUrls and nodePort apply to kind Docker only; DCE reaches nodes through its own proxy");

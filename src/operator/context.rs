@@ -4,14 +4,16 @@
 use super::endpoints::{EndpointState, Registry};
 use super::index::BindingIndex;
 use super::metrics::Metrics;
+use super::tenancy::TenancyCache;
 use crate::cluster::{ClusterConfig, ConfigError, Endpoint};
-use crate::config::validate::{Desired, Dialect, validate};
+use crate::config::validate::{Desired, Invalid};
 use crate::crd::{EndpointSpec, MacvlanBinding};
 use crate::credentials::CredentialError;
 use crate::engine::transport::{Auth, Limits, SecretBytes, Tls};
 use crate::fence::Fence;
 use crate::reconcile::{ApplyOptions, Memory, Mode, Pass};
 use crate::secret::SecretString;
+use crate::tenancy::admit::{Admitted, Check, EndpointChoice, admit, endpoint_choice};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::Recorder;
@@ -52,6 +54,8 @@ pub(crate) struct Settings {
     /// This operator install, `namespace/lease`: the claim it puts on the
     /// services it binds, so that another install on the swarm refuses.
     pub(crate) install: String,
+    /// The operator's own namespace: where SwarmEndpoints' Secrets live.
+    pub(crate) namespace: String,
 }
 
 /// What a reconcile needs.
@@ -66,8 +70,11 @@ pub(crate) struct Context {
     pub(crate) started: Mutex<HashMap<String, i64>>,
     /// Consecutive failures per binding, for backoff.
     pub(crate) failures: Mutex<HashMap<String, u32>>,
-    /// Validated specs by binding UID, with the generation they are of.
+    /// Admitted specs by binding UID, with the generation and the tenancy
+    /// epoch they are of.
     pub(crate) validated: Mutex<HashMap<String, Validated>>,
+    /// The platform's MacvlanNetworks, SwarmEndpoints and namespace labels.
+    pub(crate) tenancy: Arc<TenancyCache>,
     /// Bindings by swarm and service, for the Docker event router.
     pub(crate) index: Mutex<BindingIndex>,
     /// This term of leadership: no status write once it is closed.
@@ -91,8 +98,12 @@ const SWARM_RETRY: Duration = Duration::from_secs(30);
 /// A binding as the reflector stores it: possibly unreadable.
 pub(crate) type Guarded = DeserializeGuard<MacvlanBinding>;
 
-/// A generation's validated spec; `None` when it is invalid.
-pub(crate) type Validated = (Option<i64>, Option<Arc<Desired>>);
+/// What admitting a binding found: its spec as the grants allow it, or
+/// every reason it is refused.
+pub(crate) type Verdict = Result<Arc<Admitted>, Arc<Invalid>>;
+
+/// A verdict with the generation and tenancy epoch it is of.
+pub(crate) type Validated = ((Option<i64>, u64), Verdict);
 
 /// The binding inside a store entry, when it could be read.
 pub(crate) fn valid(g: &Guarded) -> Option<&MacvlanBinding> {
@@ -139,6 +150,14 @@ impl EndpointError {
 /// The endpoint a binding uses: its own, else the operator's default.
 pub(crate) fn endpoint_of(spec: Option<&EndpointSpec>, default: &Endpoint) -> Endpoint {
     spec.map_or_else(|| default.clone(), Endpoint::from_spec)
+}
+
+/// The endpoint spec an admission chose; `None` for the default.
+fn chosen(choice: &EndpointChoice) -> Option<&EndpointSpec> {
+    match choice {
+        EndpointChoice::Default => None,
+        EndpointChoice::Inline(spec) | EndpointChoice::Swarm { spec, .. } => Some(spec),
+    }
 }
 
 /// Credentials read from a Secret's data (or a directory of files).
@@ -239,32 +258,37 @@ impl Context {
         Ok(out)
     }
 
-    /// The swarm view a binding uses, with its current credentials.
+    /// The swarm view a binding uses, through the endpoint its admission
+    /// chose, with its current credentials: an inline endpoint's Secret
+    /// is in the binding's namespace, a SwarmEndpoint's in the operator's.
     pub(crate) async fn endpoint_for(
         &self,
         b: &MacvlanBinding,
+        choice: &EndpointChoice,
     ) -> Result<Arc<EndpointState>, EndpointError> {
-        let endpoint = endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint);
+        let spec = chosen(choice);
+        let endpoint = endpoint_of(spec, &self.settings.default_endpoint);
         let identity = endpoint.identity();
         let ns = b.namespace().unwrap_or_default();
-        let data = match (&b.spec.endpoint, &self.settings.default_credentials) {
-            (Some(ep), _) => match &ep.secret_ref {
+        let data = match (choice, &self.settings.default_credentials) {
+            (EndpointChoice::Inline(ep), _) => match &ep.secret_ref {
                 Some(r) => self.read_secret(&ns, &r.name).await?,
                 None => BTreeMap::new(),
             },
-            (None, CredentialSource::Secret { namespace, name }) => {
+            (EndpointChoice::Swarm { spec, .. }, _) => match &spec.secret_ref {
+                Some(r) => self.read_secret(&self.settings.namespace, &r.name).await?,
+                None => BTreeMap::new(),
+            },
+            (EndpointChoice::Default, CredentialSource::Secret { namespace, name }) => {
                 self.read_secret(namespace, name).await?
             }
-            (None, CredentialSource::Dir(dir)) => Self::read_dir(dir)?,
-            (None, CredentialSource::None) => BTreeMap::new(),
+            (EndpointChoice::Default, CredentialSource::Dir(dir)) => Self::read_dir(dir)?,
+            (EndpointChoice::Default, CredentialSource::None) => BTreeMap::new(),
         };
         let what = "credentials";
         let (auth, mut tls, fingerprint) = auth_from(&data, what)?;
         tls.insecure_skip_verify = self.settings.insecure_skip_tls_verify
-            || b.spec
-                .endpoint
-                .as_ref()
-                .is_some_and(|e| e.insecure_skip_tls_verify);
+            || spec.is_some_and(|e| e.insecure_skip_tls_verify);
         let config = ClusterConfig {
             endpoint: Some(endpoint),
             auth,
@@ -307,30 +331,52 @@ impl Context {
             .is_some_and(|stores| stores.iter().any(|s| s.get(r).is_some()))
     }
 
-    /// A binding's validated spec, or `None` when it is invalid; validated
-    /// once per generation, not on every neighbour's reconcile.
-    pub(crate) fn desired_of(&self, b: &MacvlanBinding) -> Option<Arc<Desired>> {
+    /// A binding admitted against the grants, or every reason it is not;
+    /// once per generation and tenancy epoch, not on every neighbour's
+    /// reconcile.
+    pub(crate) fn admitted(&self, b: &MacvlanBinding) -> Verdict {
         let uid =
             b.metadata.uid.clone().unwrap_or_else(|| {
                 format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
             });
-        let generation = b.metadata.generation;
+        let (epoch, tenancy) = self.tenancy.snapshot();
+        let version = (b.metadata.generation, epoch);
         let mut cache = self
             .validated
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((g, d)) = cache.get(&uid)
-            && *g == generation
+        if let Some((v, d)) = cache.get(&uid)
+            && *v == version
         {
             return d.clone();
         }
-        let d = validate(&b.spec, Dialect::Manifest).ok().map(Arc::new);
+        let ns = b.namespace().unwrap_or_default();
+        let d = admit(&b.spec, &ns, &tenancy, Check::Grants)
+            .map(Arc::new)
+            .map_err(Arc::new);
         // Deleted bindings' entries go with the next overflow.
         if cache.len() > 10_000 {
             cache.clear();
         }
-        cache.insert(uid, (generation, d.clone()));
+        cache.insert(uid, (version, d.clone()));
         d
+    }
+
+    /// What a binding made, found without checking its grants: a deleted
+    /// binding undoes its work even after its grant was revoked.
+    pub(crate) fn resolved(&self, b: &MacvlanBinding) -> Result<Admitted, Invalid> {
+        let (_, tenancy) = self.tenancy.snapshot();
+        admit(
+            &b.spec,
+            &b.namespace().unwrap_or_default(),
+            &tenancy,
+            Check::Resolve,
+        )
+    }
+
+    /// A binding's admitted spec, or `None` when it is refused.
+    pub(crate) fn desired_of(&self, b: &MacvlanBinding) -> Option<Arc<Admitted>> {
+        self.admitted(b).ok()
     }
 
     /// A pass with the operator's settings.
@@ -358,10 +404,16 @@ impl Context {
         }
     }
 
-    /// The endpoint a binding names, as text: one connection view each.
+    /// The endpoint a binding uses, as text: one connection view each.
     /// Not the swarm: two spellings may reach the same one ([`Context::swarm_of`]).
     pub(crate) fn identity_of(&self, b: &MacvlanBinding) -> String {
-        endpoint_of(b.spec.endpoint.as_ref(), &self.settings.default_endpoint).identity()
+        let choice = self.endpoint_choice(b);
+        endpoint_of(chosen(&choice), &self.settings.default_endpoint).identity()
+    }
+
+    /// The endpoint a binding would use, without admitting it.
+    pub(crate) fn endpoint_choice(&self, b: &MacvlanBinding) -> EndpointChoice {
+        endpoint_choice(&b.spec, &self.tenancy.snapshot().1)
     }
 
     /// What the event router knows a binding's swarm by: its cluster ID
@@ -434,7 +486,7 @@ impl Context {
             Some(SwarmFound::Failed(at)) if at.elapsed() < SWARM_RETRY => return None,
             _ => {}
         }
-        let Ok(endpoint) = self.endpoint_for(b).await else {
+        let Ok(endpoint) = self.endpoint_for(b, &self.endpoint_choice(b)).await else {
             self.swarms
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -10,7 +10,7 @@ use super::endpoints::EndpointState;
 use super::endpoints::Signal;
 use super::metrics::{BindingLabels, PoolLabels, ReasonLabels, ResultLabels};
 use super::status::{after_pass, is_ready, memory_from, not_run};
-use crate::config::validate::{Desired, Dialect, validate};
+use crate::config::validate::Desired;
 use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
 use crate::engine::ErrorKind;
 use crate::engine::events::Watch;
@@ -21,6 +21,7 @@ use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::report::leftovers;
 use crate::reconcile::{Memory, Mode, Observed, Ownership, Pass, PlanOptions, Problem, Watcher};
 use crate::retry;
+use crate::tenancy::admit::Admitted;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
@@ -126,13 +127,13 @@ pub(crate) async fn put_status(
     api.replace_status(&b.name_any(), &params, &next).await
 }
 
-/// Other valid bindings on the same swarm (by its cluster ID, whatever
-/// URL each spells), with their validated specs.
+/// Other admitted bindings on the same swarm (by its cluster ID, whatever
+/// URL each spells), with their admitted specs.
 async fn neighbours(
     ctx: &Context,
     me: &MacvlanBinding,
     swarm: &str,
-) -> Vec<(Arc<Guarded>, Arc<Desired>)> {
+) -> Vec<(Arc<Guarded>, Arc<Admitted>)> {
     let me = key(me);
     let mut out = Vec::new();
     for g in ctx.bindings() {
@@ -222,15 +223,16 @@ impl Watcher for Follow<'_> {
 
 /// One pass for a live binding.
 async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
-    let desired = match validate(&b.spec, Dialect::Manifest) {
-        Ok(d) => d,
+    let admitted = match ctx.admitted(&b) {
+        Ok(a) => a,
         Err(invalid) => {
             not_ready(ctx, &b, reasons::INVALID_SPEC, invalid.summary(10)).await?;
-            // Nothing changes until the spec does.
+            // Nothing changes until the spec or the grants do.
             return Ok(Action::await_change());
         }
     };
-    let endpoint = match ctx.endpoint_for(&b).await {
+    let desired = &admitted.desired;
+    let endpoint = match ctx.endpoint_for(&b, &admitted.endpoint).await {
         Ok(e) => e,
         Err(e) => {
             let reason = if e.is_auth() {
@@ -253,9 +255,9 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
     let neighbours = neighbours(ctx, &b, &swarm).await;
     let others: Vec<(&MacvlanBinding, &Desired)> = neighbours
         .iter()
-        .filter_map(|(g, d)| Some((valid(g)?, &**d)))
+        .filter_map(|(g, a)| Some((valid(g)?, &a.desired)))
         .collect();
-    if let Some(why) = conflict(&b, &desired, &others) {
+    if let Some(why) = conflict(&b, desired, &others) {
         not_ready(
             ctx,
             &b,
@@ -272,7 +274,7 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             ..Default::default()
         },
         ownership: Ownership::Claim(ctx.owner(&b)),
-        ..ctx.pass(&desired, &memory, Mode::Up)
+        ..ctx.pass(desired, &memory, Mode::Up)
     };
     let applied = match pass.run(&endpoint.cluster, &Follow(&endpoint)).await {
         Ok(passed) if !passed.held_elsewhere.is_empty() => {
@@ -460,11 +462,15 @@ async fn report(
 
 /// Retain: everything stays, but the services are no longer claimed.
 async fn release_claims(ctx: &Context, b: &MacvlanBinding) -> Result<(), String> {
-    let Ok(desired) = validate(&b.spec, Dialect::Manifest) else {
+    let Ok(resolved) = ctx.resolved(b) else {
         // An invalid spec never reached Docker.
         return Ok(());
     };
-    let endpoint = ctx.endpoint_for(b).await.map_err(|e| e.to_string())?;
+    let desired = resolved.desired;
+    let endpoint = ctx
+        .endpoint_for(b, &resolved.endpoint)
+        .await
+        .map_err(|e| e.to_string())?;
     let memory = Memory::new();
     let pass = Pass {
         ownership: Ownership::Release(ctx.owner(b)),
@@ -498,11 +504,22 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         DeletionPolicy::Disconnect => Mode::Disconnect,
         DeletionPolicy::DisconnectAndRemoveNetworks => Mode::Down,
     };
-    let Ok(desired) = validate(&b.spec, Dialect::Manifest) else {
+    let resolved = match ctx.resolved(&b) {
+        Ok(r) => r,
+        Err(invalid) if b.spec.networks.is_empty() && !b.spec.services.is_empty() => {
+            // A MacvlanNetwork it used is gone (or broken): what it made
+            // cannot be found until the platform team brings it back.
+            let m = format!(
+                "cannot find what to clean up: {}; restore the MacvlanNetwork, or remove the finalizer {FINALIZER} to leave the containers as they are",
+                invalid.summary(3)
+            );
+            return Err(cleanup_pending(ctx, &b, m).await);
+        }
         // An invalid spec never reached Docker.
-        return Ok(Action::await_change());
+        Err(_) => return Ok(Action::await_change()),
     };
-    let endpoint = match ctx.endpoint_for(&b).await {
+    let desired = resolved.desired;
+    let endpoint = match ctx.endpoint_for(&b, &resolved.endpoint).await {
         Ok(e) => e,
         Err(e) => {
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
@@ -519,7 +536,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         .await
         .iter()
         .filter(|(o, _)| valid(o).is_some_and(|o| o.metadata.deletion_timestamp.is_none()))
-        .flat_map(|(_, d)| d.networks.iter().map(|n| n.name.clone()))
+        .flat_map(|(_, a)| a.desired.networks.iter().map(|n| n.name.clone()))
         .collect();
     let memory = Memory::new();
     let pass = Pass {

@@ -8,11 +8,13 @@ pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
 pub(crate) mod status;
+pub(crate) mod tenancy;
 
 use crate::cluster::Endpoint;
 use crate::crd::MacvlanBinding;
 use crate::engine::transport::{CallGate, CallLog, Limits};
 use crate::fence::Fence;
+use crate::tenancy::admit::Inline;
 use context::{Context, CredentialSource, Settings};
 use endpoints::{Registry, Signal};
 use futures::StreamExt;
@@ -29,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tenancy::TenancyCache;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -101,6 +104,16 @@ pub(crate) struct OperatorArgs {
     /// Calls in flight per node when applying.
     #[arg(long, default_value_t = crate::reconcile::ApplyOptions::default().per_node)]
     pub(crate) apply_per_node: usize,
+    /// Whether bindings may define networks and an endpoint themselves
+    /// (`allow`, a single-team install) or only name the MacvlanNetworks
+    /// the platform team granted their namespace (`deny`, multi-team).
+    #[arg(long, value_enum, default_value_t = Inline::Allow, env = "MVCONF_INLINE")]
+    pub(crate) inline: Inline,
+    /// Write the status of MacvlanNetworks and SwarmEndpoints (who may use
+    /// them, who does, how full they are). Default: when watching every
+    /// namespace, so that the install that sees every binding writes it.
+    #[arg(long, action = clap::ArgAction::Set, env = "MVCONF_TENANCY_STATUS")]
+    pub(crate) tenancy_status: Option<bool>,
 }
 
 /// Why the operator stopped.
@@ -190,7 +203,8 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
     if settings.insecure_skip_tls_verify {
         tracing::warn!("--insecure-skip-tls-verify: server certificates are not checked");
     }
-    tracing::info!(endpoint = %settings.default_endpoint.identity(), namespaces = ?args.namespaces, "starting the MacvlanBinding operator");
+    tracing::info!(endpoint = %settings.default_endpoint.identity(), namespaces = ?args.namespaces, inline = ?args.inline, "starting the MacvlanBinding operator");
+    let tenancy = Arc::new(TenancyCache::start(&client, args.inline).await?);
 
     let calls = Arc::new(CallLog::default());
     let metrics = Arc::new(metrics::Metrics::new(calls.clone()));
@@ -204,6 +218,7 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         calls,
         identity: replica_identity(),
         shutdown: shutdown_watch(),
+        tenancy,
     };
     let result = if args.leader_election {
         replica.elect_and_lead().await
@@ -225,6 +240,7 @@ struct Replica<'a> {
     calls: Arc<CallLog>,
     identity: String,
     shutdown: watch::Receiver<bool>,
+    tenancy: Arc<TenancyCache>,
 }
 
 /// How a term of leadership ended.
@@ -298,6 +314,7 @@ impl Replica<'_> {
             &self.metrics,
             &self.identity,
             fence.clone(),
+            self.tenancy.clone(),
         );
         let (stop_tx, stop_rx) = watch::channel(false);
         let Controllers {
@@ -306,6 +323,12 @@ impl Replica<'_> {
             triggers,
         } = controllers(self.args, &self.client, &stop_rx);
         let _ = ctx.stores.set(stores);
+        let regrant = tokio::spawn(readmit_on_change(ctx.clone(), triggers.clone()));
+        let usage = self
+            .args
+            .tenancy_status
+            .unwrap_or(self.args.namespaces.is_empty())
+            .then(|| tokio::spawn(tenancy::publish_usage(ctx.clone())));
         let routes = route_docker_events(signal_rx, triggers, ctx.clone());
         let end = run_controllers(
             controllers,
@@ -318,6 +341,10 @@ impl Replica<'_> {
         .await;
         for r in routes {
             r.abort();
+        }
+        regrant.abort();
+        if let Some(u) = usage {
+            u.abort();
         }
         Ok(end)
     }
@@ -341,6 +368,7 @@ fn settings(args: &OperatorArgs, namespace: &str) -> Result<Settings, OperatorEr
         observe_concurrency: 32,
         apply_per_node: args.apply_per_node.max(1),
         install: format!("{namespace}/{}", args.lease_name),
+        namespace: namespace.to_owned(),
     })
 }
 
@@ -374,6 +402,7 @@ fn context(
     metrics: &Arc<metrics::Metrics>,
     identity: &str,
     fence: Fence,
+    tenancy: Arc<TenancyCache>,
 ) -> Arc<Context> {
     let recorder = Recorder::new(
         client.clone(),
@@ -395,7 +424,25 @@ fn context(
         index: Mutex::new(Default::default()),
         fence,
         swarms: Mutex::new(Default::default()),
+        tenancy,
     })
+}
+
+/// A MacvlanNetwork, SwarmEndpoint or namespace label changed: every
+/// binding is admitted again (a burst of changes, once).
+async fn readmit_on_change(ctx: Arc<Context>, triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>) {
+    let mut changes = ctx.tenancy.changes();
+    changes.mark_unchanged();
+    while changes.changed().await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        changes.mark_unchanged();
+        for g in ctx.bindings() {
+            let r = ObjectRef::from_obj(&*g);
+            for t in &triggers {
+                let _ = t.try_send(r.clone());
+            }
+        }
+    }
 }
 
 /// Each controller stops taking new passes once `stop` turns true.

@@ -62,7 +62,7 @@ impl Kube {
 
     /// Installs the CRD (server-side apply, idempotent).
     pub fn install_crd(&self) {
-        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/macvlanbinding.yaml");
+        let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/mvconf.yaml");
         let (ok, out) = self.kubectl(
             &["apply", "--server-side", "--force-conflicts", "-f", crd],
             None,
@@ -73,6 +73,8 @@ impl Kube {
                 "wait",
                 "--for=condition=Established",
                 "crd/macvlanbindings.mvconf.io",
+                "crd/macvlannetworks.mvconf.io",
+                "crd/swarmendpoints.mvconf.io",
                 "--timeout=30s",
             ],
             None,

@@ -293,3 +293,30 @@ fn endpoint_urls_carry_no_credentials() {
         "{m}"
     );
 }
+
+#[test]
+fn node_urls_are_checked_like_the_endpoint_url() {
+    use crate::crd::{EndpointKind, EndpointSpec};
+    let mut s = good();
+    let ep = |url: &str| EndpointSpec {
+        kind: EndpointKind::Docker,
+        url: "tcp://10.0.0.11:2375".into(),
+        secret_ref: None,
+        insecure_skip_tls_verify: false,
+        dce_node_prefix: None,
+        node_port: None,
+        node_urls: [("node2".to_owned(), url.to_owned())].into(),
+    };
+    s.endpoint = Some(ep("unix:///var/run/docker.sock"));
+    let (f, m) = one_error(&s);
+    assert_eq!(f, "spec.endpoint.nodeUrls[\"node2\"]");
+    assert!(m.contains("must start with tcp://"), "{m}");
+    s.endpoint = Some(ep("https://root:pw@10.0.0.12:2376"));
+    let (_, m) = one_error(&s);
+    assert!(
+        m.contains("must not carry credentials") && !m.contains("pw@"),
+        "{m}"
+    );
+    s.endpoint = Some(ep("tcp://10.0.0.12:2375"));
+    assert!(validate(&s, Dialect::Manifest).is_ok());
+}
