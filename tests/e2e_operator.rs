@@ -797,6 +797,7 @@ spec:
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mvconf"))
         .args(["audit", "-o", "json", "--binding", &format!("{a}/pay")])
         .args(["--binding", &format!("{b}/ledger")])
+        .args(["-H", &std::env::var("DOCKER_HOST").unwrap()])
         .env_remove("MVCONF_DCE_URL")
         .env("RUST_LOG", "warn")
         .output()
@@ -891,5 +892,68 @@ impl Drop for TenancyCleanup<'_> {
             args.extend(names.iter().map(String::as_str));
             let _ = self.kubectl.kubectl(&args, None);
         }
+    }
+}
+
+// Tenancy (issue 13): a service claimed by an older binding stays claimed
+// while that binding exists, even when its spec is broken for a while: a
+// newer binding elsewhere used to take it over and give its containers
+// other addresses.
+#[tokio::test]
+async fn an_older_binding_with_a_broken_spec_still_protects_its_service() {
+    let Some((lab, kube, first_ns)) = setup("e2e-claim-a").await else {
+        return;
+    };
+    let second_ns = kube.namespace(&unique("e2e-claim-b"));
+    let svc = unique("e2e-claim-web");
+    let net = unique("e2e-claim-net");
+    let parent = lab.parent(10);
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let watch = format!("{},{}", first_ns.name, second_ns.name);
+    let _op = Operator::start(&first_ns.name, "claims", &["--namespace", &watch]);
+    let yaml = |name: &str, pool: &str| {
+        binding_yaml(name, &net, 89, &parent, &[(&svc, pool)], "Disconnect")
+    };
+    kube.create(
+        &first_ns.name,
+        &yaml("first", "192.168.89.10-192.168.89.11"),
+    )
+    .await;
+    let first = settled(&kube, &lab, &first_ns.name, "first", &net, 2).await;
+    // A typo: an address outside the subnet. The first binding stops acting.
+    kube.patch_spec(
+        &first_ns.name,
+        "first",
+        serde_json::json!({"services": [{"name": svc, "network": net, "ipPool": ["10.0.0.5"]}]}),
+    )
+    .await;
+    kube.wait_binding(&first_ns.name, "first", "InvalidSpec", LONG, |b| {
+        reason(b) == "InvalidSpec"
+    })
+    .await;
+    kube.create(
+        &second_ns.name,
+        &yaml("second", "192.168.89.20-192.168.89.21"),
+    )
+    .await;
+    let second = kube
+        .wait_binding(&second_ns.name, "second", "Conflict", LONG, |b| {
+            reason(b) == "Conflict"
+        })
+        .await;
+    let msg = &second.status.as_ref().unwrap().conditions[0].message;
+    assert!(
+        msg.contains(&format!(
+            "claimed by MacvlanBinding {}/first",
+            first_ns.name
+        )),
+        "{msg}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(docker_endpoints(&lab, &net), status_endpoints(&first));
+    for (ns, name) in [(&second_ns.name, "second"), (&first_ns.name, "first")] {
+        kube.delete(ns, name).await;
+        kube.wait_gone(ns, name, LONG).await;
     }
 }

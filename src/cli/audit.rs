@@ -8,7 +8,7 @@ use crate::config::{self, Loaded};
 use crate::crd::MacvlanBinding;
 use crate::reconcile::audit::{AuditOptions, AuditReport, Subject, audit};
 use crate::reconcile::observe;
-use crate::tenancy::admit::{Check, Tenancy, admit};
+use crate::tenancy::admit::{Check, EndpointChoice, Tenancy, admit};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -203,7 +203,17 @@ async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliErr
             // if it had written them inline.
             let ns = o.metadata.namespace.clone().unwrap_or_default();
             match admit(&o.spec, &ns, &tenancy, Check::Resolve) {
-                Ok(a) => o.spec = a.desired.to_spec(),
+                Ok(a) => {
+                    o.spec = a.desired.to_spec();
+                    // Audited on its own swarm: the SwarmEndpoint's URL
+                    // (reached with this CLI's login, or -H / --dce).
+                    o.spec.endpoint = match a.endpoint {
+                        EndpointChoice::Default => None,
+                        EndpointChoice::Inline(e) | EndpointChoice::Swarm { spec: e, .. } => {
+                            Some(e)
+                        }
+                    };
+                }
                 Err(e) => {
                     tracing::warn!(
                         "{ns}/{}: not audited: {e}",

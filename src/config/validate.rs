@@ -592,7 +592,11 @@ fn report_undefined_network(c: &mut Collector, spec: &MacvlanBindingSpec, i: usi
         format!(
             "{} is not defined in networks (defined: {})",
             shown(network),
-            if known.is_empty() {
+            if known.is_empty() && c.dialect == Dialect::Manifest {
+                // Without inline networks, a binding names the platform's
+                // MacvlanNetworks, which only the operator resolves.
+                "none; a binding without networks names MacvlanNetworks, which the operator resolves: `kubectl get mvnet`, and `mvconf audit --binding NS/NAME` reads them".to_owned()
+            } else if known.is_empty() {
                 "none".to_owned()
             } else {
                 known.join(", ")

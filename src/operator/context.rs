@@ -324,6 +324,19 @@ impl Context {
             .collect()
     }
 
+    /// `namespace/name` of every binding stored, readable or not: each one
+    /// that exists keeps its claims.
+    pub(crate) fn binding_keys(&self) -> std::collections::BTreeSet<String> {
+        let Some(stores) = self.stores.get() else {
+            return Default::default();
+        };
+        stores
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|g| format!("{}/{}", g.namespace().unwrap_or_default(), g.name_any()))
+            .collect()
+    }
+
     /// Whether a reflector store holds this binding.
     pub(crate) fn knows(&self, r: &ObjectRef<Guarded>) -> bool {
         self.stores
@@ -474,23 +487,28 @@ impl Context {
     /// The swarm another binding is on, whatever URL it spells: asked
     /// once per endpoint; `None` when its endpoint cannot be reached now
     /// (then it cannot act either).
-    pub(crate) async fn swarm_of(&self, b: &MacvlanBinding) -> Option<String> {
+    pub(crate) async fn swarm_of(
+        &self,
+        b: &MacvlanBinding,
+        choice: &EndpointChoice,
+    ) -> Option<String> {
+        let identity = endpoint_of(chosen(choice), &self.settings.default_endpoint).identity();
         let cached = self
             .swarms
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&self.identity_of(b))
+            .get(&identity)
             .cloned();
         match cached {
             Some(SwarmFound::Id(id)) => return Some(id),
             Some(SwarmFound::Failed(at)) if at.elapsed() < SWARM_RETRY => return None,
             _ => {}
         }
-        let Ok(endpoint) = self.endpoint_for(b, &self.endpoint_choice(b)).await else {
+        let Ok(endpoint) = self.endpoint_for(b, choice).await else {
             self.swarms
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(self.identity_of(b), SwarmFound::Failed(Instant::now()));
+                .insert(identity, SwarmFound::Failed(Instant::now()));
             return None;
         };
         self.swarm_id(&endpoint).await.ok()

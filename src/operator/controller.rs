@@ -142,7 +142,7 @@ async fn neighbours(
             continue;
         }
         let Some(d) = ctx.desired_of(o) else { continue };
-        if ctx.swarm_of(o).await.as_deref() == Some(swarm) {
+        if ctx.swarm_of(o, &d.endpoint).await.as_deref() == Some(swarm) {
             out.push((g, d));
         }
     }
@@ -274,19 +274,24 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             ..Default::default()
         },
         ownership: Ownership::Claim(ctx.owner(&b)),
+        live_bindings: ctx.binding_keys(),
         ..ctx.pass(desired, &memory, Mode::Up)
     };
     let applied = match pass.run(&endpoint.cluster, &Follow(&endpoint)).await {
         Ok(passed) if !passed.held_elsewhere.is_empty() => {
+            let install = &ctx.settings.install;
             let held: Vec<String> = passed
                 .held_elsewhere
                 .iter()
-                .map(|(s, o)| format!("service {s} is owned by {o}"))
+                .map(|(s, o)| {
+                    if &o.install == install {
+                        format!("service {s} is claimed by MacvlanBinding {}, which still exists (valid or not): fix or delete it first", o.binding)
+                    } else {
+                        format!("service {s} is owned by {o}; one operator install per swarm")
+                    }
+                })
                 .collect();
-            let message = format!(
-                "touching nothing: {}; one operator install per swarm",
-                held.join("; ")
-            );
+            let message = format!("touching nothing: {}", held.join("; "));
             not_ready(ctx, &b, reasons::CONFLICT, message).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -482,6 +487,14 @@ async fn release_claims(ctx: &Context, b: &MacvlanBinding) -> Result<(), String>
         .map_err(|e| e.to_string())
 }
 
+/// Whether a pass of this binding ever changed or recorded anything: its
+/// status holds records of networks or containers.
+fn acted(b: &MacvlanBinding) -> bool {
+    b.status
+        .as_ref()
+        .is_some_and(|s| !s.networks.is_empty() || !s.containers.is_empty())
+}
+
 /// The finalizer: applies the deletion policy on every node, and lets go
 /// only when it is done everywhere (a node that is down is retried).
 async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
@@ -506,7 +519,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     };
     let resolved = match ctx.resolved(&b) {
         Ok(r) => r,
-        Err(invalid) if b.spec.networks.is_empty() && !b.spec.services.is_empty() => {
+        Err(invalid) if b.spec.networks.is_empty() && !b.spec.services.is_empty() && acted(&b) => {
             // A MacvlanNetwork it used is gone (or broken): what it made
             // cannot be found until the platform team brings it back.
             let m = format!(
@@ -547,8 +560,13 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         ownership: Ownership::Release(ctx.owner(&b)),
         ..ctx.pass(&desired, &memory, mode)
     };
-    let (applied, kept, keep_networks) = match pass.run(&endpoint.cluster, &()).await {
-        Ok(passed) => (passed.applied, passed.kept, passed.kept_networks),
+    let (applied, kept, unclaimed, keep_networks) = match pass.run(&endpoint.cluster, &()).await {
+        Ok(passed) => (
+            passed.applied,
+            passed.kept,
+            passed.unclaimed,
+            passed.kept_networks,
+        ),
         Err(e) => {
             return Err(cleanup_pending(ctx, &b, format!("cannot clean up yet: {e}")).await);
         }
@@ -558,7 +576,11 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         let note = format!("service {service} left as it is: owned by {owner}");
         publish(ctx, &b, false, "KeptOwned", note).await;
     }
-    let kept_names: BTreeSet<&str> = kept.iter().map(|(s, _)| s.as_str()).collect();
+    let kept_names: BTreeSet<&str> = kept
+        .iter()
+        .map(|(s, _)| s.as_str())
+        .chain(unclaimed.iter().map(String::as_str))
+        .collect();
     let desired = desired.without_services(&kept_names);
     // Any failure keeps the finalizer: a refusal we do not understand is
     // no proof that nothing is left.

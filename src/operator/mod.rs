@@ -429,17 +429,39 @@ fn context(
 }
 
 /// A MacvlanNetwork, SwarmEndpoint or namespace label changed: every
-/// binding is admitted again (a burst of changes, once).
+/// binding is admitted again, and those whose verdict changed reconcile (a
+/// burst of changes, once). A namespace created elsewhere costs no pass.
 async fn readmit_on_change(ctx: Arc<Context>, triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>) {
     let mut changes = ctx.tenancy.changes();
     changes.mark_unchanged();
+    let mut verdicts: std::collections::HashMap<ObjectRef<Guarded>, context::Verdict> =
+        std::collections::HashMap::new();
+    let mut judge = |ctx: &Context| {
+        let mut changed = Vec::new();
+        let mut now = std::collections::HashMap::new();
+        for g in ctx.bindings() {
+            let Some(b) = context::valid(&g) else {
+                continue;
+            };
+            let r = ObjectRef::from_obj(&*g);
+            let v = ctx.admitted(b);
+            if verdicts.get(&r) != Some(&v) {
+                changed.push(r.clone());
+            }
+            now.insert(r, v);
+        }
+        verdicts = now;
+        changed
+    };
+    let _ = judge(&ctx);
     while changes.changed().await.is_ok() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         changes.mark_unchanged();
-        for g in ctx.bindings() {
-            let r = ObjectRef::from_obj(&*g);
+        for r in judge(&ctx) {
             for t in &triggers {
-                let _ = t.try_send(r.clone());
+                if t.try_send(r.clone()).is_err() {
+                    tracing::warn!(binding = %r, "reconcile queue full: the grant change waits for the resync");
+                }
             }
         }
     }

@@ -86,9 +86,10 @@ where
 {
     let (reader, writer) = reflector::store();
     let mut seen: HashMap<String, String> = HashMap::new();
-    // Names listed by a (re)list under way: those not listed again are gone.
+    // During a (re)list the store shows the old objects until InitDone:
+    // remember what changed, and move the epoch only once it shows them.
     let mut listed: Vec<String> = Vec::new();
-    let mut first = true;
+    let mut changed_in_list = true;
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
@@ -101,7 +102,8 @@ where
             Ok(watcher::Event::InitApply(o)) => {
                 let print = fingerprint(&o);
                 listed.push(o.name_any());
-                seen.insert(o.name_any(), print.clone()) != Some(print)
+                changed_in_list |= seen.insert(o.name_any(), print.clone()) != Some(print);
+                false
             }
             Ok(watcher::Event::Delete(o)) => seen.remove(&o.name_any()).is_some(),
             Ok(watcher::Event::Init) => {
@@ -113,7 +115,7 @@ where
                 let keep: std::collections::HashSet<String> = listed.drain(..).collect();
                 seen.retain(|name, _| keep.contains(name));
                 // The first list always counts: the caches are ready.
-                std::mem::take(&mut first) || seen.len() != before
+                std::mem::take(&mut changed_in_list) || seen.len() != before
             }
             Err(e) => {
                 tracing::warn!(error = %e, "watching the tenancy objects");
@@ -139,9 +141,21 @@ impl TenancyCache {
         let networks_api: Api<MacvlanNetwork> = Api::all(client.clone());
         let endpoints_api: Api<SwarmEndpoint> = Api::all(client.clone());
         let namespaces_api: Api<Namespace> = Api::all(client.clone());
-        preflight(networks_api.clone(), "MacvlanNetwork").await?;
-        preflight(endpoints_api.clone(), "SwarmEndpoint").await?;
-        preflight(namespaces_api.clone(), "Namespace").await?;
+        let checked = async {
+            preflight(networks_api.clone(), "MacvlanNetwork").await?;
+            preflight(endpoints_api.clone(), "SwarmEndpoint").await?;
+            preflight(namespaces_api.clone(), "Namespace").await
+        };
+        match checked.await {
+            Ok(()) => {}
+            // A single-team install upgraded without its new CRDs (Helm
+            // never upgrades them) keeps working with inline bindings.
+            Err(OperatorError::Config(why)) if inline == Inline::Allow => {
+                tracing::warn!("{why}; bindings that name MacvlanNetworks are refused until then");
+                return Ok(Self::absent(inline));
+            }
+            Err(e) => return Err(e),
+        }
         let (tx, epoch) = watch::channel(0u64);
         let (networks, t1) = follow(networks_api, tx.clone(), generation);
         let (endpoints, t2) = follow(endpoints_api, tx.clone(), generation);
@@ -167,6 +181,20 @@ impl TenancyCache {
             ready.map_err(|e| OperatorError::Config(format!("tenancy caches: {e}")))?;
         }
         Ok(cache)
+    }
+
+    /// No tenancy objects: every binding must define its networks inline.
+    fn absent(inline: Inline) -> Self {
+        let (_tx, epoch) = watch::channel(0u64);
+        Self {
+            inline,
+            networks: reflector::store().0,
+            endpoints: reflector::store().0,
+            namespaces: reflector::store().0,
+            epoch,
+            snapshot: Mutex::new(None),
+            tasks: Vec::new(),
+        }
     }
 
     /// Moves whenever something a grant depends on changed.

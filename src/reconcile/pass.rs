@@ -28,6 +28,10 @@ pub(crate) struct Pass<'a> {
     /// Plan only: Docker is not changed.
     pub(crate) dry_run: bool,
     pub(crate) ownership: Ownership,
+    /// Claim: the other bindings of this install that exist (`ns/name`),
+    /// valid or not. A service one of them claimed stays theirs: an older
+    /// binding with a typo in its spec still protects what it bound.
+    pub(crate) live_bindings: BTreeSet<String>,
 }
 
 /// How a pass treats the operator's claims on services: the
@@ -74,6 +78,9 @@ pub(crate) struct Passed {
     /// [`Ownership::Claim`]: services another install holds; nothing was
     /// changed (the plan is an observation).
     pub(crate) held_elsewhere: Vec<(String, Owner)>,
+    /// [`Ownership::Release`]: services nobody claims, left alone: a
+    /// binding undoes only what it claimed (and so once changed).
+    pub(crate) unclaimed: Vec<String>,
     /// Every network the pass kept from removal: the options' own, and
     /// those of kept services and of other owners.
     pub(crate) kept_networks: BTreeSet<String>,
@@ -91,6 +98,7 @@ impl<'a> Pass<'a> {
             observe_concurrency: 32,
             dry_run: false,
             ownership: Ownership::Ignore,
+            live_bindings: BTreeSet::new(),
         }
     }
 
@@ -109,7 +117,7 @@ impl<'a> Pass<'a> {
             .collect();
         let observed = observe(cluster, &names, self.observe_concurrency).await?;
         watcher.observed(&observed);
-        let claims = Claims::of(&self.ownership, &observed.snapshot);
+        let claims = Claims::of_live(&self.ownership, &observed.snapshot, &self.live_bindings);
         if !claims.held_elsewhere.is_empty() {
             let plan = plan(
                 self.desired,
@@ -126,6 +134,7 @@ impl<'a> Pass<'a> {
                 },
                 kept: Vec::new(),
                 held_elsewhere: claims.held_elsewhere,
+                unclaimed: Vec::new(),
                 kept_networks: self.plan.keep_networks.clone(),
             });
         }
@@ -134,7 +143,12 @@ impl<'a> Pass<'a> {
                 cluster.manager().label_service(id, labels).await?;
             }
         }
-        let kept_names: BTreeSet<&str> = claims.kept.iter().map(|(s, _)| s.as_str()).collect();
+        let kept_names: BTreeSet<&str> = claims
+            .kept
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .chain(claims.unclaimed.iter().map(String::as_str))
+            .collect();
         let trimmed;
         let desired = if kept_names.is_empty() {
             self.desired
@@ -179,6 +193,7 @@ impl<'a> Pass<'a> {
             applied,
             kept: claims.kept,
             held_elsewhere: Vec::new(),
+            unclaimed: claims.unclaimed,
             kept_networks: options.keep_networks,
         })
     }
@@ -203,6 +218,7 @@ type Labelling = Vec<(String, Vec<(&'static str, Option<String>)>)>;
 struct Claims {
     kept: Vec<(String, Owner)>,
     held_elsewhere: Vec<(String, Owner)>,
+    unclaimed: Vec<String>,
     to_label: Labelling,
     to_release: Labelling,
     /// Networks the operator created (Respect).
@@ -210,7 +226,14 @@ struct Claims {
 }
 
 impl Claims {
+    #[cfg(test)]
     fn of(ownership: &Ownership, snapshot: &Snapshot) -> Claims {
+        Self::of_live(ownership, snapshot, &BTreeSet::new())
+    }
+
+    /// The claims a pass acts on; `live` are the other bindings of this
+    /// install that exist.
+    fn of_live(ownership: &Ownership, snapshot: &Snapshot, live: &BTreeSet<String>) -> Claims {
         let mut c = Claims::default();
         let owned = snapshot
             .services
@@ -223,8 +246,14 @@ impl Claims {
                 c.owned_networks = networks_owned(snapshot, |_| true);
             }
             Ownership::Claim(me) => {
+                // Another install's claim, or a sibling binding's while
+                // that binding exists; a claim of a binding that is gone
+                // (its finalizer removed by hand) is stale.
                 c.held_elsewhere = owned
-                    .filter(|(_, o)| o.install != me.install)
+                    .filter(|(_, o)| {
+                        o.install != me.install
+                            || (o.binding != me.binding && live.contains(&o.binding))
+                    })
                     .map(|(s, o)| (s.name.clone(), o.clone()))
                     .collect();
                 let set = || me.labels().map(|(k, v)| (k, Some(v.to_owned()))).to_vec();
@@ -236,16 +265,26 @@ impl Claims {
                     .collect();
             }
             Ownership::Release(me) => {
-                // Whatever another binding owns is not this cleanup's.
+                // Whatever another binding owns is not this cleanup's, nor
+                // what nobody claims: this binding never changed it (it
+                // claims before it changes anything), whatever its spec
+                // names now.
                 let unset = || me.labels().map(|(k, _)| (k, None)).to_vec();
-                for (s, o) in owned {
-                    if o == me {
-                        c.to_release.push((s.id.clone(), unset()));
-                    } else {
-                        c.kept.push((s.name.clone(), o.clone()));
+                for s in &snapshot.services {
+                    match &s.owner {
+                        Some(o) if o == me => c.to_release.push((s.id.clone(), unset())),
+                        Some(o) => c.kept.push((s.name.clone(), o.clone())),
+                        None => c.unclaimed.push(s.name.clone()),
                     }
                 }
-                c.owned_networks = networks_owned(snapshot, |o| o != me);
+                // Networks too: only those it created go.
+                c.owned_networks = snapshot
+                    .nodes
+                    .iter()
+                    .flat_map(|n| &n.networks)
+                    .filter(|n| n.owner.as_ref() != Some(me))
+                    .map(|n| n.name.clone())
+                    .collect();
             }
         }
         c
@@ -254,7 +293,12 @@ impl Claims {
     /// Networks a pass must not remove: those of the kept services, and
     /// those the operator created (for another binding, on cleanup).
     fn keep_networks(&self, desired: &Desired) -> BTreeSet<String> {
-        let kept: BTreeSet<&str> = self.kept.iter().map(|(s, _)| s.as_str()).collect();
+        let kept: BTreeSet<&str> = self
+            .kept
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .chain(self.unclaimed.iter().map(String::as_str))
+            .collect();
         desired
             .services
             .iter()
@@ -339,6 +383,19 @@ mod tests {
     }
 
     #[test]
+    fn a_sibling_that_still_exists_keeps_its_claim_whatever_its_spec() {
+        let me = owner("team-b/new", "mvconf/lease");
+        let sibling = owner("team-a/old", "mvconf/lease");
+        let s = snapshot(&[("web", Some(sibling.clone())), ("free", None)], None);
+        let live: BTreeSet<String> = ["team-a/old".to_owned()].into();
+        let c = Claims::of_live(&Ownership::Claim(me.clone()), &s, &live);
+        assert_eq!(c.held_elsewhere, vec![("web".to_owned(), sibling)]);
+        // Gone: its claim is stale and taken over.
+        let c = Claims::of_live(&Ownership::Claim(me), &s, &BTreeSet::new());
+        assert!(c.held_elsewhere.is_empty());
+    }
+
+    #[test]
     fn cleanup_releases_its_own_claims_and_leaves_the_others_services_alone() {
         let me = owner("prod/bank", "mvconf/lease");
         let other = owner("prod/first", "mvconf/lease");
@@ -352,5 +409,21 @@ mod tests {
         assert!(c.to_release[0].1.iter().all(|(_, v)| v.is_none()));
         assert_eq!(c.kept, vec![("theirs".to_owned(), other)]);
         assert!(c.owned_networks.contains("mv"));
+    }
+
+    #[test]
+    fn cleanup_leaves_what_nobody_claims_and_networks_it_did_not_create() {
+        let me = owner("team-x/refused", "mvconf/lease");
+        let s = snapshot(&[("by-hand", None), ("mine", Some(me.clone()))], None);
+        let c = Claims::of(&Ownership::Release(me.clone()), &s);
+        assert_eq!(c.unclaimed, ["by-hand"]);
+        assert!(c.kept.is_empty());
+        assert!(
+            c.owned_networks.contains("mv"),
+            "an unlabelled network stays"
+        );
+        let s = snapshot(&[("mine", Some(me.clone()))], Some(me.clone()));
+        let c = Claims::of(&Ownership::Release(me), &s);
+        assert!(!c.owned_networks.contains("mv"), "its own network may go");
     }
 }

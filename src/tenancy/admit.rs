@@ -87,12 +87,16 @@ fn selected(
     if names.iter().any(|n| n == namespace) {
         return true;
     }
-    let Some(sel) = selector else { return false };
+    // A namespace not seen yet has no known labels: only its name counts
+    // (else `NotIn` and `DoesNotExist` would select it).
+    let (Some(sel), Some(labels)) = (selector, labels) else {
+        return false;
+    };
     // A selector that does not parse selects nothing.
     let Ok(sel) = Selector::try_from(sel.clone()) else {
         return false;
     };
-    sel.matches(labels.unwrap_or(&BTreeMap::new()))
+    sel.matches(labels)
 }
 
 impl NamespaceSelection {

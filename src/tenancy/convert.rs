@@ -60,11 +60,18 @@ pub(crate) fn split(name: &str, ns: &str, spec: &MacvlanBindingSpec) -> Split {
             },
         )
     });
-    let objects: BTreeMap<&str, String> = spec
-        .networks
-        .iter()
-        .map(|n| (n.name.as_str(), object_name(&n.name)))
-        .collect();
+    // Docker names that differ only in `_` or case get distinct objects.
+    let mut objects: BTreeMap<&str, String> = BTreeMap::new();
+    for n in &spec.networks {
+        let base = object_name(&n.name);
+        let mut name = base.clone();
+        let mut k = 2;
+        while objects.values().any(|o| *o == name) {
+            name = format!("{base}-{k}");
+            k += 1;
+        }
+        objects.insert(&n.name, name);
+    }
     let networks = spec
         .networks
         .iter()

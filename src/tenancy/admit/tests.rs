@@ -151,7 +151,14 @@ fn namespace_selectors_select_by_label_and_an_empty_one_selects_all() {
         .last_mut()
         .unwrap();
     everyone.namespace_selector = Some(LabelSelector::default());
+    t.namespace_labels.insert("anyone".into(), BTreeMap::new());
     assert!(admit(&b, "anyone", &t, Check::Grants).is_ok());
+    // A namespace the cache has not seen yet: only names select it.
+    one(
+        admit(&b, "brand-new", &t, Check::Grants),
+        "spec.services[0].network",
+        "grants nothing",
+    );
 }
 
 #[test]
