@@ -465,7 +465,7 @@ async fn report(
     notes.publish(ctx, b).await;
 }
 
-/// Retain: everything stays, but the services are no longer claimed.
+/// Retain, and the end of every cleanup: the services are no longer claimed.
 async fn release_claims(ctx: &Context, b: &MacvlanBinding) -> Result<(), String> {
     let Ok(resolved) = ctx.resolved(b) else {
         // An invalid spec never reached Docker.
@@ -558,6 +558,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
             ..Default::default()
         },
         ownership: Ownership::Release(ctx.owner(&b)),
+        keep_claims: true,
         ..ctx.pass(&desired, &memory, mode)
     };
     let (applied, kept, unclaimed, keep_networks) = match pass.run(&endpoint.cluster, &()).await {
@@ -618,6 +619,12 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     if !left.is_empty() {
         let m = left.join("; ");
         return Err(cleanup_pending(ctx, &b, format!("not clean yet: {m}")).await);
+    }
+    // Done: only now the claims go, so that a cleanup cut short finds its
+    // services again on the next try.
+    if let Err(e) = release_claims(ctx, &b).await {
+        let m = format!("cleaned up, but cannot give up the claim on its services yet: {e}");
+        return Err(cleanup_pending(ctx, &b, m).await);
     }
     let done = applied.outcomes.iter().filter(|o| o.changed()).count();
     publish(

@@ -32,6 +32,10 @@ pub(crate) struct Pass<'a> {
     /// valid or not. A service one of them claimed stays theirs: an older
     /// binding with a typo in its spec still protects what it bound.
     pub(crate) live_bindings: BTreeSet<String>,
+    /// Release: do not give the claims up yet (the operator's cleanup
+    /// does, once Docker shows the work done): a claim is what tells the
+    /// next try which services are this binding's to undo.
+    pub(crate) keep_claims: bool,
 }
 
 /// How a pass treats the operator's claims on services: the
@@ -99,6 +103,7 @@ impl<'a> Pass<'a> {
             dry_run: false,
             ownership: Ownership::Ignore,
             live_bindings: BTreeSet::new(),
+            keep_claims: false,
         }
     }
 
@@ -183,7 +188,7 @@ impl<'a> Pass<'a> {
             })
             .await
         };
-        if !self.dry_run {
+        if !self.dry_run && !self.keep_claims {
             for (id, labels) in &claims.to_release {
                 cluster.manager().label_service(id, labels).await?;
             }
