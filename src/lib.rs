@@ -20,4 +20,5 @@ pub mod pool;
 pub mod reconcile;
 pub(crate) mod retry;
 pub mod secret;
+pub mod slices;
 pub mod tenancy;

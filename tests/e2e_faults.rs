@@ -270,7 +270,7 @@ async fn a_node_killed_in_the_middle_of_binding_300_containers() {
     // Swarm reschedules as it sees fit; every running task ends up bound.
     let start = Instant::now();
     let b = loop {
-        let b = kube.bindings(&ns.name).get("node").await.expect("binding");
+        let b = kube.binding(&ns.name, "node").await;
         let bound = b.status.as_ref().map_or(0, |s| s.bound as usize);
         if ready(&b) && bound == n && status_endpoints(&b) == docker_endpoints(&lab, &net) {
             break b;
@@ -402,7 +402,7 @@ async fn the_dce_gateway_goes_away_comes_back_and_rotates_its_password() {
     // Neither password appears in anything the operator emitted: its log
     // (debug level), the Events, the status, the metrics.
     let events = kube.events(&ns.name, "dce").await;
-    let status = kube.bindings(&ns.name).get("dce").await.expect("binding");
+    let status = kube.binding(&ns.name, "dce").await;
     let metrics = common::k8s::http_get(op.metrics_port, "/metrics")
         .await
         .unwrap_or_default();
@@ -511,7 +511,7 @@ async fn a_drained_node_moves_tasks_and_each_slot_keeps_its_address() {
     lab.docker(1, &["node", "update", "--availability", "drain", &node3]);
     let start = Instant::now();
     let b = loop {
-        let b = kube.bindings(&ns.name).get("drain").await.expect("binding");
+        let b = kube.binding(&ns.name, "drain").await;
         let moved = b.status.as_ref().is_some_and(|s| {
             s.containers
                 .iter()

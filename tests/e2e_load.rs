@@ -94,8 +94,8 @@ async fn twenty_bindings_of_fifteen_containers_applied_at_once() {
     // Docker agrees with the 20 statuses together, and nothing is doubled.
     let list = api.list(&Default::default()).await.expect("list bindings");
     let mut from_status = BTreeSet::new();
-    for b in &list.items {
-        from_status.extend(status_endpoints(b));
+    for b in list.items {
+        from_status.extend(status_endpoints(&kube.hydrate(b).await));
     }
     let docker = docker_endpoints(&lab, &net);
     assert_eq!(docker.len(), total);

@@ -454,7 +454,7 @@ async fn two_bindings_with_overlapping_pools_conflict_on_the_second() {
     // The second touched nothing; the first is as it was.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(docker_endpoints(&lab, &net), status_endpoints(&first));
-    let again = kube.bindings(&ns.name).get("first").await.unwrap();
+    let again = kube.binding(&ns.name, "first").await;
     assert!(ready(&again));
     assert_eq!(status_endpoints(&again), status_endpoints(&first));
 }
@@ -518,7 +518,7 @@ async fn the_same_swarm_under_another_url_is_the_same_swarm() {
     // Nothing of the first moved.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(docker_endpoints(&lab, &net), status_endpoints(&first));
-    let again = kube.bindings(&ns.name).get("first").await.unwrap();
+    let again = kube.binding(&ns.name, "first").await;
     assert!(ready(&again), "{:?}", again.status);
     assert_eq!(status_endpoints(&again), status_endpoints(&first));
     // Gone before the operator is: a binding on another endpoint left
@@ -837,7 +837,7 @@ spec:
         bobs.is_subset(&docker),
         "bob's moved: {bobs:?} vs {docker:?}"
     );
-    let again = kube.bindings(&b).get("ledger").await.unwrap();
+    let again = kube.binding(&b, "ledger").await;
     assert!(ready(&again));
     assert_eq!(status_endpoints(&again), bobs);
     assert_unique(&docker);
@@ -956,4 +956,135 @@ async fn an_older_binding_with_a_broken_spec_still_protects_its_service() {
         kube.delete(ns, name).await;
         kube.wait_gone(ns, name, LONG).await;
     }
+}
+
+/// (slot, ip) of every Bound record.
+fn slot_ips(b: &mvconf::crd::MacvlanBinding) -> std::collections::BTreeMap<u64, String> {
+    b.status
+        .iter()
+        .flat_map(|s| &s.containers)
+        .filter(|r| r.state == RecordState::Bound)
+        .filter_map(|r| Some((r.slot?, r.ip.clone()?)))
+        .collect()
+}
+
+#[tokio::test]
+async fn records_live_in_slices_that_carry_the_memory_across_upgrades_and_restarts() {
+    use kube::ResourceExt;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
+    use mvconf::slices::MacvlanEndpointSlice;
+    let Some((lab, kube, ns)) = setup("e2e-slices").await else {
+        return;
+    };
+    let svc = unique("e2e-slices-web");
+    let net = unique("e2e-slices-net");
+    let parent = lab.parent(11);
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    wait_running(&lab, &svc, 2, LONG).await;
+
+    // An operator of an older version kept its records in the status:
+    // slots 1 and 2 hold .17 and .18 while their containers are replaced.
+    let created = kube
+        .create(
+            &ns.name,
+            &binding_yaml(
+                "slices",
+                &net,
+                74,
+                &parent,
+                &[(&svc, "192.168.74.10-192.168.74.19")],
+                "Disconnect",
+            ),
+        )
+        .await;
+    let legacy = |slot: u64, ip: &str| {
+        serde_json::json!({"service": svc, "slot": slot, "nodeId": "gone", "node": "gone",
+            "ip": ip, "state": "Reserved", "ingress": false})
+    };
+    kube.bindings(&ns.name)
+        .patch_status(
+            "slices",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"containers": [
+                legacy(1, "192.168.74.17"), legacy(2, "192.168.74.18")]}})),
+        )
+        .await
+        .expect("write the old operator's status");
+    let mut op = Operator::start(&ns.name, "slices", &[]);
+    let b = settled(&kube, &lab, &ns.name, "slices", &net, 2).await;
+    let want: std::collections::BTreeMap<u64, String> = [
+        (1, "192.168.74.17".to_owned()),
+        (2, "192.168.74.18".to_owned()),
+    ]
+    .into();
+    assert_eq!(slot_ips(&b), want, "an upgrade forgot the old records");
+
+    // From then on the records live in a slice owned by the binding, and
+    // the binding's own status is a summary.
+    common::wait_for("the old records gone from the status", LONG, || async {
+        let raw = kube.bindings(&ns.name).get("slices").await.ok()?;
+        let s = raw.status?;
+        (s.containers.is_empty() && s.endpoint_slices == 1).then_some(())
+    })
+    .await;
+    let slices: Api<MacvlanEndpointSlice> = Api::namespaced(kube.client.clone(), &ns.name);
+    let lp = ListParams::default().labels("mvconf.io/binding=slices");
+    let list = slices.list(&lp).await.expect("list slices").items;
+    assert_eq!(list.len(), 1);
+    let owner = &list[0].metadata.owner_references.as_ref().expect("owner")[0];
+    assert_eq!(
+        (owner.kind.as_str(), Some(&owner.uid)),
+        ("MacvlanBinding", created.metadata.uid.as_ref())
+    );
+    let (ok, table) = kube.kubectl(&["-n", &ns.name, "get", "mves"], None);
+    assert!(ok, "{table}");
+    let row = table.lines().nth(1).unwrap_or_default().to_owned();
+    for cell in ["slices", svc.as_str(), "2"] {
+        assert!(row.split_whitespace().any(|c| c == cell), "{table}");
+    }
+
+    // Operator down while swarm replaces a container: back up, it gives
+    // the slot its address again from the slice (Docker no longer knows).
+    op.kill();
+    let victim = b
+        .status
+        .iter()
+        .flat_map(|s| &s.containers)
+        .find(|r| r.slot == Some(1))
+        .cloned()
+        .expect("slot 1");
+    let k: usize = victim.node.trim_start_matches("node").parse().unwrap();
+    lab.docker(k, &["kill", &victim.container]);
+    common::wait_for("swarm to replace the container", LONG, || async {
+        let ids = running_ids(&lab, &svc);
+        (ids.len() == 2 && !ids.contains(&victim.container)).then_some(())
+    })
+    .await;
+    op.restart();
+    let again = kube
+        .wait_binding(&ns.name, "slices", "slot 1 bound again", LONG, |b| {
+            ready(b)
+                && b.status.iter().flat_map(|s| &s.containers).any(|r| {
+                    r.slot == Some(1)
+                        && r.container != victim.container
+                        && r.state == RecordState::Bound
+                })
+        })
+        .await;
+    assert_eq!(
+        slot_ips(&again),
+        want,
+        "a slot changed address across the restart"
+    );
+
+    // Deleting the binding deletes its slices (no garbage collector here).
+    kube.delete(&ns.name, "slices").await;
+    kube.wait_gone(&ns.name, "slices", LONG).await;
+    let left = slices.list(&lp).await.expect("list slices").items;
+    assert!(
+        left.is_empty(),
+        "{:?}",
+        left.iter().map(|s| s.name_any()).collect::<Vec<_>>()
+    );
 }

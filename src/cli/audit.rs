@@ -117,6 +117,44 @@ async fn audit_subjects(
     Ok(report)
 }
 
+/// Each binding's per-container records, read from its
+/// MacvlanEndpointSlices into its status, where the audit compares them
+/// with Docker (a binding of an older operator has them there already).
+async fn records_into_status(
+    client: &kube::Client,
+    all: bool,
+    objects: &mut [MacvlanBinding],
+) -> Result<(), CliError> {
+    use crate::slices::{BINDING_LABEL, MacvlanEndpointSlice, belongs_to, records_of};
+    let cannot = |source| CliError::Kube {
+        what: "cannot list MacvlanEndpointSlices".into(),
+        source,
+    };
+    let mut slices: Vec<MacvlanEndpointSlice> = Vec::new();
+    if all {
+        let api: kube::Api<MacvlanEndpointSlice> = kube::Api::all(client.clone());
+        slices = api.list(&Default::default()).await.map_err(cannot)?.items;
+    } else {
+        for o in objects.iter() {
+            let ns = o.metadata.namespace.as_deref().unwrap_or_default();
+            let api: kube::Api<MacvlanEndpointSlice> = kube::Api::namespaced(client.clone(), ns);
+            let selector = format!(
+                "{BINDING_LABEL}={}",
+                o.metadata.name.as_deref().unwrap_or_default()
+            );
+            let lp = kube::api::ListParams::default().labels(&selector);
+            slices.extend(api.list(&lp).await.map_err(cannot)?.items);
+        }
+    }
+    for o in objects.iter_mut() {
+        let records = records_of(slices.iter().filter(|s| belongs_to(s, o)));
+        if !records.is_empty() {
+            o.status.get_or_insert_default().containers = records;
+        }
+    }
+    Ok(())
+}
+
 fn names(subjects: &[(String, Loaded)]) -> String {
     match subjects.len() {
         1 => subjects[0].0.clone(),
@@ -191,6 +229,7 @@ async fn kube_bindings(args: &AuditArgs) -> Result<Vec<(String, Loaded)>, CliErr
             );
         }
     }
+    records_into_status(&client, args.all_bindings, &mut objects).await?;
     let tenancy = if objects.iter().any(uses_grants) {
         platform_objects(&client).await
     } else {

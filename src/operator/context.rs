@@ -4,6 +4,7 @@
 use super::endpoints::{EndpointState, Registry};
 use super::index::BindingIndex;
 use super::metrics::Metrics;
+use super::slices::SliceCache;
 use super::tenancy::TenancyCache;
 use crate::cluster::{ClusterConfig, ConfigError, Endpoint};
 use crate::config::validate::{Desired, Invalid};
@@ -81,6 +82,8 @@ pub(crate) struct Context {
     pub(crate) fence: Fence,
     /// Swarm IDs by endpoint identity, learnt once per term.
     pub(crate) swarms: Mutex<HashMap<String, SwarmFound>>,
+    /// Every binding's MacvlanEndpointSlices: the memory of its slots.
+    pub(crate) slices: SliceCache,
 }
 
 /// What asking an endpoint for its swarm ID found.

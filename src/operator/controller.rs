@@ -9,7 +9,8 @@ use super::context::{Context, Guarded, valid};
 use super::endpoints::EndpointState;
 use super::endpoints::Signal;
 use super::metrics::{BindingLabels, PoolLabels, ReasonLabels, ResultLabels};
-use super::status::{after_pass, is_ready, memory_from, not_run};
+use super::slices::WriteError;
+use super::status::{after_pass, container_record, is_ready, not_run};
 use crate::config::validate::Desired;
 use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
 use crate::engine::ErrorKind;
@@ -21,6 +22,7 @@ use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::report::leftovers;
 use crate::reconcile::{Memory, Mode, Observed, Ownership, Pass, PlanOptions, Problem, Watcher};
 use crate::retry;
+use crate::slices::{changes, memory_from, slices_for};
 use crate::tenancy::admit::Admitted;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -54,6 +56,12 @@ pub(crate) enum Error {
     /// this pass read it (another writer, or this replica's cache is behind).
     #[error("status of {binding} not written: the binding changed since resourceVersion {read}")]
     Stale { binding: String, read: String },
+    #[error("records of {binding} not written: {source}")]
+    Slices {
+        binding: String,
+        #[source]
+        source: WriteError,
+    },
     #[error("status of {binding} not written: {source}")]
     Fenced {
         binding: String,
@@ -125,6 +133,66 @@ pub(crate) async fn put_status(
         field_manager: Some(MANAGER.to_owned()),
     };
     api.replace_status(&b.name_any(), &params, &next).await
+}
+
+/// Writes the records of a pass into the binding's MacvlanEndpointSlices
+/// (only the slices that changed); returns how many slices hold them.
+async fn write_records(
+    ctx: &Context,
+    b: &MacvlanBinding,
+    records: &[crate::reconcile::Record],
+) -> Result<i32, Error> {
+    let stored: Vec<_> = records.iter().map(container_record).collect();
+    let wanted = slices_for(b, &stored);
+    let count = i32::try_from(wanted.len()).unwrap_or(i32::MAX);
+    let labelled = ctx.slices.labelled(b);
+    let existing: Vec<_> = labelled.iter().map(AsRef::as_ref).collect();
+    let todo = changes(&existing, wanted);
+    if todo.is_empty() {
+        return Ok(count);
+    }
+    ctx.metrics.slice_writes.inc_by(todo.len() as u64);
+    super::slices::write(&ctx.client, &ctx.fence, b, todo)
+        .await
+        .map_err(|source| slices_error(b, source))?;
+    Ok(count)
+}
+
+fn slices_error(b: &MacvlanBinding, source: WriteError) -> Error {
+    match source {
+        WriteError::Stale { name } => Error::Stale {
+            binding: key(b),
+            read: format!(
+                "{} (MacvlanEndpointSlice {name})",
+                b.resource_version().unwrap_or_default()
+            ),
+        },
+        WriteError::Fenced(source) => Error::Fenced {
+            binding: key(b),
+            source,
+        },
+        source => Error::Slices {
+            binding: key(b),
+            source,
+        },
+    }
+}
+
+/// The end of a cleanup: the binding's records go with it (the garbage
+/// collector would delete them too, as their owner is gone, but not every
+/// cluster runs it promptly, and a binding created again under the same
+/// name must start from a clean slate).
+async fn forget_records(ctx: &Context, b: &MacvlanBinding) -> Result<(), Error> {
+    let labelled = ctx.slices.labelled(b);
+    let existing: Vec<_> = labelled.iter().map(AsRef::as_ref).collect();
+    let todo = changes(&existing, Vec::new());
+    if todo.is_empty() {
+        return Ok(());
+    }
+    ctx.metrics.slice_writes.inc_by(todo.len() as u64);
+    super::slices::write(&ctx.client, &ctx.fence, b, todo)
+        .await
+        .map_err(|source| slices_error(b, source))
 }
 
 /// Other admitted bindings on the same swarm (by its cluster ID, whatever
@@ -267,7 +335,8 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
         .await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
-    let memory = memory_from(b.status.as_ref());
+    let mine = ctx.slices.of(&b);
+    let memory = memory_from(b.status.as_ref(), mine.iter().map(AsRef::as_ref));
     let pass = Pass {
         plan: PlanOptions {
             restore_ingress: true,
@@ -304,7 +373,8 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
     let now = Timestamp::now();
     let records = applied.records(now);
     let failures: Vec<String> = applied.failures().map(ToString::to_string).collect();
-    let status = after_pass(
+    let slices = write_records(ctx, &b, &records).await?;
+    let mut status = after_pass(
         b.status.as_ref(),
         b.metadata.generation,
         &applied.plan,
@@ -312,6 +382,16 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
         &failures,
         now,
     );
+    status.endpoint_slices = slices;
+    // An older operator's records stay in the status until the slices that
+    // replace them are seen, so that no pass starts without them.
+    if !records.is_empty() && mine.is_empty() {
+        status.containers = b
+            .status
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+    }
     write_status(ctx, &b, &status).await?;
     report(ctx, &b, &applied, &memory, &status).await;
 
@@ -489,10 +569,11 @@ async fn release_claims(ctx: &Context, b: &MacvlanBinding) -> Result<(), String>
 
 /// Whether a pass of this binding ever changed or recorded anything: its
 /// status holds records of networks or containers.
-fn acted(b: &MacvlanBinding) -> bool {
+fn acted(ctx: &Context, b: &MacvlanBinding) -> bool {
     b.status
         .as_ref()
         .is_some_and(|s| !s.networks.is_empty() || !s.containers.is_empty())
+        || !ctx.slices.of(b).is_empty()
 }
 
 /// The finalizer: applies the deletion policy on every node, and lets go
@@ -519,7 +600,9 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     };
     let resolved = match ctx.resolved(&b) {
         Ok(r) => r,
-        Err(invalid) if b.spec.networks.is_empty() && !b.spec.services.is_empty() && acted(&b) => {
+        Err(invalid)
+            if b.spec.networks.is_empty() && !b.spec.services.is_empty() && acted(ctx, &b) =>
+        {
             // A MacvlanNetwork it used is gone (or broken): what it made
             // cannot be found until the platform team brings it back.
             let m = format!(
@@ -670,7 +753,11 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
     let result = finalizer(&api, FINALIZER, b, |event| async {
         match event {
             Finalizer::Apply(b) => apply_binding(b, &ctx).await,
-            Finalizer::Cleanup(b) => cleanup(b, &ctx).await,
+            Finalizer::Cleanup(b) => {
+                let done = cleanup(b.clone(), &ctx).await?;
+                forget_records(&ctx, &b).await?;
+                Ok(done)
+            }
         }
     })
     .await

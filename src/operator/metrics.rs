@@ -108,6 +108,7 @@ pub(crate) struct Metrics {
     pub(crate) desired: Family<BindingLabels, Gauge>,
     pub(crate) drift_repairs: Counter,
     pub(crate) drift_repair_seconds: Histogram,
+    pub(crate) slice_writes: Counter,
     pub(crate) leader: Gauge,
     ready: AtomicBool,
 }
@@ -126,6 +127,7 @@ impl Metrics {
         let drift_repairs = Counter::default();
         let drift_repair_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         let leader = Gauge::default();
+        let slice_writes = Counter::default();
         registry.register(
             "mvconf_reconciles",
             "Reconcile passes by result",
@@ -172,6 +174,11 @@ impl Metrics {
             "From a replacement container's Docker start event to it being bound",
             drift_repair_seconds.clone(),
         );
+        registry.register(
+            "mvconf_endpoint_slice_writes",
+            "MacvlanEndpointSlices created, replaced or deleted",
+            slice_writes.clone(),
+        );
         registry.register("mvconf_leader", "1 when this replica leads", leader.clone());
         registry.register_collector(Box::new(Calls(calls)));
         Self {
@@ -186,6 +193,7 @@ impl Metrics {
             desired,
             drift_repairs,
             drift_repair_seconds,
+            slice_writes,
             leader,
             ready: AtomicBool::new(false),
         }

@@ -7,6 +7,7 @@ pub(crate) mod endpoints;
 pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
+pub(crate) mod slices;
 pub(crate) mod status;
 pub(crate) mod tenancy;
 
@@ -307,15 +308,10 @@ impl Replica<'_> {
             fence: fence.clone(),
         };
         let registry = Arc::new(Registry::new(signal_tx, gate));
-        let ctx = context(
-            &self.client,
-            self.settings.clone(),
-            registry,
-            &self.metrics,
-            &self.identity,
-            fence.clone(),
-            self.tenancy.clone(),
-        );
+        // Every slot's address is known before the first pass of the term.
+        let (slices, slice_watches) =
+            slices::SliceCache::start(&self.client, &self.args.namespaces).await?;
+        let ctx = self.context(registry, fence.clone(), slices);
         let (stop_tx, stop_rx) = watch::channel(false);
         let Controllers {
             controllers,
@@ -343,10 +339,45 @@ impl Replica<'_> {
             r.abort();
         }
         regrant.abort();
+        for w in slice_watches {
+            w.abort();
+        }
         if let Some(u) = usage {
             u.abort();
         }
         Ok(end)
+    }
+
+    /// What every reconcile of this term shares.
+    fn context(
+        &self,
+        registry: Arc<Registry>,
+        fence: Fence,
+        slices: slices::SliceCache,
+    ) -> Arc<Context> {
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: "mvconf-operator".into(),
+                instance: Some(self.identity.clone()),
+            },
+        );
+        Arc::new(Context {
+            client: self.client.clone(),
+            settings: self.settings.clone(),
+            recorder,
+            registry,
+            metrics: self.metrics.clone(),
+            stores: OnceLock::new(),
+            started: Mutex::new(Default::default()),
+            failures: Mutex::new(Default::default()),
+            validated: Mutex::new(Default::default()),
+            index: Mutex::new(Default::default()),
+            fence,
+            swarms: Mutex::new(Default::default()),
+            tenancy: self.tenancy.clone(),
+            slices,
+        })
     }
 }
 
@@ -393,39 +424,6 @@ fn replica_identity() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("mvconf-{}", std::process::id()))
-}
-
-fn context(
-    client: &Client,
-    settings: Settings,
-    registry: Arc<Registry>,
-    metrics: &Arc<metrics::Metrics>,
-    identity: &str,
-    fence: Fence,
-    tenancy: Arc<TenancyCache>,
-) -> Arc<Context> {
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "mvconf-operator".into(),
-            instance: Some(identity.to_owned()),
-        },
-    );
-    Arc::new(Context {
-        client: client.clone(),
-        settings,
-        recorder,
-        registry,
-        metrics: metrics.clone(),
-        stores: OnceLock::new(),
-        started: Mutex::new(Default::default()),
-        failures: Mutex::new(Default::default()),
-        validated: Mutex::new(Default::default()),
-        index: Mutex::new(Default::default()),
-        fence,
-        swarms: Mutex::new(Default::default()),
-        tenancy,
-    })
 }
 
 /// A MacvlanNetwork, SwarmEndpoint or namespace label changed: every

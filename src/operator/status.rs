@@ -6,11 +6,9 @@ use crate::crd::{
     ContainerRecord, MacvlanBindingStatus, NetworkStatus, NodeProblem, RecordState, ServiceStatus,
     reasons,
 };
-use crate::reconcile::plan::Remembered;
-use crate::reconcile::{Key, Memory, Plan, Problem, Record, Slot};
+use crate::reconcile::{Plan, Problem, Record, Slot};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use std::net::Ipv4Addr;
 
 /// Status messages stay readable and bounded.
 const MAX_MESSAGE: usize = 1024;
@@ -32,36 +30,6 @@ fn saturating_i32(n: u64) -> i32 {
 
 fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The memory a pass starts from: every slot's address from the records
-/// (bound or reserved).
-pub(crate) fn memory_from(status: Option<&MacvlanBindingStatus>) -> Memory {
-    let mut m = Memory::new();
-    let Some(s) = status else { return m };
-    for r in &s.containers {
-        if !matches!(r.state, RecordState::Bound | RecordState::Reserved) {
-            continue;
-        }
-        let Some(ip) = r.ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else {
-            continue;
-        };
-        let slot = match r.slot {
-            Some(n) => Slot::Slot(n),
-            None => Slot::Node(r.node_id.clone()),
-        };
-        m.insert(
-            Key {
-                service: r.service.clone(),
-                slot,
-            },
-            Remembered {
-                ip,
-                since: r.since.as_ref().map(|t| t.0),
-            },
-        );
-    }
-    m
 }
 
 /// One record as the resource stores it.
@@ -280,7 +248,8 @@ pub(crate) fn after_pass(
         bound: saturating_i32(bound as u64),
         services,
         networks,
-        containers: records.iter().map(container_record).collect(),
+        endpoint_slices: 0,
+        containers: Vec::new(),
     }
 }
 
@@ -316,7 +285,7 @@ mod tests {
 
     fn rec(service: &str, slot: u64, ip: Option<&str>, state: RecordState) -> Record {
         Record {
-            key: Key {
+            key: crate::reconcile::Key {
                 service: service.into(),
                 slot: Slot::Slot(slot),
             },
@@ -373,7 +342,11 @@ mod tests {
         assert_eq!(c.message, "2/2 containers bound");
         assert_eq!((s.desired, s.bound, s.observed_generation), (2, 2, Some(3)));
         assert_eq!(s.services[0].allocated, 2);
-        assert_eq!(s.containers[0].container, "0123456789ab");
+        assert!(
+            s.containers.is_empty(),
+            "records live in MacvlanEndpointSlices"
+        );
+        assert_eq!(container_record(&records[0]).container, "0123456789ab");
         // The transition time survives a pass that changes nothing.
         let later: Timestamp = "2026-11-22T13:00:00Z".parse().unwrap();
         let s2 = after_pass(Some(&s), Some(3), &plan_with(vec![]), &records, &[], later);
@@ -422,13 +395,17 @@ mod tests {
             rec("web", 2, None, RecordState::Pending),
         ];
         let s = after_pass(None, None, &plan_with(vec![]), &records, &[], now);
-        let m = memory_from(Some(&s));
+        let mut b = crate::crd::MacvlanBinding::new("b", Default::default());
+        b.metadata.namespace = Some("ns".into());
+        let stored: Vec<_> = records.iter().map(container_record).collect();
+        let slices = crate::slices::slices_for(&b, &stored);
+        let m = crate::slices::memory_from(Some(&s), &slices);
         assert_eq!(m.len(), 1);
-        let r = &m[&Key {
+        let r = &m[&crate::reconcile::Key {
             service: "web".into(),
             slot: Slot::Slot(1),
         }];
-        assert_eq!(r.ip, "192.168.8.10".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(r.ip, "192.168.8.10".parse::<std::net::Ipv4Addr>().unwrap());
         assert_eq!(
             r.since.map(|t| t.to_string()).as_deref(),
             Some("2026-11-22T10:00:00Z")
@@ -458,5 +435,23 @@ mod tests {
             (t.conditions[0].status.as_str(), t.observed_generation),
             ("False", Some(2))
         );
+    }
+
+    #[test]
+    fn the_status_of_a_binding_of_20000_containers_stays_under_1_mib() {
+        let now = Timestamp::now();
+        let records: Vec<Record> = (1..=20_000u64)
+            .map(|n| {
+                let ip = format!("10.{}.{}.{}", n >> 16, (n >> 8) & 255, n & 255);
+                rec("web", n, Some(&ip), RecordState::Bound)
+            })
+            .collect();
+        let s = after_pass(None, Some(1), &plan_with(vec![]), &records, &[], now);
+        let bytes = serde_json::to_vec(&s).unwrap().len();
+        assert!(
+            bytes < 1 << 20,
+            "the status of 20,000 containers is {bytes} bytes"
+        );
+        assert_eq!((s.desired, s.bound), (20_000, 20_000));
     }
 }

@@ -49,7 +49,7 @@ impl std::fmt::Debug for TenancyCache {
 
 /// Lists one object of `api`, so that a missing CRD or missing RBAC stops
 /// the operator at start with the fix, instead of a watch retrying forever.
-async fn preflight<K>(api: Api<K>, what: &str) -> Result<(), OperatorError>
+pub(crate) async fn preflight<K>(api: Api<K>, what: &str) -> Result<(), OperatorError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -282,14 +282,23 @@ async fn write_usage(ctx: &super::context::Context) -> Result<(), kube::Error> {
         .iter()
         .filter_map(|g| {
             let b = super::context::valid(g)?;
-            Some((ctx.admitted(b).ok()?, b.status.as_ref()))
+            let mine = ctx.slices.of(b);
+            let records = if mine.is_empty() {
+                b.status
+                    .as_ref()
+                    .map(|s| s.containers.clone())
+                    .unwrap_or_default()
+            } else {
+                crate::slices::records_of(mine.iter().map(AsRef::as_ref))
+            };
+            Some((ctx.admitted(b).ok()?, records))
         })
         .collect();
     let uses: Vec<Use<'_>> = admitted
         .iter()
-        .map(|(a, status)| Use {
+        .map(|(a, records)| Use {
             admitted: a,
-            status: *status,
+            records,
         })
         .collect();
     let now = Time(k8s_openapi::jiff::Timestamp::now());

@@ -6,16 +6,16 @@ use super::admit::{Admitted, EndpointChoice, ranges, summary};
 use super::{MacvlanNetworkSpec, SwarmEndpointSpec, TenancyStatus};
 use crate::config::validate::Dialect;
 use crate::config::validate::validate;
-use crate::crd::{MacvlanBindingSpec, MacvlanBindingStatus};
+use crate::crd::{ContainerRecord, MacvlanBindingSpec};
 use crate::pool::{IpRange, Pool};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-/// One admitted binding and what its status holds.
+/// One admitted binding and its per-container records.
 pub(crate) struct Use<'a> {
     pub(crate) admitted: &'a Admitted,
-    pub(crate) status: Option<&'a MacvlanBindingStatus>,
+    pub(crate) records: &'a [ContainerRecord],
 }
 
 /// Condition type of the platform's objects.
@@ -114,12 +114,8 @@ pub(crate) fn network_status(
             .filter(|s| s.network == docker)
             .map(|s| s.name.as_str())
             .collect();
-        let records = u
-            .status
-            .map(|s| s.containers.as_slice())
-            .unwrap_or_default();
         held.extend(
-            records
+            u.records
                 .iter()
                 .filter(|r| services.contains(r.service.as_str()))
                 .filter_map(|r| r.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
@@ -242,13 +238,10 @@ mod tests {
             ip: Some(ip.into()),
             ..Default::default()
         };
-        let status = MacvlanBindingStatus {
-            containers: vec![record("10.8.0.100"), record("10.8.0.101")],
-            ..Default::default()
-        };
+        let records = [record("10.8.0.100"), record("10.8.0.101")];
         let uses = [Use {
             admitted: &a,
-            status: Some(&status),
+            records: &records,
         }];
         let s = network_status("vlan8", &spec(), None, Some(3), &uses, &now());
         assert_eq!(s.namespaces, "team-a,team-b");

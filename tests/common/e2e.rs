@@ -142,9 +142,14 @@ pub async fn setup(name: &str) -> Option<(Lab, Kube, super::k8s::Namespace)> {
 
 /// Running containers of `svc` on the nodes that answer.
 pub fn running(lab: &Lab, svc: &str) -> usize {
+    running_ids(lab, svc).len()
+}
+
+/// IDs (12 characters) of the running containers of `svc`, all nodes that answer.
+pub fn running_ids(lab: &Lab, svc: &str) -> Vec<String> {
     (1..=lab.nodes)
         .filter(|k| lab.try_docker(*k, &["info"]))
-        .map(|k| {
+        .flat_map(|k| {
             lab.docker(
                 k,
                 &[
@@ -155,9 +160,10 @@ pub fn running(lab: &Lab, svc: &str) -> usize {
                 ],
             )
             .lines()
-            .count()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
         })
-        .sum()
+        .collect()
 }
 
 pub async fn wait_running(lab: &Lab, svc: &str, n: usize, timeout: Duration) {

@@ -31,6 +31,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: ["mvconf.io"]
   resources: ["macvlanbindings/status"]
   verbs: ["get", "patch", "update"]
+# Each binding's per-container records, owned by it.
+- apiGroups: ["mvconf.io"]
+  resources: ["macvlanendpointslices"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

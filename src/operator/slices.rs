@@ -1,0 +1,178 @@
+//! A binding's MacvlanEndpointSlices, as the operator reads and writes
+//! them: caches filled before the first pass of a term (the memory every
+//! slot's address is restored from), and writes of only the slices that
+//! changed, each over the version this pass read.
+
+use super::OperatorError;
+use crate::crd::MacvlanBinding;
+use crate::fence::{Fence, Fenced};
+use crate::slices::{BINDING_LABEL, Changes, MacvlanEndpointSlice, belongs_to};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Slice writes in flight per binding.
+const WRITES_IN_FLIGHT: usize = 8;
+
+/// Why a binding's slices were not written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// Someone wrote the slice since this pass read it (another leader, or
+    /// this replica's cache is behind): the pass runs again.
+    #[error("MacvlanEndpointSlice {name} changed since this pass read it")]
+    Stale { name: String },
+    #[error("MacvlanEndpointSlice {name}: {source}")]
+    Kube {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
+}
+
+/// The slices of every watched namespace.
+#[derive(Clone, Default)]
+pub(crate) struct SliceCache {
+    stores: Vec<Store<MacvlanEndpointSlice>>,
+}
+
+impl SliceCache {
+    /// Follows the slices of `namespaces` (every namespace when empty) and
+    /// returns once every cache holds the full list: before that, a pass
+    /// would not know the addresses its slots hold.
+    pub(crate) async fn start(
+        client: &Client,
+        namespaces: &[String],
+    ) -> Result<(Self, Vec<JoinHandle<()>>), OperatorError> {
+        let apis: Vec<Api<MacvlanEndpointSlice>> = if namespaces.is_empty() {
+            vec![Api::all(client.clone())]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect()
+        };
+        let mut cache = SliceCache::default();
+        let mut tasks = Vec::new();
+        for api in apis {
+            super::tenancy::preflight(api.clone(), "MacvlanEndpointSlice").await?;
+            let (reader, writer) = reflector::store();
+            let stream = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer);
+            tasks.push(tokio::spawn(stream.for_each(|r| {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "watching MacvlanEndpointSlices");
+                }
+                futures::future::ready(())
+            })));
+            cache.stores.push(reader);
+        }
+        for s in &cache.stores {
+            if s.wait_until_ready().await.is_err() {
+                return Err(OperatorError::Config(
+                    "the MacvlanEndpointSlice cache stopped before it was filled".into(),
+                ));
+            }
+        }
+        Ok((cache, tasks))
+    }
+
+    /// Every slice labelled with `b`'s name in its namespace (its own and
+    /// any left by an earlier binding of that name).
+    pub(crate) fn labelled(&self, b: &MacvlanBinding) -> Vec<Arc<MacvlanEndpointSlice>> {
+        let ns = b.namespace();
+        let name = b.name_any();
+        self.stores
+            .iter()
+            .flat_map(|s| {
+                s.state_filter(|o| {
+                    o.namespace() == ns && o.labels().get(BINDING_LABEL) == Some(&name)
+                })
+            })
+            .collect()
+    }
+
+    /// The slices that are `b`'s memory.
+    pub(crate) fn of(&self, b: &MacvlanBinding) -> Vec<Arc<MacvlanEndpointSlice>> {
+        self.labelled(b)
+            .into_iter()
+            .filter(|s| belongs_to(s, b))
+            .collect()
+    }
+}
+
+/// Writes `changes` in `b`'s namespace, each only while this replica
+/// leads and only over the version read (a create fails if the name
+/// exists, a replace or delete if the object changed).
+pub(crate) async fn write(
+    client: &Client,
+    fence: &Fence,
+    b: &MacvlanBinding,
+    changes: Changes,
+) -> Result<(), WriteError> {
+    let api: Api<MacvlanEndpointSlice> =
+        Api::namespaced(client.clone(), &b.namespace().unwrap_or_default());
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(super::controller::MANAGER.to_owned()),
+    };
+    enum Write {
+        Create(MacvlanEndpointSlice),
+        Replace(MacvlanEndpointSlice),
+        Delete(String, Option<String>),
+    }
+    let writes = changes
+        .create
+        .into_iter()
+        .map(Write::Create)
+        .chain(changes.replace.into_iter().map(Write::Replace))
+        .chain(
+            changes
+                .delete
+                .into_iter()
+                .map(|(name, rv)| Write::Delete(name, rv)),
+        );
+    futures::stream::iter(writes)
+        .map(|w| {
+            let (api, params) = (&api, &params);
+            async move {
+                fence.check()?;
+                let (name, result) = match w {
+                    Write::Create(s) => (s.name_any(), api.create(params, &s).await.map(|_| ())),
+                    Write::Replace(s) => {
+                        let name = s.name_any();
+                        let r = api.replace(&name, params, &s).await.map(|_| ());
+                        (name, r)
+                    }
+                    Write::Delete(name, rv) => {
+                        let dp = DeleteParams {
+                            preconditions: Some(Preconditions {
+                                resource_version: rv,
+                                uid: None,
+                            }),
+                            ..DeleteParams::default()
+                        };
+                        let r = match api.delete(&name, &dp).await {
+                            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                            r => r.map(|_| ()),
+                        };
+                        (name, r)
+                    }
+                };
+                result.map_err(|e| match e {
+                    kube::Error::Api(s) if s.code == 409 => WriteError::Stale { name },
+                    source => WriteError::Kube { name, source },
+                })
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(|_| ())
+}
