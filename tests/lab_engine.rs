@@ -1,8 +1,14 @@
 //! The Docker / DCE client against the real lab: 3 dockerd nodes in one
 //! swarm, and the nginx DCE gateway in front of them.
+//!
+//! The scenarios listed in `conformance!` run twice: on the lab and on the
+//! Docker Engine simulator (`mvconf-sim`), which the scale benchmarks use
+//! in place of 1,000 real nodes. What holds on real engines must hold on
+//! it, or the simulated figures mean nothing.
 
 mod common;
 
+use common::target::Target;
 use common::{Lab, Mode, unique, wait_for};
 use mvconf::cluster::{Cluster, ClusterNode};
 use mvconf::engine::events::{Watch, watch};
@@ -49,10 +55,10 @@ async fn remove_everywhere(nodes: &[ClusterNode], name: &str) {
     }
 }
 
-async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8, parent: &str) {
-    let _guard = lab.networks_guard(&[name]);
+async fn network_round_trip(cluster: &Cluster, t: &Target, name: &str, octet: u8, parent: &str) {
+    let _guard = t.networks_guard(&[name]);
     let nodes = cluster.nodes().await.expect("nodes");
-    assert_eq!(nodes.len(), lab.nodes, "{nodes:?}");
+    assert_eq!(nodes.len(), t.nodes(), "{nodes:?}");
     let spec = macvlan(name, octet, parent);
     for n in &nodes {
         let created = n
@@ -96,28 +102,52 @@ async fn network_round_trip(cluster: &Cluster, lab: &Lab, name: &str, octet: u8,
     }
 }
 
+/// Runs each scenario on the lab (skipped when it is not up) and on a
+/// fresh simulator.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test]
+                async fn on_the_lab() {
+                    let Some(t) = super::Target::lab() else { return };
+                    super::$scenario(&t).await;
+                }
+
+                #[tokio::test]
+                async fn on_the_simulator() {
+                    super::$scenario(&super::Target::sim()).await;
+                }
+            }
+        )*
+    };
+}
+
+conformance!(
+    networks_are_created_inspected_and_removed_on_every_node_through_dce,
+    connect_with_a_fixed_address_and_the_typed_refusals,
+    per_node_ipam_hands_out_the_same_address_on_two_nodes,
+    services_map_to_tasks_nodes_and_containers_across_the_swarm,
+    events_report_a_kill_and_the_replacement_within_a_second,
+    dce_refuses_a_wrong_password_without_repeating_it,
+);
+
 #[tokio::test]
 async fn networks_are_created_inspected_and_removed_on_every_node_directly() {
     let Some(lab) = Lab::get() else { return };
-    network_round_trip(
-        &lab.docker_cluster(),
-        &lab,
-        &unique("mvt-direct"),
-        101,
-        &lab.parent(1),
-    )
-    .await;
+    let cluster = lab.docker_cluster();
+    let parent = lab.parent(1);
+    let t = Target::Lab(lab);
+    network_round_trip(&cluster, &t, &unique("mvt-direct"), 101, &parent).await;
 }
 
-#[tokio::test]
-async fn networks_are_created_inspected_and_removed_on_every_node_through_dce() {
-    let Some(lab) = Lab::get() else { return };
-    let cluster = lab.dce_cluster();
+async fn networks_are_created_inspected_and_removed_on_every_node_through_dce(t: &Target) {
+    let cluster = t.dce_cluster();
     assert_eq!(
         cluster.dce_version().await.unwrap().as_deref(),
         Some("2.10.0")
     );
-    network_round_trip(&cluster, &lab, &unique("mvt-dce"), 102, &lab.parent(2)).await;
+    network_round_trip(&cluster, t, &unique("mvt-dce"), 102, &t.parent(2)).await;
 }
 
 /// (node, container) of every running task of a service, once all run.
@@ -162,17 +192,19 @@ fn engine_of<'a>(nodes: &'a [ClusterNode], node_id: &str) -> &'a Engine {
         .engine
 }
 
-#[tokio::test]
-async fn connect_with_a_fixed_address_and_the_typed_refusals() {
-    let Some(lab) = Lab::get() else { return };
-    let cluster = lab.docker_cluster();
-    let svc = lab.service(&unique("mvt-conn"), Mode::Replicated(1));
+async fn connect_with_a_fixed_address_and_the_typed_refusals(t: &Target) {
+    // Straight to the engines on the lab, through the controller on the simulator.
+    let cluster = match t {
+        Target::Lab(lab) => lab.docker_cluster(),
+        Target::Sim(_) => t.dce_cluster(),
+    };
+    let svc = t.service(&unique("mvt-conn"), Mode::Replicated(1));
     let nodes = cluster.nodes().await.unwrap();
     let net = unique("mvt-conn-net");
-    let _guard = lab.networks_guard(&[&net]);
-    create_everywhere(&nodes, &macvlan(&net, 103, &lab.parent(3))).await;
+    let _guard = t.networks_guard(&[&net]);
+    create_everywhere(&nodes, &macvlan(&net, 103, &t.parent(3))).await;
 
-    let tasks = running_tasks(&cluster, &svc.name, 1).await;
+    let tasks = running_tasks(&cluster, svc.name(), 1).await;
     let (node_id, container, _, _) = &tasks[0];
     let engine = engine_of(&nodes, node_id);
     let ip = Ipv4Addr::new(192, 168, 103, 10);
@@ -195,13 +227,7 @@ async fn connect_with_a_fixed_address_and_the_typed_refusals() {
     // Another container on the same node asking for the same address.
     let k = nodes.iter().position(|n| &n.id == node_id).unwrap() + 1;
     let other = unique("mvt-conn-other");
-    let _ = lab.try_docker(k, &["rm", "-f", &other]);
-    lab.docker(
-        k,
-        &[
-            "run", "-d", "--name", &other, &lab.image, "sleep", "1000000",
-        ],
-    );
+    t.run_plain(k, &other);
     let taken = engine
         .connect(&net, &other, Some(ip))
         .await
@@ -240,7 +266,7 @@ async fn connect_with_a_fixed_address_and_the_typed_refusals() {
         "{again}"
     );
 
-    lab.docker(k, &["rm", "-f", &other]);
+    t.remove_container(k, &other);
     drop(svc);
     wait_for(
         "service containers gone",
@@ -264,14 +290,42 @@ async fn connect_with_a_fixed_address_and_the_typed_refusals() {
     remove_everywhere(&nodes, &net).await;
 }
 
-#[tokio::test]
-async fn services_map_to_tasks_nodes_and_containers_across_the_swarm() {
-    let Some(lab) = Lab::get() else { return };
-    let cluster = lab.dce_cluster();
+/// Docker's macvlan IPAM is per node (moby #49921): two nodes hand the
+/// same first address to containers connected without one. Only a
+/// cluster-wide allocator (mvconf) prevents it; the simulator must let it
+/// happen, or a scale run would hide the very bug mvconf exists for.
+async fn per_node_ipam_hands_out_the_same_address_on_two_nodes(t: &Target) {
+    let cluster = t.dce_cluster();
+    let nodes = cluster.nodes().await.unwrap();
+    let net = unique("mvt-ipam-net");
+    let _guard = t.networks_guard(&[&net]);
+    create_everywhere(&nodes, &macvlan(&net, 105, &t.parent(5))).await;
+    let names = [unique("mvt-ipam-a"), unique("mvt-ipam-b")];
+    let mut ips = Vec::new();
+    for (k, name) in [(1, &names[0]), (2, &names[1])] {
+        t.run_plain(k, name);
+        let engine = &nodes[k - 1].engine;
+        engine
+            .connect(&net, name, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inspect = engine.container(name).await.unwrap();
+        ips.push(inspect.network_settings.networks[&net].ip_address.clone());
+    }
+    for (k, name) in [(1, &names[0]), (2, &names[1])] {
+        t.remove_container(k, name);
+    }
+    remove_everywhere(&nodes, &net).await;
+    assert_eq!(ips[0], ips[1], "two nodes, two containers, one address");
+    assert_eq!(ips[0], "192.168.105.2");
+}
+
+async fn services_map_to_tasks_nodes_and_containers_across_the_swarm(t: &Target) {
+    let cluster = t.dce_cluster();
     let name = unique("mvt-map");
     let global = unique("mvt-map-global");
-    let _svc = lab.service(&name, Mode::Replicated(4));
-    let _glob = lab.service(&global, Mode::Global);
+    let _svc = t.service(&name, Mode::Replicated(4));
+    let _glob = t.service(&global, Mode::Global);
     // The name filter is a prefix match: an exact lookup must not confuse
     // `mvt-map-N` with `mvt-map-N-global`.
     let found = cluster
@@ -301,7 +355,7 @@ async fn services_map_to_tasks_nodes_and_containers_across_the_swarm() {
     );
 
     let nodes = cluster.nodes().await.unwrap();
-    for (svc, want, replicated) in [(&name, 4, true), (&global, lab.nodes, false)] {
+    for (svc, want, replicated) in [(&name, 4, true), (&global, t.nodes(), false)] {
         let tasks = running_tasks(&cluster, svc, want).await;
         let mut slots = Vec::new();
         for (node_id, container, slot, task_id) in &tasks {
@@ -330,7 +384,7 @@ async fn services_map_to_tasks_nodes_and_containers_across_the_swarm() {
             let mut on: Vec<&String> = tasks.iter().map(|t| &t.0).collect();
             on.sort();
             on.dedup();
-            assert_eq!(on.len(), lab.nodes, "one global task per node");
+            assert_eq!(on.len(), t.nodes(), "one global task per node");
         }
     }
     // The replicas spread over more than one node.
@@ -338,7 +392,7 @@ async fn services_map_to_tasks_nodes_and_containers_across_the_swarm() {
     let mut on: Vec<&String> = tasks.iter().map(|t| &t.0).collect();
     on.sort();
     on.dedup();
-    assert!(on.len() > 1, "4 replicas on one node of {}", lab.nodes);
+    assert!(on.len() > 1, "4 replicas on one node of {}", t.nodes());
 }
 
 fn now_nanos() -> i64 {
@@ -348,13 +402,11 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn events_report_a_kill_and_the_replacement_within_a_second() {
-    let Some(lab) = Lab::get() else { return };
-    let cluster = lab.dce_cluster();
-    let svc = lab.service(&unique("mvt-events"), Mode::Replicated(1));
+async fn events_report_a_kill_and_the_replacement_within_a_second(t: &Target) {
+    let cluster = t.dce_cluster();
+    let svc = t.service(&unique("mvt-events"), Mode::Replicated(1));
     let nodes = cluster.nodes().await.unwrap();
-    let tasks = running_tasks(&cluster, &svc.name, 1).await;
+    let tasks = running_tasks(&cluster, svc.name(), 1).await;
     let (node_id, container, _, _) = tasks[0].clone();
 
     let (tx, mut rx) = mpsc::channel(256);
@@ -376,7 +428,7 @@ async fn events_report_a_kill_and_the_replacement_within_a_second() {
 
     let k = nodes.iter().position(|n| n.id == node_id).unwrap() + 1;
     let killed_at = Instant::now();
-    lab.docker(k, &["kill", &container]);
+    t.kill(k, &container);
     let mut died = None;
     let mut started = None;
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -387,7 +439,7 @@ async fn events_report_a_kill_and_the_replacement_within_a_second() {
         };
         if let Watch::Event { node, event } = msg {
             let service = event.actor.attributes.get(labels::SERVICE_NAME);
-            if service != Some(&svc.name) {
+            if service.map(String::as_str) != Some(svc.name()) {
                 continue;
             }
             let lag_ms = (now_nanos() - event.time_nano) / 1_000_000;
@@ -422,25 +474,20 @@ async fn events_report_a_kill_and_the_replacement_within_a_second() {
     }
 }
 
-#[tokio::test]
-async fn dce_refuses_a_wrong_password_without_repeating_it() {
-    let Some(lab) = Lab::get() else { return };
+async fn dce_refuses_a_wrong_password_without_repeating_it(t: &Target) {
     let wrong = "Wr0ng-Pa55word-XYZ";
-    let cluster = lab.dce_cluster_with(
-        &lab.dce_url,
-        Auth::Basic {
-            username: lab.dce_user.clone(),
-            password: SecretString::new(wrong),
-        },
-        None,
-    );
+    let (user, password) = t.dce_login();
+    let cluster = t.dce_cluster_with(Auth::Basic {
+        username: user,
+        password: SecretString::new(wrong),
+    });
     let err = cluster.nodes().await.expect_err("refused");
     assert_eq!(err.kind, ErrorKind::Auth, "{err}");
     let text = format!("{err} {err:?}");
     assert!(!text.contains(wrong), "{text}");
-    assert!(!text.contains(&lab.dce_password), "{text}");
+    assert!(!text.contains(&password), "{text}");
     // Per-node paths demand the same auth.
-    let anon = lab.dce_cluster_with(&lab.dce_url, Auth::None, None);
+    let anon = t.dce_cluster_with(Auth::None);
     assert_eq!(
         anon.manager().info().await.expect_err("no creds").kind,
         ErrorKind::Auth

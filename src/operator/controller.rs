@@ -8,29 +8,27 @@ use super::conflict::conflict;
 use super::context::{Context, Guarded, valid};
 use super::endpoints::EndpointState;
 use super::endpoints::Signal;
-use super::metrics::{BindingLabels, PoolLabels, ReasonLabels, ResultLabels};
+use super::metrics::{ReasonLabels, ResultLabels};
+use super::report::{publish, report};
 use super::slices::WriteError;
-use super::status::{after_pass, container_record, is_ready, not_run};
+use super::status::{after_pass, is_ready, not_run};
 use crate::config::validate::Desired;
 use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
 use crate::engine::ErrorKind;
 use crate::engine::events::Watch;
 use crate::engine::models::labels;
 use crate::fence::Fenced;
-use crate::reconcile::apply::{Applied, Ending};
-use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::report::leftovers;
 use crate::reconcile::{Memory, Mode, Observed, Ownership, Pass, PlanOptions, Problem, Watcher};
 use crate::retry;
-use crate::slices::{changes, memory_from, slices_for};
+use crate::slices::memory_from;
 use crate::tenancy::admit::Admitted;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
@@ -72,23 +70,6 @@ pub(crate) enum Error {
 
 fn key(b: &MacvlanBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
-}
-
-async fn publish(ctx: &Context, b: &MacvlanBinding, warning: bool, reason: &str, note: String) {
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_owned(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &b.object_ref(&())).await {
-        tracing::warn!(binding = %key(b), error = %e, "cannot publish an event");
-    }
 }
 
 /// Writes the status the pass found, only while this replica leads, and
@@ -135,29 +116,6 @@ pub(crate) async fn put_status(
     api.replace_status(&b.name_any(), &params, &next).await
 }
 
-/// Writes the records of a pass into the binding's MacvlanEndpointSlices
-/// (only the slices that changed); returns how many slices hold them.
-async fn write_records(
-    ctx: &Context,
-    b: &MacvlanBinding,
-    records: &[crate::reconcile::Record],
-) -> Result<i32, Error> {
-    let stored: Vec<_> = records.iter().map(container_record).collect();
-    let wanted = slices_for(b, &stored);
-    let count = i32::try_from(wanted.len()).unwrap_or(i32::MAX);
-    let labelled = ctx.slices.labelled(b);
-    let existing: Vec<_> = labelled.iter().map(AsRef::as_ref).collect();
-    let todo = changes(&existing, wanted);
-    if todo.is_empty() {
-        return Ok(count);
-    }
-    ctx.metrics.slice_writes.inc_by(todo.len() as u64);
-    super::slices::write(&ctx.client, &ctx.fence, b, todo)
-        .await
-        .map_err(|source| slices_error(b, source))?;
-    Ok(count)
-}
-
 fn slices_error(b: &MacvlanBinding, source: WriteError) -> Error {
     match source {
         WriteError::Stale { name } => Error::Stale {
@@ -176,23 +134,6 @@ fn slices_error(b: &MacvlanBinding, source: WriteError) -> Error {
             source,
         },
     }
-}
-
-/// The end of a cleanup: the binding's records go with it (the garbage
-/// collector would delete them too, as their owner is gone, but not every
-/// cluster runs it promptly, and a binding created again under the same
-/// name must start from a clean slate).
-async fn forget_records(ctx: &Context, b: &MacvlanBinding) -> Result<(), Error> {
-    let labelled = ctx.slices.labelled(b);
-    let existing: Vec<_> = labelled.iter().map(AsRef::as_ref).collect();
-    let todo = changes(&existing, Vec::new());
-    if todo.is_empty() {
-        return Ok(());
-    }
-    ctx.metrics.slice_writes.inc_by(todo.len() as u64);
-    super::slices::write(&ctx.client, &ctx.fence, b, todo)
-        .await
-        .map_err(|source| slices_error(b, source))
 }
 
 /// Other admitted bindings on the same swarm (by its cluster ID, whatever
@@ -373,7 +314,9 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
     let now = Timestamp::now();
     let records = applied.records(now);
     let failures: Vec<String> = applied.failures().map(ToString::to_string).collect();
-    let slices = write_records(ctx, &b, &records).await?;
+    let slices = super::slices::write_records(ctx, &b, &records)
+        .await
+        .map_err(|source| slices_error(&b, source))?;
     let mut status = after_pass(
         b.status.as_ref(),
         b.metadata.generation,
@@ -410,139 +353,6 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
             .inc();
         Ok(Action::requeue(backoff(ctx, &b)))
     }
-}
-
-/// Notes of one pass, gathered per (warning, reason) so that a pass makes
-/// one event per reason; the recorder folds repeats into a series.
-#[derive(Default)]
-struct Notes(std::collections::BTreeMap<(bool, &'static str), Vec<String>>);
-
-impl Notes {
-    fn add(&mut self, warning: bool, reason: &'static str, note: String) {
-        self.0.entry((warning, reason)).or_default().push(note);
-    }
-
-    async fn publish(self, ctx: &Context, b: &MacvlanBinding) {
-        for ((warning, reason), notes) in self.0 {
-            let n = notes.len();
-            let text = if n == 1 {
-                notes.into_iter().next().unwrap_or_default()
-            } else {
-                let shown: Vec<String> = notes.iter().take(5).cloned().collect();
-                let more = if n > 5 {
-                    format!("; and {} more", n - 5)
-                } else {
-                    String::new()
-                };
-                format!("{n}: {}{more}", shown.join("; "))
-            };
-            publish(ctx, b, warning, reason, text).await;
-        }
-    }
-}
-
-/// Events and metrics for a pass.
-async fn report(
-    ctx: &Context,
-    b: &MacvlanBinding,
-    applied: &Applied,
-    memory: &Memory,
-    status: &MacvlanBindingStatus,
-) {
-    let ns = b.namespace().unwrap_or_default();
-    let name = b.name_any();
-    for s in &status.services {
-        let l = PoolLabels {
-            namespace: ns.clone(),
-            binding: name.clone(),
-            service: s.name.clone(),
-        };
-        ctx.metrics.pool_size.get_or_create(&l).set(s.pool_size);
-        ctx.metrics
-            .pool_allocated
-            .get_or_create(&l)
-            .set(s.allocated);
-        ctx.metrics.pool_free.get_or_create(&l).set(s.free);
-    }
-    let bl = BindingLabels {
-        namespace: ns,
-        binding: name,
-    };
-    ctx.metrics
-        .bound
-        .get_or_create(&bl)
-        .set(i64::from(status.bound));
-    ctx.metrics
-        .desired
-        .get_or_create(&bl)
-        .set(i64::from(status.desired));
-
-    let now_nanos = Timestamp::now().as_nanosecond();
-    let mut notes = Notes::default();
-    for o in &applied.outcomes {
-        match (&o.action, &o.result) {
-            (
-                PlanAction::Connect {
-                    key,
-                    container,
-                    node,
-                    ..
-                },
-                Ending::Done,
-            ) => {
-                let ip = o.ip.map(|i| i.to_string()).unwrap_or_default();
-                let started = ctx
-                    .started
-                    .lock()
-                    .ok()
-                    .and_then(|mut m| m.remove(container));
-                let restored = memory.get(key).is_some_and(|m| Some(m.ip) == o.ip);
-                let short = crate::reconcile::short(container);
-                match started {
-                    Some(t) if restored => {
-                        let secs = ((now_nanos - i128::from(t)).max(0) as f64) / 1e9;
-                        ctx.metrics.drift_repairs.inc();
-                        ctx.metrics.drift_repair_seconds.observe(secs);
-                        notes.add(false, "Rebound", format!("{key}: replacement container {short} on {node} got its address {ip} back, {secs:.2} s after it started"));
-                    }
-                    _ => notes.add(false, "Bound", format!("{key} ({short} on {node}) {ip}")),
-                }
-                if let Some(n) = &o.note {
-                    notes.add(true, "AddressInUse", format!("{key}: {n}"));
-                }
-            }
-            (PlanAction::CreateNetwork { network, node, .. }, Ending::Done) => {
-                notes.add(
-                    false,
-                    "NetworkCreated",
-                    format!("{} on {node}", network.name),
-                );
-            }
-            (action, Ending::Failed(e)) => {
-                notes.add(true, reasons::APPLY_FAILED, format!("{action}: {e}"))
-            }
-            (
-                PlanAction::Disconnect { .. }
-                | PlanAction::DetachIngress { .. }
-                | PlanAction::AttachIngress { .. },
-                Ending::Done,
-            ) => {
-                notes.add(false, "Changed", o.action.to_string());
-            }
-            _ => {}
-        }
-    }
-    for p in &applied.plan.problems {
-        let reason = match p {
-            Problem::PoolExhausted { .. } => reasons::POOL_EXHAUSTED,
-            Problem::NodeUnreachable { .. } => reasons::NODE_UNREACHABLE,
-            Problem::NetworkMismatch { .. } => reasons::CONFLICT,
-            Problem::ServiceMissing { .. } => reasons::SERVICE_NOT_FOUND,
-            Problem::ForeignHolder { .. } => "ForeignAddress",
-        };
-        notes.add(true, reason, p.to_string());
-    }
-    notes.publish(ctx, b).await;
 }
 
 /// Retain, and the end of every cleanup: the services are no longer claimed.
@@ -755,7 +565,9 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
             Finalizer::Apply(b) => apply_binding(b, &ctx).await,
             Finalizer::Cleanup(b) => {
                 let done = cleanup(b.clone(), &ctx).await?;
-                forget_records(&ctx, &b).await?;
+                super::slices::forget_records(&ctx, &b)
+                    .await
+                    .map_err(|source| slices_error(&b, source))?;
                 Ok(done)
             }
         }

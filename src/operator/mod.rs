@@ -7,6 +7,7 @@ pub(crate) mod endpoints;
 pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
+pub(crate) mod report;
 pub(crate) mod slices;
 pub(crate) mod status;
 pub(crate) mod tenancy;

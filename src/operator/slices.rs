@@ -4,9 +4,13 @@
 //! changed, each over the version this pass read.
 
 use super::OperatorError;
+use super::context::Context;
+use super::status::container_record;
 use crate::crd::MacvlanBinding;
 use crate::fence::{Fence, Fenced};
-use crate::slices::{BINDING_LABEL, Changes, MacvlanEndpointSlice, belongs_to};
+use crate::slices::{
+    BINDING_LABEL, Changes, MacvlanEndpointSlice, belongs_to, changes, slices_for,
+};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
@@ -175,4 +179,42 @@ pub(crate) async fn write(
         .try_collect::<Vec<()>>()
         .await
         .map(|_| ())
+}
+
+/// Writes the records of a pass into the binding's MacvlanEndpointSlices
+/// (only the slices that changed); returns how many slices hold them.
+pub(crate) async fn write_records(
+    ctx: &Context,
+    b: &MacvlanBinding,
+    records: &[crate::reconcile::Record],
+) -> Result<i32, WriteError> {
+    let stored: Vec<_> = records.iter().map(container_record).collect();
+    let wanted = slices_for(b, &stored);
+    let count = i32::try_from(wanted.len()).unwrap_or(i32::MAX);
+    sync(ctx, b, wanted).await?;
+    Ok(count)
+}
+
+/// The end of a cleanup: the binding's records go with it (the garbage
+/// collector would delete them too, as their owner is gone, but not every
+/// cluster runs it promptly, and a binding created again under the same
+/// name must start from a clean slate).
+pub(crate) async fn forget_records(ctx: &Context, b: &MacvlanBinding) -> Result<(), WriteError> {
+    sync(ctx, b, Vec::new()).await
+}
+
+/// Makes the binding's slices `wanted`, writing only what differs.
+async fn sync(
+    ctx: &Context,
+    b: &MacvlanBinding,
+    wanted: Vec<MacvlanEndpointSlice>,
+) -> Result<(), WriteError> {
+    let labelled = ctx.slices.labelled(b);
+    let existing: Vec<_> = labelled.iter().map(AsRef::as_ref).collect();
+    let todo = changes(&existing, wanted);
+    if todo.is_empty() {
+        return Ok(());
+    }
+    ctx.metrics.slice_writes.inc_by(todo.len() as u64);
+    write(&ctx.client, &ctx.fence, b, todo).await
 }

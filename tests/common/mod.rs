@@ -363,3 +363,4 @@ pub fn unique(prefix: &str) -> String {
 pub mod e2e;
 pub mod k8s;
 pub mod relay;
+pub mod target;
