@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// Records per slice. A record is about 490 bytes in JSON, so a full slice
-/// is about 50 KB: far below the API server's 1.5 MiB limit, and small
+/// Records per slice. A record is a few hundred bytes in JSON, so a full
+/// slice is tens of KB: far below the API server's 1.5 MiB limit, and small
 /// enough that rewriting one for a single changed container is cheap
 /// (Kubernetes' EndpointSlices hold 100 endpoints by default, too).
 pub const PER_SLICE: usize = 100;
