@@ -728,11 +728,8 @@ async fn drift(lab: &Lab, kube: &Kube, raw: &Raw, parent: &str, kills: usize) ->
         kill_to_start: vec![],
     };
     for i in 0..kills {
-        let b = kube
-            .bindings(ns())
-            .get("drift")
-            .await
-            .expect("drift binding");
+        // The records live in the binding's MacvlanEndpointSlices.
+        let b = kube.binding(ns(), "drift").await;
         let recs: Vec<_> = b
             .status
             .as_ref()
