@@ -172,13 +172,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
     // One container killed: time until its slot is bound again with its
     // address, and the Docker calls it cost.
     let b = kube.binding(&ns.name, "b0").await;
-    let victim = b
-        .status
-        .iter()
-        .flat_map(|s| &s.containers)
-        .find(|r| r.slot == Some(1))
-        .cloned()
-        .expect("slot 1");
+    let victim = common::e2e::record_of(&b, 1);
     let before = docker_calls(&op).await;
     let killed = Instant::now();
     sim.control(
@@ -191,12 +185,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
         "b0",
         "slot 1 bound again",
         Duration::from_secs(600),
-        |b| {
-            b.status
-                .iter()
-                .flat_map(|s| &s.containers)
-                .any(|r| r.slot == Some(1) && r.container != victim.container && r.ip == victim.ip)
-        },
+        |b| common::e2e::rebound(b, &victim),
     )
     .await;
     let repair = killed.elapsed();

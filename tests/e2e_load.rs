@@ -206,13 +206,7 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
     assert_eq!(b.status.as_ref().map(|s| s.endpoint_slices), Some(5));
 
     // A killed container: its replacement gets the slot's address back.
-    let victim = b
-        .status
-        .iter()
-        .flat_map(|s| &s.containers)
-        .find(|r| r.slot == Some(250))
-        .cloned()
-        .expect("slot 250");
+    let victim = record_of(&b, 250);
     let killed = Instant::now();
     sim.control(
         "POST",
@@ -220,10 +214,7 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
         serde_json::json!({"container": victim.container}),
     );
     kube.wait_binding(&ns.name, "sim", "slot 250 bound again", LONG, |b| {
-        b.status
-            .iter()
-            .flat_map(|s| &s.containers)
-            .any(|r| r.slot == Some(250) && r.container != victim.container && r.ip == victim.ip)
+        rebound(b, &victim)
     })
     .await;
     eprintln!(

@@ -1047,13 +1047,7 @@ async fn records_live_in_slices_that_carry_the_memory_across_upgrades_and_restar
     // Operator down while swarm replaces a container: back up, it gives
     // the slot its address again from the slice (Docker no longer knows).
     op.kill();
-    let victim = b
-        .status
-        .iter()
-        .flat_map(|s| &s.containers)
-        .find(|r| r.slot == Some(1))
-        .cloned()
-        .expect("slot 1");
+    let victim = record_of(&b, 1);
     let k: usize = victim.node.trim_start_matches("node").parse().unwrap();
     lab.docker(k, &["kill", &victim.container]);
     common::wait_for("swarm to replace the container", LONG, || async {
@@ -1064,12 +1058,7 @@ async fn records_live_in_slices_that_carry_the_memory_across_upgrades_and_restar
     op.restart();
     let again = kube
         .wait_binding(&ns.name, "slices", "slot 1 bound again", LONG, |b| {
-            ready(b)
-                && b.status.iter().flat_map(|s| &s.containers).any(|r| {
-                    r.slot == Some(1)
-                        && r.container != victim.container
-                        && r.state == RecordState::Bound
-                })
+            ready(b) && rebound(b, &victim)
         })
         .await;
     assert_eq!(

@@ -7,7 +7,7 @@ use super::OperatorError;
 use super::context::Context;
 use super::status::container_record;
 use crate::crd::MacvlanBinding;
-use crate::fence::{Fence, Fenced};
+use crate::fence::Fenced;
 use crate::slices::{
     BINDING_LABEL, Changes, MacvlanEndpointSlice, belongs_to, changes, slices_for,
 };
@@ -114,14 +114,10 @@ impl SliceCache {
 /// Writes `changes` in `b`'s namespace, each only while this replica
 /// leads and only over the version read (a create fails if the name
 /// exists, a replace or delete if the object changed).
-pub(crate) async fn write(
-    client: &Client,
-    fence: &Fence,
-    b: &MacvlanBinding,
-    changes: Changes,
-) -> Result<(), WriteError> {
+async fn write(ctx: &Context, b: &MacvlanBinding, changes: Changes) -> Result<(), WriteError> {
+    let fence = &ctx.fence;
     let api: Api<MacvlanEndpointSlice> =
-        Api::namespaced(client.clone(), &b.namespace().unwrap_or_default());
+        Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
     let params = PostParams {
         dry_run: false,
         field_manager: Some(super::controller::MANAGER.to_owned()),
@@ -216,5 +212,5 @@ async fn sync(
         return Ok(());
     }
     ctx.metrics.slice_writes.inc_by(todo.len() as u64);
-    write(&ctx.client, &ctx.fence, b, todo).await
+    write(ctx, b, todo).await
 }

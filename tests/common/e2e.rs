@@ -93,6 +93,27 @@ pub fn status_endpoints(b: &MacvlanBinding) -> BTreeSet<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The (hydrated) record of task slot `slot`.
+pub fn record_of(b: &MacvlanBinding, slot: u64) -> mvconf::crd::ContainerRecord {
+    b.status
+        .iter()
+        .flat_map(|s| &s.containers)
+        .find(|r| r.slot == Some(slot))
+        .cloned()
+        .unwrap_or_else(|| panic!("no record of slot {slot}"))
+}
+
+/// Whether `victim`'s slot is bound again, in another container, with
+/// the same address.
+pub fn rebound(b: &MacvlanBinding, victim: &mvconf::crd::ContainerRecord) -> bool {
+    b.status.iter().flat_map(|s| &s.containers).any(|r| {
+        r.slot == victim.slot
+            && r.container != victim.container
+            && r.ip == victim.ip
+            && r.state == RecordState::Bound
+    })
+}
+
 pub fn assert_unique(eps: &BTreeSet<(String, String)>) {
     let ips: BTreeSet<&String> = eps.iter().map(|(_, ip)| ip).collect();
     assert_eq!(
