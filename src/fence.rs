@@ -8,12 +8,32 @@
 //! Only the lease loop (`operator::lease`) moves the fence. The CLI and an
 //! operator without leader election use [`Fence::open`].
 
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
 /// A read-only view of one leadership term (or of none: always open).
-#[derive(Clone, Debug)]
-pub(crate) struct Fence(Option<watch::Receiver<Option<Instant>>>);
+#[derive(Clone)]
+pub(crate) struct Fence(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    Open,
+    Term(watch::Receiver<Option<Instant>>),
+    /// Whatever term is current for one swarm, looked up at each check
+    /// (per-swarm leadership: a view learns its swarm after it is built).
+    Follow(Arc<dyn Fn() -> Fence + Send + Sync>),
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Inner::Open => f.write_str("Fence::Open"),
+            Inner::Term(rx) => write!(f, "Fence::Term({:?})", *rx.borrow()),
+            Inner::Follow(_) => f.write_str("Fence::Follow"),
+        }
+    }
+}
 
 /// Why a mutation was not sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,27 +47,42 @@ pub(crate) enum Fenced {
 impl Fence {
     /// No election: every call may go.
     pub(crate) fn open() -> Self {
-        Fence(None)
+        Fence(Inner::Open)
+    }
+
+    /// Never open: no term (this replica does not lead).
+    pub(crate) fn shut() -> Self {
+        let (_, rx) = watch::channel(None);
+        Fence(Inner::Term(rx))
+    }
+
+    /// The fence `current` returns at each check: the term of whoever is
+    /// current when the call is made.
+    pub(crate) fn follow(current: impl Fn() -> Fence + Send + Sync + 'static) -> Self {
+        Fence(Inner::Follow(Arc::new(current)))
     }
 
     /// Whether a mutation may be sent now.
     pub(crate) fn check(&self) -> Result<(), Fenced> {
-        let Some(rx) = &self.0 else {
-            return Ok(());
-        };
-        match *rx.borrow() {
-            Some(until) if Instant::now() < until => Ok(()),
-            Some(_) => Err(Fenced::Expired),
-            None => Err(Fenced::Lost),
+        match &self.0 {
+            Inner::Open => Ok(()),
+            Inner::Follow(current) => current().check(),
+            Inner::Term(rx) => match *rx.borrow() {
+                Some(until) if Instant::now() < until => Ok(()),
+                Some(_) => Err(Fenced::Expired),
+                None => Err(Fenced::Lost),
+            },
         }
     }
 
     /// Resolves when the term ends: the deadline passes without a renewal,
     /// the lease is lost or given up, or its keeper is gone. Never resolves
-    /// for an open fence.
+    /// for an open fence; for a following one, when the term current now ends.
     pub(crate) async fn closed(&self) {
-        let Some(rx) = &self.0 else {
-            return futures::future::pending().await;
+        let rx = match &self.0 {
+            Inner::Open => return futures::future::pending().await,
+            Inner::Follow(current) => return Box::pin(current().closed()).await,
+            Inner::Term(rx) => rx,
         };
         let mut rx = rx.clone();
         loop {
@@ -77,7 +112,7 @@ impl Keeper {
     /// A term valid until `until`, and its fence.
     pub(crate) fn new(until: Instant) -> (Keeper, Fence) {
         let (tx, rx) = watch::channel(Some(until));
-        (Keeper(tx), Fence(Some(rx)))
+        (Keeper(tx), Fence(Inner::Term(rx)))
     }
 
     /// A renewal succeeded: valid until `until` (never moved back).
@@ -116,6 +151,22 @@ mod tests {
     #[test]
     fn an_open_fence_always_lets_calls_go() {
         assert_eq!(Fence::open().check(), Ok(()));
+        assert_eq!(Fence::shut().check(), Err(Fenced::Lost));
+    }
+
+    #[tokio::test]
+    async fn a_following_fence_checks_whichever_term_is_current() {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let current = Arc::new(std::sync::Mutex::new(Fence::shut()));
+        let seen = current.clone();
+        let fence = Fence::follow(move || seen.lock().unwrap().clone());
+        assert_eq!(fence.check(), Err(Fenced::Lost), "no term yet");
+        let (keeper, term) = Keeper::new(far);
+        *current.lock().unwrap() = term;
+        assert_eq!(fence.check(), Ok(()));
+        keeper.close();
+        assert_eq!(fence.check(), Err(Fenced::Lost));
+        fence.closed().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -232,3 +232,173 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
     assert!(sim_endpoints(&sim.url, "mv").await.is_empty());
     drop(op);
 }
+
+/// Holders of the per-swarm Leases of `lease` (swarm ID -> holder), from
+/// the API server.
+async fn swarm_holders(
+    kube: &common::k8s::Kube,
+    ns: &str,
+    lease: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(kube.client.clone(), ns);
+    let selector = format!("mvconf.io/lease-of={lease},mvconf.io/role=swarm");
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .expect("list leases");
+    list.items
+        .into_iter()
+        .filter_map(|l| {
+            let swarm = l.metadata.annotations?.get("mvconf.io/swarm")?.clone();
+            let holder = l.spec?.holder_identity.filter(|h| !h.is_empty())?;
+            Some((swarm, holder))
+        })
+        .collect()
+}
+
+/// "Scale to a bank", per-swarm leadership: three replicas over six
+/// simulated swarms. Each swarm is led by exactly one replica, two each
+/// (the fair share); all six bindings bound. A replica killed: its swarms
+/// are taken over by the other two (three each), nothing bound moves, and
+/// a container killed on a swarm that changed hands gets its address back
+/// from its new leader.
+#[tokio::test]
+async fn three_replicas_share_six_swarms_and_take_over_a_dead_ones() {
+    use common::k8s::{Kube, Operator};
+    use common::target::Sim;
+    const SWARMS: usize = 6;
+    const PER: u64 = 6;
+    let Some(kube) = Kube::get().await else {
+        return;
+    };
+    kube.install_crd();
+    let ns = kube.namespace(&unique("shards"));
+    let sim = Sim::start_with(3, &["--swarms", &SWARMS.to_string()]);
+    assert_eq!(sim.swarms.len(), SWARMS);
+    for k in 0..SWARMS {
+        sim.control_swarm(
+            k,
+            "POST",
+            "services",
+            serde_json::json!({"name": "web", "replicas": PER}),
+        );
+    }
+    let lease = "shards";
+    let mut ops: Vec<Operator> = (0..3)
+        .map(|_| Operator::start(&ns.name, lease, &["--leadership", "per-swarm"]))
+        .collect();
+    for (k, (url, _)) in sim.swarms.iter().enumerate() {
+        let yaml = format!(
+            "apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {{name: s{k}}}\nspec:\n  endpoint: {{kind: Dce, url: \"{url}\"}}\n  networks:\n  - {{name: mv, subnet: 10.61.0.0/16, gateway: 10.61.0.1, parent: mv0}}\n  services:\n  - {{name: web, network: mv, ipPool: [\"10.61.{o}.10-10.61.{o}.40\"]}}\n",
+            o = k + 1
+        );
+        kube.create(&ns.name, &yaml).await;
+    }
+    let mut before = Vec::new();
+    for k in 0..SWARMS {
+        let b = kube
+            .wait_binding(&ns.name, &format!("s{k}"), "all bound", LONG, |b| {
+                ready(b) && b.status.as_ref().is_some_and(|s| s.bound as u64 == PER)
+            })
+            .await;
+        before.push(status_endpoints(&b));
+    }
+    let identities: Vec<String> = ops
+        .iter()
+        .map(|o| format!("op-{}", o.metrics_port))
+        .collect();
+    let share = |holders: &std::collections::BTreeMap<String, String>, who: &[String]| {
+        who.iter()
+            .map(|i| holders.values().filter(|h| *h == i).count())
+            .collect::<Vec<_>>()
+    };
+    let holders = common::wait_for(
+        "each of 3 replicas leads 2 of the 6 swarms",
+        Duration::from_secs(120),
+        || async {
+            let h = swarm_holders(&kube, &ns.name, lease).await;
+            (h.len() == SWARMS && share(&h, &identities) == [2, 2, 2]).then_some(h)
+        },
+    )
+    .await;
+    for (url, id) in &sim.swarms {
+        assert!(holders.contains_key(id), "no leader for swarm {id} ({url})");
+    }
+    let mut led = 0.0;
+    for op in &ops {
+        led += op.metric("mvconf_swarms_led").await.unwrap_or(0.0);
+    }
+    assert_eq!(led, SWARMS as f64, "each swarm led by exactly one replica");
+
+    // Kill one replica: its two swarms go to the other two.
+    let dead = identities[0].clone();
+    let orphaned: Vec<String> = holders
+        .iter()
+        .filter(|(_, h)| **h == dead)
+        .map(|(s, _)| s.clone())
+        .collect();
+    ops[0].kill();
+    let killed = Instant::now();
+    let alive = identities[1..].to_vec();
+    common::wait_for(
+        "the two live replicas lead 3 swarms each",
+        Duration::from_secs(120),
+        || async {
+            let h = swarm_holders(&kube, &ns.name, lease).await;
+            (h.len() == SWARMS && share(&h, &alive) == [3, 3]).then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "shards: a dead replica's {} swarms taken over {:.1}s after SIGKILL (lease duration 15 s)",
+        orphaned.len(),
+        killed.elapsed().as_secs_f64()
+    );
+
+    // A container killed on a swarm that changed hands: its new leader
+    // gives the replacement the slot's address back.
+    let moved = sim
+        .swarms
+        .iter()
+        .position(|(_, id)| orphaned.contains(id))
+        .expect("an orphaned swarm");
+    let b = kube.binding(&ns.name, &format!("s{moved}")).await;
+    let victim = record_of(&b, 3);
+    sim.control_swarm(
+        moved,
+        "POST",
+        "kill",
+        serde_json::json!({"container": victim.container}),
+    );
+    kube.wait_binding(
+        &ns.name,
+        &format!("s{moved}"),
+        "slot 3 bound again",
+        LONG,
+        |b| rebound(b, &victim),
+    )
+    .await;
+
+    // Nothing bound moved: every other slot kept its container and address.
+    for (k, was) in before.iter().enumerate() {
+        let now = status_endpoints(&kube.binding(&ns.name, &format!("s{k}")).await);
+        let kept = was.intersection(&now).count();
+        let expect = if k == moved {
+            PER as usize - 1
+        } else {
+            PER as usize
+        };
+        assert_eq!(kept, expect, "binding s{k}: {was:?} -> {now:?}");
+    }
+    for op in &mut ops {
+        assert!(!op.logs().contains("panicked"), "{}", op.logs());
+    }
+    for k in 0..SWARMS {
+        kube.delete(&ns.name, &format!("s{k}")).await;
+    }
+    for k in 0..SWARMS {
+        kube.wait_gone(&ns.name, &format!("s{k}"), Duration::from_secs(120))
+            .await;
+    }
+}

@@ -4,6 +4,7 @@
 use super::endpoints::{EndpointState, Registry};
 use super::index::BindingIndex;
 use super::metrics::Metrics;
+use super::shards::Shards;
 use super::slices::SliceCache;
 use super::tenancy::TenancyCache;
 use crate::cluster::{ClusterConfig, ConfigError, Endpoint};
@@ -78,12 +79,17 @@ pub(crate) struct Context {
     pub(crate) tenancy: Arc<TenancyCache>,
     /// Bindings by swarm and service, for the Docker event router.
     pub(crate) index: Mutex<BindingIndex>,
-    /// This term of leadership: no status write once it is closed.
+    /// This term of leadership: no status write once it is closed. Under
+    /// per-swarm leadership, the coordinator's term: it covers the bindings
+    /// whose swarm is not known ([`Context::fence_for`]) and tenancy status.
     pub(crate) fence: Fence,
     /// Swarm IDs by endpoint identity, learnt once per term.
     pub(crate) swarms: Mutex<HashMap<String, SwarmFound>>,
     /// Every binding's MacvlanEndpointSlices: the memory of its slots.
     pub(crate) slices: SliceCache,
+    /// Per-swarm leadership: the swarms this replica leads. `None` under
+    /// the install's one Lease (`fence` then covers every swarm).
+    pub(crate) shards: Option<Arc<Shards>>,
 }
 
 /// What asking an endpoint for its swarm ID found.
@@ -447,6 +453,15 @@ impl Context {
         }
     }
 
+    /// The fence of `b`'s writes: its swarm's term under per-swarm
+    /// leadership (shut where another replica leads it), else this term.
+    pub(crate) fn fence_for(&self, b: &MacvlanBinding) -> Fence {
+        self.shards
+            .as_ref()
+            .and_then(|s| s.fence_of(&self.swarm_key(b)))
+            .unwrap_or_else(|| self.fence.clone())
+    }
+
     /// A binding is gone: out of the event router's index, and its endpoint
     /// view closed unless another binding uses it.
     pub(crate) fn forget(&self, key: (String, String)) {
@@ -476,6 +491,9 @@ impl Context {
         endpoint: &EndpointState,
     ) -> Result<String, crate::engine::EngineError> {
         let found = endpoint.cluster.swarm_id().await.map(str::to_owned);
+        if let Ok(id) = &found {
+            endpoint.learnt(id);
+        }
         let entry = match &found {
             Ok(id) => SwarmFound::Id(id.clone()),
             Err(_) => SwarmFound::Failed(Instant::now()),

@@ -10,6 +10,7 @@ use super::endpoints::EndpointState;
 use super::endpoints::Signal;
 use super::metrics::{ReasonLabels, ResultLabels};
 use super::report::{publish, report};
+use super::shards::Lead;
 use super::slices::WriteError;
 use super::status::{after_pass, is_ready, not_run};
 use crate::config::validate::Desired;
@@ -84,7 +85,7 @@ async fn write_status(
     if b.status.as_ref() == Some(status) {
         return Ok(());
     }
-    ctx.fence.check().map_err(|source| Error::Fenced {
+    ctx.fence_for(b).check().map_err(|source| Error::Fenced {
         binding: key(b),
         source,
     })?;
@@ -535,6 +536,27 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
+/// Whether this replica works on `b` now. Under per-swarm leadership only
+/// when it leads `b`'s swarm, or when `b`'s swarm is not known (an invalid
+/// spec, an endpoint not reached) and it coordinates.
+async fn lead(ctx: &Context, b: &MacvlanBinding) -> Option<Lead> {
+    let Some(shards) = &ctx.shards else {
+        return Some(Lead::under(ctx.fence.clone()));
+    };
+    let choice = ctx.endpoint_choice(b);
+    match ctx.swarm_of(b, &choice).await {
+        Some(swarm) => {
+            ctx.index_binding(b, swarm.clone());
+            shards.lead(&swarm)
+        }
+        None => ctx
+            .fence
+            .check()
+            .is_ok()
+            .then(|| Lead::under(ctx.fence.clone())),
+    }
+}
+
 /// The reconcile entry point.
 pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -553,6 +575,11 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
             return Ok(Action::await_change());
         }
     };
+    let Some(lead) = lead(&ctx, &b).await else {
+        // Another replica leads this binding's swarm: it is looked at
+        // again when this one comes to lead it, or at the resync.
+        return Ok(Action::requeue(ctx.settings.resync));
+    };
     let ns = b.namespace().unwrap_or_default();
     let index_key = (ns.clone(), b.name_any());
     let deleting = b.metadata.deletion_timestamp.is_some();
@@ -560,7 +587,8 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
     // as soon as it learns it), its endpoint's text until then.
     ctx.index_binding(&b, ctx.swarm_key(&b));
     let api: Api<MacvlanBinding> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, b, |event| async {
+    let binding = key(&b);
+    let work = finalizer(&api, FINALIZER, b, |event| async {
         match event {
             Finalizer::Apply(b) => apply_binding(b, &ctx).await,
             Finalizer::Cleanup(b) => {
@@ -571,9 +599,13 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
                 Ok(done)
             }
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    });
+    // A swarm lost mid-pass: the pass stops here (its Docker calls and
+    // writes are refused by the fence anyway).
+    let result = tokio::select! {
+        r = work => r.map_err(|e| Error::Finalizer(Box::new(e))),
+        _ = lead.fence.closed() => Err(Error::Fenced { binding, source: Fenced::Lost }),
+    };
     if deleting && result.is_ok() {
         // Cleaned up: its containers' events concern it no more.
         ctx.forget(index_key);

@@ -2,10 +2,12 @@
 //! (identity plus credentials), and the Docker event watchers of its nodes.
 //! A credential change (a rotated password) builds a new view.
 
+use super::shards::Shards;
 use crate::cluster::{Cluster, ClusterConfig, ConfigError};
 use crate::engine::Engine;
 use crate::engine::events::{Watch, watch};
 use crate::engine::transport::CallGate;
+use crate::fence::Fence;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
@@ -25,6 +27,9 @@ pub(crate) struct EndpointState {
     pub(crate) cluster: Cluster,
     watchers: Mutex<HashMap<String, JoinHandle<()>>>,
     signals: mpsc::Sender<Signal>,
+    /// The swarm this view reaches, once learnt: under per-swarm
+    /// leadership its mutations follow that swarm's fence (none before).
+    swarm: Arc<Mutex<Option<String>>>,
 }
 
 impl Drop for EndpointState {
@@ -38,6 +43,14 @@ impl Drop for EndpointState {
 }
 
 impl EndpointState {
+    /// The view reaches swarm `id`.
+    pub(crate) fn learnt(&self, id: &str) {
+        let mut swarm = self.swarm.lock().unwrap_or_else(PoisonError::into_inner);
+        if swarm.as_deref() != Some(id) {
+            *swarm = Some(id.to_owned());
+        }
+    }
+
     /// Follows the events of every node not yet followed.
     pub(crate) fn ensure_watchers(&self, engines: &HashMap<String, Engine>) {
         let Ok(mut watched) = self.watchers.lock() else {
@@ -94,6 +107,9 @@ pub(crate) struct Registry {
     /// Counts every call of every endpoint (for metrics), and fences their
     /// mutations with this leadership term.
     gate: CallGate,
+    /// Per-swarm leadership: each view's mutations follow the fence of
+    /// the swarm it reaches instead of `gate`'s.
+    shards: Option<Arc<Shards>>,
 }
 
 #[derive(Debug, Default)]
@@ -115,11 +131,33 @@ impl Views {
 }
 
 impl Registry {
-    pub(crate) fn new(signals: mpsc::Sender<Signal>, gate: CallGate) -> Self {
+    pub(crate) fn new(
+        signals: mpsc::Sender<Signal>,
+        gate: CallGate,
+        shards: Option<Arc<Shards>>,
+    ) -> Self {
         Self {
             states: Mutex::new(Views::default()),
             signals,
             gate,
+            shards,
+        }
+    }
+
+    /// The gate of a new view: this term's fence, or, per swarm, the fence
+    /// of whichever swarm `swarm` comes to name (shut until then).
+    fn gate_for(&self, swarm: &Arc<Mutex<Option<String>>>) -> CallGate {
+        let Some(shards) = self.shards.clone() else {
+            return self.gate.clone();
+        };
+        let swarm = swarm.clone();
+        CallGate {
+            log: self.gate.log.clone(),
+            fence: Fence::follow(move || {
+                let id = swarm.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                id.and_then(|id| shards.fence_of(&id))
+                    .unwrap_or_else(Fence::shut)
+            }),
         }
     }
 
@@ -136,12 +174,14 @@ impl Registry {
         let state = match views.by_config.get(&config_key) {
             Some(s) => s.clone(),
             None => {
-                let cluster = Cluster::gated(config, self.gate.clone())?;
+                let swarm = Arc::new(Mutex::new(None));
+                let cluster = Cluster::gated(config, self.gate_for(&swarm))?;
                 let state = Arc::new(EndpointState {
                     identity: identity.to_owned(),
                     cluster,
                     watchers: Mutex::new(HashMap::new()),
                     signals: self.signals.clone(),
+                    swarm,
                 });
                 views.by_config.insert(config_key, state.clone());
                 state

@@ -17,6 +17,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -48,7 +49,6 @@ pub(crate) enum Attempt {
 }
 
 /// Campaigns for the lease; holds it through a [`Leading`].
-#[derive(Debug)]
 pub(crate) struct Elector {
     api: Api<Lease>,
     name: String,
@@ -58,6 +58,21 @@ pub(crate) struct Elector {
     seen: Option<(String, Instant)>,
     /// The lease as this replica last wrote it.
     written: Option<Lease>,
+    /// Labels and annotations of a lease this replica creates.
+    meta: ObjectMeta,
+    /// Whether this replica may take a free lease now; when not, it takes
+    /// one only after it stayed free for two lease durations (per-swarm
+    /// leadership: the replicas under their fair share go first).
+    eager: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Elector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Elector")
+            .field("name", &self.name)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an attempt should do with the lease it read.
@@ -70,8 +85,16 @@ pub(crate) enum Decision {
 }
 
 /// The pure rule of one attempt: `quiet` is how long the lease's record
-/// has not changed, on this replica's clock.
-pub(crate) fn decide(spec: &LeaseSpec, me: &str, quiet: Duration, default: Duration) -> Decision {
+/// has not changed, on this replica's clock. A replica that is not `eager`
+/// takes a free or expired lease only once it has been quiet for two of
+/// this replica's lease durations.
+pub(crate) fn decide(
+    spec: &LeaseSpec,
+    me: &str,
+    quiet: Duration,
+    default: Duration,
+    eager: bool,
+) -> Decision {
     let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
     let duration = spec
         .lease_duration_seconds
@@ -80,7 +103,11 @@ pub(crate) fn decide(spec: &LeaseSpec, me: &str, quiet: Duration, default: Durat
     match holder {
         Some(h) if h == me => Decision::Take { taken: false },
         Some(h) if quiet < duration => Decision::Wait(h.to_owned()),
-        _ => Decision::Take { taken: true },
+        _ if eager || quiet >= default * 2 => Decision::Take { taken: true },
+        h => Decision::Wait(
+            h.unwrap_or("nobody (left for a replica under its share)")
+                .to_owned(),
+        ),
     }
 }
 
@@ -103,7 +130,21 @@ impl Elector {
             timing,
             seen: None,
             written: None,
+            meta: ObjectMeta::default(),
+            eager: None,
         }
+    }
+
+    /// Labels and annotations for the lease when this replica creates it.
+    pub(crate) fn with_meta(mut self, meta: ObjectMeta) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// Takes a free lease at once only while `eager` says so.
+    pub(crate) fn eager_when(mut self, eager: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.eager = Some(Arc::new(eager));
+        self
     }
 
     fn spec(&self, taken: bool, old: &LeaseSpec) -> LeaseSpec {
@@ -132,7 +173,7 @@ impl Elector {
             let fresh = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
-                    ..Default::default()
+                    ..self.meta.clone()
                 },
                 spec: Some(self.spec(true, &LeaseSpec::default())),
             };
@@ -148,11 +189,13 @@ impl Elector {
             }
         };
         let old = lease.spec.clone().unwrap_or_default();
+        let eager = self.eager.as_ref().is_none_or(|e| e());
         match decide(
             &old,
             &self.identity,
             first_seen.elapsed(),
             self.timing.duration,
+            eager,
         ) {
             Decision::Wait(holder) => Ok(Attempt::HeldBy(holder)),
             Decision::Take { taken } => {
@@ -295,6 +338,12 @@ impl Leading {
         let _ = self.task.await;
     }
 
+    /// Gives the lease up and hands the elector back, for the next campaign.
+    pub(crate) async fn hand_over(self) -> Option<Elector> {
+        let _ = self.release.send(());
+        self.task.await.ok()
+    }
+
     /// After the fence closed: the elector, for the next campaign.
     pub(crate) async fn ended(self) -> Option<Elector> {
         let Leading { release, task, .. } = self;
@@ -322,11 +371,11 @@ mod tests {
     fn a_standby_waits_a_whole_duration_of_quiet_on_its_own_clock() {
         let s = spec(Some("a"), 15);
         assert_eq!(
-            decide(&s, "b", Duration::from_secs(14), D),
+            decide(&s, "b", Duration::from_secs(14), D, true),
             Decision::Wait("a".into())
         );
         assert_eq!(
-            decide(&s, "b", Duration::from_secs(15), D),
+            decide(&s, "b", Duration::from_secs(15), D, true),
             Decision::Take { taken: true }
         );
     }
@@ -335,7 +384,7 @@ mod tests {
     fn the_holders_own_duration_counts_not_ours() {
         let s = spec(Some("a"), 60);
         assert_eq!(
-            decide(&s, "b", Duration::from_secs(30), D),
+            decide(&s, "b", Duration::from_secs(30), D, true),
             Decision::Wait("a".into())
         );
     }
@@ -343,16 +392,34 @@ mod tests {
     #[test]
     fn a_released_or_absent_holder_is_taken_at_once_and_the_holder_renews() {
         assert_eq!(
-            decide(&spec(None, 1), "b", Duration::ZERO, D),
+            decide(&spec(None, 1), "b", Duration::ZERO, D, true),
             Decision::Take { taken: true }
         );
         assert_eq!(
-            decide(&spec(Some(""), 15), "b", Duration::ZERO, D),
+            decide(&spec(Some(""), 15), "b", Duration::ZERO, D, true),
             Decision::Take { taken: true }
         );
         assert_eq!(
-            decide(&spec(Some("b"), 15), "b", Duration::ZERO, D),
+            decide(&spec(Some("b"), 15), "b", Duration::ZERO, D, false),
             Decision::Take { taken: false }
+        );
+    }
+
+    #[test]
+    fn a_replica_over_its_share_leaves_a_free_lease_to_others_for_two_durations() {
+        let released = spec(None, 1);
+        assert!(matches!(
+            decide(&released, "b", Duration::from_secs(29), D, false),
+            Decision::Wait(_)
+        ));
+        assert_eq!(
+            decide(&released, "b", Duration::from_secs(30), D, false),
+            Decision::Take { taken: true }
+        );
+        // A live holder is waited for whatever the share.
+        assert_eq!(
+            decide(&spec(Some("a"), 15), "b", Duration::from_secs(14), D, true),
+            Decision::Wait("a".into())
         );
     }
 

@@ -110,6 +110,7 @@ pub(crate) struct Metrics {
     pub(crate) drift_repair_seconds: Histogram,
     pub(crate) slice_writes: Counter,
     pub(crate) leader: Gauge,
+    pub(crate) swarms_led: Gauge,
     ready: AtomicBool,
 }
 
@@ -127,6 +128,7 @@ impl Metrics {
         let drift_repairs = Counter::default();
         let drift_repair_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         let leader = Gauge::default();
+        let swarms_led = Gauge::default();
         let slice_writes = Counter::default();
         registry.register(
             "mvconf_reconciles",
@@ -179,7 +181,16 @@ impl Metrics {
             "MacvlanEndpointSlices created, replaced or deleted",
             slice_writes.clone(),
         );
-        registry.register("mvconf_leader", "1 when this replica leads", leader.clone());
+        registry.register(
+            "mvconf_leader",
+            "1 when this replica leads (under per-swarm leadership: coordinates)",
+            leader.clone(),
+        );
+        registry.register(
+            "mvconf_swarms_led",
+            "Swarms this replica leads (per-swarm leadership)",
+            swarms_led.clone(),
+        );
         registry.register_collector(Box::new(Calls(calls)));
         Self {
             registry,
@@ -195,6 +206,7 @@ impl Metrics {
             drift_repair_seconds,
             slice_writes,
             leader,
+            swarms_led,
             ready: AtomicBool::new(false),
         }
     }

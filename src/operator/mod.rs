@@ -8,6 +8,7 @@ pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
 pub(crate) mod report;
+pub(crate) mod shards;
 pub(crate) mod slices;
 pub(crate) mod status;
 pub(crate) mod tenancy;
@@ -27,7 +28,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::utils::WatchStreamExt;
 use kube::runtime::{predicates, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use lease::Elector;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,16 @@ use std::time::Duration;
 use tenancy::TenancyCache;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// Who works on which swarm when several replicas run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Leadership {
+    /// One Lease for the install: one replica works, the others stand by.
+    Global,
+    /// One Lease per swarm: the replicas share the swarms (fair share),
+    /// and a swarm moves to another replica when its leader dies.
+    PerSwarm,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum EndpointKindArg {
@@ -96,9 +107,14 @@ pub(crate) struct OperatorArgs {
     /// Elect a leader with a Lease, so that several replicas are safe.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "MVCONF_LEADER_ELECTION")]
     pub(crate) leader_election: bool,
-    /// Name of the Lease.
+    /// Name of the Lease (per-swarm leadership: also the prefix of the
+    /// swarms' and replicas' Leases).
     #[arg(long, default_value = "mvconf-operator", env = "MVCONF_LEASE_NAME")]
     pub(crate) lease_name: String,
+    /// `global`: one replica works on every swarm; `per-swarm`: one Lease
+    /// per swarm, shared fairly among the replicas.
+    #[arg(long, value_enum, default_value_t = Leadership::Global, env = "MVCONF_LEADERSHIP")]
+    pub(crate) leadership: Leadership,
     /// Namespace of the Lease (and of the credentials Secret); default: the
     /// pod's namespace (POD_NAMESPACE), else "default".
     #[arg(long, env = "POD_NAMESPACE")]
@@ -222,11 +238,13 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         shutdown: shutdown_watch(),
         tenancy,
     };
-    let result = if args.leader_election {
-        replica.elect_and_lead().await
-    } else {
-        replica.metrics.leader.set(1);
-        replica.lead(Fence::open()).await.map(|_| ())
+    let result = match (args.leader_election, args.leadership) {
+        (true, Leadership::Global) => replica.elect_and_lead().await,
+        (true, Leadership::PerSwarm) => replica.share().await,
+        (false, _) => {
+            replica.metrics.leader.set(1);
+            replica.lead(Fence::open()).await.map(|_| ())
+        }
     };
     server.abort();
     result
@@ -300,19 +318,83 @@ impl Replica<'_> {
         }
     }
 
+    /// Per-swarm leadership: every replica works, each on the swarms whose
+    /// Lease it holds, until SIGTERM; the install's Lease elects the
+    /// coordinator (bindings of no known swarm, tenancy status).
+    async fn share(&self) -> Result<(), OperatorError> {
+        let (shards, gained) = shards::Shards::start(
+            self.client.clone(),
+            &self.namespace,
+            &self.args.lease_name,
+            &self.identity,
+            lease::TIMING,
+            self.metrics.swarms_led.clone(),
+        );
+        let coordinator = Arc::new(Mutex::new(Fence::shut()));
+        let current = coordinator.clone();
+        let fence = Fence::follow(move || {
+            current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        });
+        self.metrics.set_ready(true);
+        let (coordinating_tx, coordinating) = mpsc::unbounded_channel();
+        let coordinate = tokio::spawn(coordinate(
+            Elector::new(
+                self.client.clone(),
+                &self.namespace,
+                &self.args.lease_name,
+                &self.identity,
+                lease::TIMING,
+            ),
+            coordinator,
+            self.metrics.clone(),
+            coordinating_tx,
+            self.shutdown.clone(),
+        ));
+        let term = Term {
+            fence,
+            ends_with: Fence::open(),
+            shards: Some((shards.clone(), gained, coordinating)),
+        };
+        let end = self.run_term(term).await;
+        shards.release_all().await;
+        let _ = coordinate.await;
+        end.map(|_| ())
+    }
+
     /// One term: fresh swarm views (their mutations behind `fence`), fresh
     /// caches and controllers, until SIGTERM or the fence closes.
     async fn lead(&self, fence: Fence) -> Result<TermEnd, OperatorError> {
+        self.run_term(Term {
+            fence: fence.clone(),
+            ends_with: fence,
+            shards: None,
+        })
+        .await
+    }
+
+    async fn run_term(&self, term: Term) -> Result<TermEnd, OperatorError> {
+        let Term {
+            fence,
+            ends_with,
+            shards,
+        } = term;
+        let (shards, gained, coordinating) = match shards {
+            Some((s, g, c)) => (Some(s), Some(g), Some(c)),
+            None => (None, None, None),
+        };
         let (signal_tx, signal_rx) = mpsc::channel(1024);
         let gate = CallGate {
             log: self.calls.clone(),
             fence: fence.clone(),
         };
-        let registry = Arc::new(Registry::new(signal_tx, gate));
+        let registry = Arc::new(Registry::new(signal_tx, gate, shards.clone()));
         // Every slot's address is known before the first pass of the term.
         let (slices, slice_watches) =
             slices::SliceCache::start(&self.client, &self.args.namespaces).await?;
-        let ctx = self.context(registry, fence.clone(), slices);
+        let ctx = self.context(registry, fence.clone(), slices, shards);
         let (stop_tx, stop_rx) = watch::channel(false);
         let Controllers {
             controllers,
@@ -326,18 +408,24 @@ impl Replica<'_> {
             .tenancy_status
             .unwrap_or(self.args.namespaces.is_empty())
             .then(|| tokio::spawn(tenancy::publish_usage(ctx.clone())));
+        let takeovers = gained
+            .zip(coordinating)
+            .map(|(g, c)| tokio::spawn(on_takeover(g, c, triggers.clone(), ctx.clone())));
         let routes = route_docker_events(signal_rx, triggers, ctx.clone());
         let end = run_controllers(
             controllers,
             &ctx,
             &self.metrics,
             &stop_tx,
-            &fence,
+            &ends_with,
             self.shutdown.clone(),
         )
         .await;
         for r in routes {
             r.abort();
+        }
+        if let Some(t) = takeovers {
+            t.abort();
         }
         regrant.abort();
         for w in slice_watches {
@@ -355,6 +443,7 @@ impl Replica<'_> {
         registry: Arc<Registry>,
         fence: Fence,
         slices: slices::SliceCache,
+        shards: Option<Arc<shards::Shards>>,
     ) -> Arc<Context> {
         let recorder = Recorder::new(
             self.client.clone(),
@@ -378,7 +467,94 @@ impl Replica<'_> {
             swarms: Mutex::new(Default::default()),
             tenancy: self.tenancy.clone(),
             slices,
+            shards,
         })
+    }
+}
+
+/// What a run of the controllers works under.
+struct Term {
+    /// Of status and slice writes (per swarm: of those of no known swarm).
+    fence: Fence,
+    /// The controllers stop when it closes (per swarm: never).
+    ends_with: Fence,
+    /// Per-swarm leadership: the swarm Leases, the swarms gained, and the
+    /// coordinator's terms.
+    shards: Option<(
+        Arc<shards::Shards>,
+        mpsc::UnboundedReceiver<String>,
+        mpsc::UnboundedReceiver<()>,
+    )>,
+}
+
+/// Per-swarm leadership: keeps campaigning for the install's Lease; the
+/// holder coordinates (its fence is put in `current`).
+async fn coordinate(
+    mut elector: Elector,
+    current: Arc<Mutex<Fence>>,
+    metrics: Arc<metrics::Metrics>,
+    began: mpsc::UnboundedSender<()>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let set = |f: Fence| {
+        *current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = f
+    };
+    loop {
+        let leading = tokio::select! {
+            l = elector.campaign() => l,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        set(leading.fence.clone());
+        metrics.leader.set(1);
+        let _ = began.send(());
+        let lost = tokio::select! {
+            _ = leading.fence.closed() => true,
+            _ = shutdown.wait_for(|s| *s) => false,
+        };
+        set(Fence::shut());
+        metrics.leader.set(0);
+        if !lost {
+            leading.release().await;
+            return;
+        }
+        tracing::error!("lost the coordinator lease; standing by");
+        let Some(next) = leading.ended().await else {
+            return;
+        };
+        elector = next;
+    }
+}
+
+/// Per-swarm leadership: a swarm taken over reconciles its bindings; the
+/// coordinator's new term reconciles every binding (those of no known
+/// swarm are its own).
+async fn on_takeover(
+    mut gained: mpsc::UnboundedReceiver<String>,
+    mut coordinating: mpsc::UnboundedReceiver<()>,
+    triggers: Vec<mpsc::Sender<ObjectRef<Guarded>>>,
+    ctx: Arc<Context>,
+) {
+    loop {
+        let keys: Vec<(String, String)> = tokio::select! {
+            g = gained.recv() => match g {
+                Some(swarm) => ctx.index.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on(&swarm),
+                None => return,
+            },
+            c = coordinating.recv() => match c {
+                Some(()) => ctx.bindings().iter().filter_map(|g| context::valid(g)).map(|b| (b.namespace().unwrap_or_default(), b.name_any())).collect(),
+                None => return,
+            },
+        };
+        for (ns, name) in keys {
+            let r = ObjectRef::<Guarded>::new(&name).within(&ns);
+            for t in &triggers {
+                if t.try_send(r.clone()).is_err() {
+                    tracing::warn!(binding = %r, "reconcile queue full: the takeover waits for the resync");
+                }
+            }
+        }
     }
 }
 

@@ -115,7 +115,7 @@ impl SliceCache {
 /// leads and only over the version read (a create fails if the name
 /// exists, a replace or delete if the object changed).
 async fn write(ctx: &Context, b: &MacvlanBinding, changes: Changes) -> Result<(), WriteError> {
-    let fence = &ctx.fence;
+    let fence = &ctx.fence_for(b);
     let api: Api<MacvlanEndpointSlice> =
         Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
     let params = PostParams {

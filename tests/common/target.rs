@@ -17,6 +17,8 @@ pub struct Sim {
     child: Child,
     pub url: String,
     pub swarm: String,
+    /// Every swarm (`--swarms N`): its controller's URL and its ID.
+    pub swarms: Vec<(String, String)>,
     dir: std::path::PathBuf,
 }
 
@@ -51,6 +53,7 @@ impl Sim {
             child,
             url: String::new(),
             swarm: String::new(),
+            swarms: Vec::new(),
             dir,
         };
         let start = Instant::now();
@@ -65,9 +68,16 @@ impl Sim {
             std::thread::sleep(Duration::from_millis(20));
         };
         let v: serde_json::Value = serde_json::from_str(&text).expect("ready file");
-        let s = &v["swarms"][0];
-        sim.url = s["url"].as_str().unwrap_or_default().to_owned();
-        sim.swarm = s["id"].as_str().unwrap_or_default().to_owned();
+        sim.swarms = v["swarms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let text = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                (text("url"), text("id"))
+            })
+            .collect();
+        (sim.url, sim.swarm) = sim.swarms.first().cloned().unwrap_or_default();
         sim
     }
 
@@ -85,28 +95,54 @@ impl Sim {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let addr = self.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).expect("connect to mvconf-sim");
-        let body = body.to_string();
-        let req = format!(
-            "{method} /_sim/{path} HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).expect("send");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let status = out
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let json = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.trim())
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or(serde_json::Value::Null);
-        (status, json)
+        control_at(&self.url, method, path, body)
     }
+
+    /// A control call to swarm `k` of `--swarms N`; panics on a refusal.
+    pub fn control_swarm(
+        &self,
+        k: usize,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, answer) = control_at(&self.swarms[k].0, method, path, body);
+        assert!(
+            status < 300,
+            "swarm {k}: {method} {path}: {status} {answer}"
+        );
+        answer
+    }
+}
+
+/// A control call to the simulated controller at `url`.
+fn control_at(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to mvconf-sim");
+    let body = body.to_string();
+    let req = format!(
+        "{method} /_sim/{path} HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim())
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
 }
 
 impl Drop for Sim {
