@@ -6,7 +6,9 @@
 //! before it is sent; a term's passes are cancelled when it closes.
 //!
 //! Only the lease loop (`operator::lease`) moves the fence. The CLI and an
-//! operator without leader election use [`Fence::open`].
+//! operator without leader election use [`Fence::open`]. Under per-swarm
+//! leadership each swarm has its own term, and a view of a swarm follows
+//! whichever term of that swarm is current ([`Fence::follow`]).
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,13 +1,12 @@
 //! The MacvlanBinding controller: a thin reconcile around the engine
 //! (validate -> conflicts -> endpoint -> one [`Pass`] -> status, Events and
-//! metrics), the finalizer that runs a pass in the deletion policy's mode,
-//! and the router that turns Docker events into reconciles of the bindings
-//! that name the event's service.
+//! metrics), and the finalizer that runs a pass in the deletion policy's
+//! mode; under per-swarm leadership, only for the swarms this replica
+//! leads. Docker events reach it through `router.rs`.
 
 use super::conflict::conflict;
 use super::context::{Context, Guarded, valid};
 use super::endpoints::EndpointState;
-use super::endpoints::Signal;
 use super::metrics::{ReasonLabels, ResultLabels};
 use super::report::{publish, report};
 use super::shards::Lead;
@@ -16,8 +15,6 @@ use super::status::{after_pass, is_ready, not_run};
 use crate::config::validate::Desired;
 use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
 use crate::engine::ErrorKind;
-use crate::engine::events::Watch;
-use crate::engine::models::labels;
 use crate::fence::Fenced;
 use crate::reconcile::report::leftovers;
 use crate::reconcile::{Memory, Mode, Observed, Ownership, Pass, PlanOptions, Problem, Watcher};
@@ -28,12 +25,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 /// After a status write refused as stale: the watch brings the newer
 /// binding within this, usually.
@@ -636,115 +631,6 @@ pub(crate) fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) 
     }
     tracing::warn!(object = %obj.name_any(), error = %error, "reconcile failed; retrying");
     Action::requeue(backoff_for(&ctx, binding))
-}
-
-/// Turns Docker events into reconciles of the bindings naming the service,
-/// and a broken-then-restored event stream into a resync of its swarm.
-pub(crate) async fn route(
-    mut signals: mpsc::Receiver<Signal>,
-    triggers: mpsc::Sender<ObjectRef<Guarded>>,
-    ctx: Arc<Context>,
-) {
-    let mut lost: BTreeSet<String> = BTreeSet::new();
-    // Swarms whose streams (re)opened, and when their resync is due: the
-    // nodes that reconnect together cost one pass of each binding there.
-    let mut resync: BTreeMap<String, Instant> = BTreeMap::new();
-    loop {
-        let due = resync.values().min().copied();
-        let signal = tokio::select! {
-            s = signals.recv() => match s {
-                Some(s) => s,
-                None => return,
-            },
-            _ = sleep_until_or_never(due) => {
-                let now = Instant::now();
-                let ready: Vec<String> = resync
-                    .iter()
-                    .filter(|(_, at)| **at <= now)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for swarm in ready {
-                    resync.remove(&swarm);
-                    let on = ctx.index.lock().unwrap_or_else(PoisonError::into_inner).on(&swarm);
-                    if !trigger(&ctx, &triggers, on).await {
-                        return;
-                    }
-                }
-                continue;
-            }
-        };
-        let Signal { swarm, watch } = signal;
-        let service = match &watch {
-            Watch::Event { event, .. } => {
-                let Some(s) = event.actor.attributes.get(labels::SERVICE_NAME) else {
-                    continue;
-                };
-                if event.action == "start"
-                    && let Ok(mut m) = ctx.started.lock()
-                {
-                    m.insert(event.actor.id.clone(), event.time_nano);
-                    if m.len() > 10_000 {
-                        m.clear();
-                    }
-                }
-                s.clone()
-            }
-            Watch::Connected { node } => {
-                if lost.remove(node) {
-                    tracing::info!(%node, %swarm, "Docker event stream restored; resyncing");
-                }
-                resync
-                    .entry(swarm.clone())
-                    .or_insert_with(|| Instant::now() + RESYNC_COALESCE);
-                continue;
-            }
-            Watch::Lost { node, error } => {
-                if lost.insert(node.clone()) {
-                    tracing::warn!(%node, %swarm, %error, "Docker event stream lost; reconnecting");
-                }
-                continue;
-            }
-        };
-        let naming = ctx
-            .index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .naming(&swarm, &service);
-        if !trigger(&ctx, &triggers, naming).await {
-            return;
-        }
-    }
-}
-
-/// How long the router waits for other nodes of a swarm to reconnect
-/// before it resyncs the swarm's bindings once.
-const RESYNC_COALESCE: Duration = Duration::from_secs(1);
-
-async fn sleep_until_or_never(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => futures::future::pending().await,
-    }
-}
-
-/// Reconciles these bindings; `false` once the controllers are gone.
-async fn trigger(
-    ctx: &Context,
-    triggers: &mpsc::Sender<ObjectRef<Guarded>>,
-    bindings: impl IntoIterator<Item = (String, String)>,
-) -> bool {
-    for (ns, name) in bindings {
-        let r = ObjectRef::<Guarded>::new(&name).within(&ns);
-        if !ctx.knows(&r) {
-            // Gone without a cleanup we saw (its finalizer removed by hand).
-            ctx.forget((ns, name));
-            continue;
-        }
-        if triggers.send(r).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
 pub(crate) mod report;
+pub(crate) mod router;
 pub(crate) mod shards;
 pub(crate) mod slices;
 pub(crate) mod status;
@@ -690,7 +691,7 @@ fn route_docker_events(
     ctx: Arc<Context>,
 ) -> [JoinHandle<()>; 2] {
     let (route_tx, mut route_rx) = mpsc::channel::<ObjectRef<Guarded>>(1024);
-    let route = tokio::spawn(controller::route(signals, route_tx, ctx));
+    let route = tokio::spawn(router::route(signals, route_tx, ctx));
     let fan_out = tokio::spawn(async move {
         while let Some(r) = route_rx.recv().await {
             for t in &triggers {
