@@ -129,6 +129,7 @@ conformance!(
     per_node_ipam_hands_out_the_same_address_on_two_nodes,
     services_map_to_tasks_nodes_and_containers_across_the_swarm,
     events_report_a_kill_and_the_replacement_within_a_second,
+    events_report_every_change_to_a_nodes_networks_and_endpoints,
     dce_refuses_a_wrong_password_without_repeating_it,
 );
 
@@ -568,4 +569,69 @@ async fn local_mode_reaches_the_manager_over_its_unix_socket() {
     // The local node is reached through the socket itself, not over TCP.
     let local = nodes.iter().find(|n| n.hostname == "node1").unwrap();
     assert_eq!(local.engine.transport().base(), "http://localhost");
+}
+
+/// The operator reuses a node's last read while its event stream says
+/// nothing changed there, so every change to what that read holds must be
+/// an event on that stream: a network created and removed, any container
+/// (not only a service's) connected and disconnected.
+async fn events_report_every_change_to_a_nodes_networks_and_endpoints(t: &Target) {
+    let cluster = t.dce_cluster();
+    let nodes = cluster.nodes().await.unwrap();
+    let node = &nodes[1];
+    let (tx, mut rx) = mpsc::channel(256);
+    let watcher = tokio::spawn(watch(node.engine.clone(), tx, Duration::from_secs(2)));
+    match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        Ok(Some(Watch::Connected { .. })) => {}
+        other => panic!("the stream did not open: {other:?}"),
+    }
+    let net = unique("mvt-evnet");
+    let _guard = t.networks_guard(&[&net]);
+    let plain = unique("mvt-evc");
+    t.run_plain(2, &plain);
+    let mut next = async |what: &str| -> (String, String) {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no {what} event within 5 s"));
+            // dockerd may report more (a disconnect again when the
+            // container goes): each expected one must come, in order.
+            if let Some(Watch::Event { event, .. }) = msg
+                && event.kind == "network"
+                && event.actor.attributes.get("name") == Some(&net)
+                && event.action == what
+            {
+                let container = event
+                    .actor
+                    .attributes
+                    .get("container")
+                    .cloned()
+                    .unwrap_or_default();
+                return (event.action.clone(), container);
+            }
+        }
+    };
+    node.engine
+        .create_network(&macvlan(&net, 106, &t.parent(6)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next("create").await.0, "create");
+    node.engine
+        .connect(&net, &plain, Some("192.168.106.20".parse().unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = node.engine.container(&plain).await.unwrap().id;
+    assert_eq!(next("connect").await, ("connect".to_owned(), id.clone()));
+    node.engine
+        .disconnect(&net, &plain, false)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next("disconnect").await, ("disconnect".to_owned(), id));
+    t.remove_container(2, &plain);
+    node.engine
+        .remove_network(&net)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next("destroy").await.0, "destroy");
+    watcher.abort();
 }

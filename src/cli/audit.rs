@@ -81,7 +81,7 @@ async fn audit_subjects(
         .collect();
     services.sort();
     services.dedup();
-    let observed = observe(&cluster, &services, args.observe_concurrency)
+    let observed = observe(&cluster, &services, args.observe_concurrency, None)
         .await
         .map_err(CliError::Engine)?;
     let first_endpoint = chosen.and_then(|(_, l)| l.desired.endpoint.clone());

@@ -1,5 +1,6 @@
-//! The engine's event stream (`GET /events`): container start, die and
-//! destroy, read as they happen, and a watcher that reconnects after breaks.
+//! The engine's event stream (`GET /events`): container lifecycle and
+//! network changes (create, destroy, connect, disconnect), read as they
+//! happen, and a watcher that reconnects after breaks.
 
 use super::error::{EngineError, ErrorKind};
 use super::models::Event;

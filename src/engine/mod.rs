@@ -234,13 +234,30 @@ impl Engine {
             .map(|_| ())
     }
 
-    /// Opens the container event stream (start, die, destroy) once.
+    /// Opens the node's event stream once: container and network changes.
     pub(crate) async fn events(&self, since: Option<&str>) -> Result<events::EventStream> {
         let mut q = vec![(
             "filters",
             filters(&[
-                ("type", &["container"]),
-                ("event", &["start", "die", "destroy"]),
+                ("type", &["container", "network"]),
+                // Containers: their lifecycle; networks: create, destroy
+                // (and remove, its older name), connect and disconnect of
+                // any container. Together: every change to what a read of
+                // the node's networks and containers holds.
+                (
+                    "event",
+                    &[
+                        "create",
+                        "start",
+                        "die",
+                        "destroy",
+                        "pause",
+                        "unpause",
+                        "connect",
+                        "disconnect",
+                        "remove",
+                    ],
+                ),
             ]),
         )];
         if let Some(s) = since {

@@ -17,7 +17,9 @@ use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus
 use crate::engine::ErrorKind;
 use crate::fence::Fenced;
 use crate::reconcile::report::leftovers;
-use crate::reconcile::{Memory, Mode, Observed, Ownership, Pass, PlanOptions, Problem, Watcher};
+use crate::reconcile::{
+    Memory, Mode, NodeCache, Observed, Ownership, Pass, PlanOptions, Problem, Watcher,
+};
 use crate::retry;
 use crate::slices::memory_from;
 use crate::tenancy::admit::Admitted;
@@ -223,6 +225,10 @@ struct Follow<'a>(&'a EndpointState);
 impl Watcher for Follow<'_> {
     fn observed(&self, observed: &Observed) {
         self.0.ensure_watchers(&observed.engines);
+    }
+
+    fn node_cache(&self) -> Option<&NodeCache> {
+        Some(&self.0.reads)
     }
 }
 

@@ -8,8 +8,10 @@ use crate::engine::Engine;
 use crate::engine::events::{Watch, watch};
 use crate::engine::transport::CallGate;
 use crate::fence::Fence;
+use crate::reconcile::NodeCache;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -30,6 +32,9 @@ pub(crate) struct EndpointState {
     /// The swarm this view reaches, once learnt: under per-swarm
     /// leadership its mutations follow that swarm's fence (none before).
     swarm: Arc<Mutex<Option<String>>>,
+    /// The nodes' last reads, current while their event streams say
+    /// nothing changed.
+    pub(crate) reads: Arc<NodeCache>,
 }
 
 impl Drop for EndpointState {
@@ -71,12 +76,18 @@ impl EndpointState {
             let (tx, mut rx) = mpsc::channel::<Watch>(256);
             let engine = engine.clone();
             let signals = self.signals.clone();
+            let reads = self.reads.clone();
             let swarm = swarm.clone();
             let count = self.cluster.calls().stream();
             let handle = tokio::spawn(async move {
                 let _count = count;
                 let follow = tokio::spawn(watch(engine, tx, crate::retry::EVENT_STREAM.max));
                 while let Some(w) = rx.recv().await {
+                    match &w {
+                        Watch::Connected { node } => reads.following(node, true),
+                        Watch::Lost { node, .. } => reads.following(node, false),
+                        Watch::Event { node, .. } => reads.changed(node),
+                    }
                     if signals
                         .send(Signal {
                             swarm: swarm.clone(),
@@ -110,6 +121,8 @@ pub(crate) struct Registry {
     /// Per-swarm leadership: each view's mutations follow the fence of
     /// the swarm it reaches instead of `gate`'s.
     shards: Option<Arc<Shards>>,
+    /// The oldest node read a pass may use (the resync period).
+    read_max_age: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -135,12 +148,14 @@ impl Registry {
         signals: mpsc::Sender<Signal>,
         gate: CallGate,
         shards: Option<Arc<Shards>>,
+        read_max_age: Duration,
     ) -> Self {
         Self {
             states: Mutex::new(Views::default()),
             signals,
             gate,
             shards,
+            read_max_age,
         }
     }
 
@@ -182,6 +197,7 @@ impl Registry {
                     watchers: Mutex::new(HashMap::new()),
                     signals: self.signals.clone(),
                     swarm,
+                    reads: Arc::new(NodeCache::new(self.read_max_age)),
                 });
                 views.by_config.insert(config_key, state.clone());
                 state

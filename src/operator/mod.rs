@@ -391,7 +391,12 @@ impl Replica<'_> {
             log: self.calls.clone(),
             fence: fence.clone(),
         };
-        let registry = Arc::new(Registry::new(signal_tx, gate, shards.clone()));
+        let registry = Arc::new(Registry::new(
+            signal_tx,
+            gate,
+            shards.clone(),
+            self.settings.resync,
+        ));
         // Every slot's address is known before the first pass of the term.
         let (slices, slice_watches) =
             slices::SliceCache::start(&self.client, &self.args.namespaces).await?;

@@ -50,6 +50,14 @@ pub(crate) async fn route(
         let Signal { swarm, watch } = signal;
         let service = match &watch {
             Watch::Event { event, .. } => {
+                // Network events and other container events only keep the
+                // node reads current (`NodeCache`); a service container's
+                // start, death or removal is what a pass answers.
+                if event.kind != "container"
+                    || !matches!(event.action.as_str(), "start" | "die" | "destroy")
+                {
+                    continue;
+                }
                 let Some(s) = event.actor.attributes.get(labels::SERVICE_NAME) else {
                     continue;
                 };

@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 pub(crate) use apply::ApplyOptions;
-pub(crate) use observe::{Observed, observe};
+pub(crate) use observe::{NodeCache, Observed, observe};
 pub(crate) use pass::{Ownership, Pass, Watcher};
 pub use plan::{Memory, Mode, Plan, PlanOptions, plan};
 

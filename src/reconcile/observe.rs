@@ -1,6 +1,9 @@
 //! Observe: one snapshot of the swarm per pass. Three manager calls plus two
 //! per node (networks, containers), the nodes read in parallel; the cost
-//! grows with nodes, never with containers times calls.
+//! grows with nodes, never with containers times calls. With a
+//! [`NodeCache`] (the operator's, kept current by the nodes' event
+//! streams), only the nodes where something happened since their last
+//! read are read again.
 
 use super::{
     ContainerView, EndpointView, NetView, NodeView, Owner, ServiceView, Snapshot, TaskView,
@@ -11,6 +14,83 @@ use crate::engine::{Engine, EngineError};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One node's networks and containers, as read.
+type NodeData = Arc<(Vec<NetView>, Vec<ContainerView>)>;
+
+/// Node reads kept between the passes of one swarm view. A node's last read
+/// is used again only while its event stream is open, nothing was reported
+/// on it since that read began, and the read is younger than `max_age` (a
+/// bound on staleness, whatever happens to the stream). Keyed by engine
+/// label, as the event watchers name nodes.
+#[derive(Debug)]
+pub(crate) struct NodeCache {
+    max_age: Duration,
+    nodes: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Moves on every event, stream (re)connection or break, and change
+    /// this process made on the node.
+    generation: u64,
+    following: bool,
+    /// The last read: the generation when it began, when, and what it found.
+    read: Option<(u64, Instant, NodeData)>,
+}
+
+impl NodeCache {
+    pub(crate) fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn entry<T>(&self, node: &str, f: impl FnOnce(&mut Entry) -> T) -> T {
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        f(nodes.entry(node.to_owned()).or_default())
+    }
+
+    /// Something changed on `node`: an event, or a change this process made.
+    pub(crate) fn changed(&self, node: &str) {
+        self.entry(node, |e| e.generation += 1);
+    }
+
+    /// `node`'s events are followed from now on (`true`: the stream opened;
+    /// what happened before is unknown) or not any more (it broke).
+    pub(crate) fn following(&self, node: &str, on: bool) {
+        self.entry(node, |e| {
+            e.generation += 1;
+            e.following = on;
+        });
+    }
+
+    /// The last read of `node` when it is still current; otherwise the
+    /// generation a new read begins at.
+    fn get(&self, node: &str) -> Result<NodeData, u64> {
+        self.entry(node, |e| match &e.read {
+            Some((g, at, data))
+                if e.following && *g == e.generation && at.elapsed() < self.max_age =>
+            {
+                Ok(data.clone())
+            }
+            _ => Err(e.generation),
+        })
+    }
+
+    /// A read of `node` that began at `generation` (and `at`).
+    fn put(&self, node: &str, generation: u64, at: Instant, data: NodeData) {
+        self.entry(node, |e| {
+            let newer = e.read.as_ref().is_some_and(|(g, _, _)| *g > generation);
+            if !newer {
+                e.read = Some((generation, at, data));
+            }
+        });
+    }
+}
 
 /// A snapshot plus the engines to act on, by node ID.
 #[derive(Debug, Clone)]
@@ -61,7 +141,7 @@ fn container_view(c: ContainerSummary) -> ContainerView {
 }
 
 /// What one node's engine showed.
-type NodeRead = Result<(Vec<NetView>, Vec<ContainerView>), EngineError>;
+type NodeRead = Result<NodeData, EngineError>;
 
 async fn read_node(n: &ClusterNode) -> NodeRead {
     let (nets, containers) =
@@ -70,7 +150,24 @@ async fn read_node(n: &ClusterNode) -> NodeRead {
     nets.sort_by(|a, b| a.name.cmp(&b.name));
     let mut containers: Vec<ContainerView> = containers.into_iter().map(container_view).collect();
     containers.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok((nets, containers))
+    Ok(Arc::new((nets, containers)))
+}
+
+/// `n`'s read from `cache` when current, else from its engine (kept).
+async fn read_node_via(n: &ClusterNode, cache: Option<&NodeCache>) -> NodeRead {
+    let Some(cache) = cache else {
+        return read_node(n).await;
+    };
+    let key = n.engine.label();
+    match cache.get(key) {
+        Ok(data) => Ok(data),
+        Err(generation) => {
+            let at = Instant::now();
+            let read = read_node(n).await?;
+            cache.put(key, generation, at, read.clone());
+            Ok(read)
+        }
+    }
 }
 
 /// Reads the swarm. Fails only when the manager cannot be read; an
@@ -79,6 +176,7 @@ pub(crate) async fn observe(
     cluster: &Cluster,
     services: &[String],
     concurrency: usize,
+    cache: Option<&NodeCache>,
 ) -> Result<Observed, EngineError> {
     let manager = cluster.manager();
     let (nodes, all_services) = futures::try_join!(cluster.nodes(), manager.services())?;
@@ -104,7 +202,7 @@ pub(crate) async fn observe(
     let node_reads: Vec<_> = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| async move { (i, read_node(n).await) })
+        .map(|(i, n)| async move { (i, read_node_via(n, cache).await) })
         .collect();
     let reads = futures::stream::iter(node_reads)
         .buffer_unordered(concurrency.max(1))
@@ -120,7 +218,7 @@ pub(crate) async fn observe(
     let mut engines = HashMap::with_capacity(nodes.len());
     for n in &nodes {
         let (problem, networks, containers) = match by_id.remove(n.id.as_str()) {
-            Some(Ok((nets, cs))) => (None, nets, cs),
+            Some(Ok(data)) => (None, data.0.clone(), data.1.clone()),
             Some(Err(e)) => (Some(e.to_string()), Vec::new(), Vec::new()),
             None => (Some("not read".to_owned()), Vec::new(), Vec::new()),
         };
@@ -180,4 +278,53 @@ pub(crate) async fn observe(
         },
         engines,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> NodeData {
+        Arc::new((Vec::new(), Vec::new()))
+    }
+
+    #[test]
+    fn a_read_is_reused_only_while_the_stream_is_open_and_quiet() {
+        let c = NodeCache::new(Duration::from_secs(300));
+        let g = c.get("n1").expect_err("nothing read yet");
+        c.put("n1", g, Instant::now(), data());
+        assert!(c.get("n1").is_err(), "not followed yet: read again");
+
+        c.following("n1", true);
+        let g = c.get("n1").expect_err("the stream opened after that read");
+        c.put("n1", g, Instant::now(), data());
+        assert!(c.get("n1").is_ok(), "followed and quiet: kept");
+        assert!(c.get("n2").is_err(), "another node is its own");
+
+        c.changed("n1");
+        let g = c.get("n1").expect_err("an event since the read");
+        c.put("n1", g, Instant::now(), data());
+        assert!(c.get("n1").is_ok());
+
+        c.following("n1", false);
+        assert!(c.get("n1").is_err(), "the stream broke");
+    }
+
+    #[test]
+    fn an_event_during_a_read_makes_that_read_stale_and_old_reads_expire() {
+        let c = NodeCache::new(Duration::from_secs(300));
+        c.following("n1", true);
+        let g = c.get("n1").expect_err("nothing read yet");
+        // The read is under way when the node reports a change.
+        c.changed("n1");
+        c.put("n1", g, Instant::now(), data());
+        assert!(c.get("n1").is_err(), "the read began before the change");
+
+        let old = NodeCache::new(Duration::from_millis(1));
+        old.following("n1", true);
+        let g = old.get("n1").expect_err("nothing read yet");
+        old.put("n1", g, Instant::now(), data());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(old.get("n1").is_err(), "older than the resync period");
+    }
 }

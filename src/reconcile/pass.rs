@@ -5,7 +5,7 @@
 //! options) and renders what happened; it never calls Docker itself.
 
 use super::apply::{Applied, ApplyOptions, Outcome, apply};
-use super::observe::{Observed, observe};
+use super::observe::{NodeCache, Observed, observe};
 use super::plan::{Memory, Mode, Plan, PlanOptions, plan};
 use super::{Owner, Snapshot};
 use crate::cluster::Cluster;
@@ -65,6 +65,10 @@ pub(crate) trait Watcher: Sync {
     fn planned(&self, _plan: &Plan) {}
     /// One action ended.
     fn outcome(&self, _outcome: &Outcome) {}
+    /// Node reads kept between passes, if the driver keeps them current.
+    fn node_cache(&self) -> Option<&NodeCache> {
+        None
+    }
 }
 
 /// A driver that only wants the result.
@@ -120,7 +124,8 @@ impl<'a> Pass<'a> {
             .iter()
             .map(|s| s.name.clone())
             .collect();
-        let observed = observe(cluster, &names, self.observe_concurrency).await?;
+        let cache = watcher.node_cache();
+        let observed = observe(cluster, &names, self.observe_concurrency, cache).await?;
         watcher.observed(&observed);
         let claims = Claims::of_live(&self.ownership, &observed.snapshot, &self.live_bindings);
         if !claims.held_elsewhere.is_empty() {
@@ -183,10 +188,20 @@ impl<'a> Pass<'a> {
             if let Ownership::Claim(me) = &self.ownership {
                 apply_options.owner = Some(me.clone());
             }
-            apply(plan, &observed.engines, &apply_options, &|o| {
+            let applied = apply(plan, &observed.engines, &apply_options, &|o| {
                 watcher.outcome(o)
             })
-            .await
+            .await;
+            // What this pass changed is not in the kept reads any more,
+            // whether or not the node's events said so yet.
+            if let Some(cache) = cache {
+                for o in &applied.outcomes {
+                    if let Some(e) = observed.engines.get(o.action.node_id()) {
+                        cache.changed(e.label());
+                    }
+                }
+            }
+            applied
         };
         if !self.dry_run && !self.keep_claims {
             for (id, labels) in &claims.to_release {

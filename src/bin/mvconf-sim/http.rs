@@ -279,11 +279,15 @@ impl Sim {
             (&Method::GET, ["networks", id]) => answer(self.world().network_inspect(node, id)),
             (&Method::POST, ["networks", "create"]) => {
                 self.mutations.fetch_add(1, Ordering::Relaxed);
-                answer(self.world().network_create(node, &json))
+                let (a, emitted) = self.world().network_create(node, &json);
+                self.publish(emitted);
+                answer(a)
             }
             (&Method::DELETE, ["networks", id]) => {
                 self.mutations.fetch_add(1, Ordering::Relaxed);
-                answer(self.world().network_remove(node, id))
+                let (a, emitted) = self.world().network_remove(node, id);
+                self.publish(emitted);
+                answer(a)
             }
             (&Method::POST, ["networks", id, verb @ ("connect" | "disconnect")]) => {
                 self.mutations.fetch_add(1, Ordering::Relaxed);

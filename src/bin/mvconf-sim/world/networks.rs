@@ -7,7 +7,44 @@ use serde_json::{Value, json};
 use std::net::Ipv4Addr;
 
 impl World {
-    pub fn network_create(&mut self, node: usize, body: &Value) -> Answer {
+    /// `POST /networks/create`, and dockerd's `create` event.
+    pub fn network_create(&mut self, node: usize, body: &Value) -> (Answer, Vec<Emitted>) {
+        let a = self.create_network(node, body);
+        let emitted = self.network_lifecycle(node, &a, "create");
+        (a, emitted)
+    }
+
+    /// `DELETE /networks/ID`, and dockerd's `destroy` event.
+    pub fn network_remove(&mut self, node: usize, id: &str) -> (Answer, Vec<Emitted>) {
+        let before = self.network_key(node, id).and_then(|k| {
+            let n = &self.nodes[node].networks[&k];
+            Some((k.clone(), n.name.clone(), n.driver.clone()))
+        });
+        let a = self.remove_network(node, id);
+        let emitted = match before {
+            Some((key, name, driver)) if a.0 < 300 => vec![Emitted {
+                node,
+                event: network_event("destroy", &key, &name, &driver, ""),
+            }],
+            _ => Vec::new(),
+        };
+        (a, emitted)
+    }
+
+    fn network_lifecycle(&self, node: usize, a: &Answer, action: &str) -> Vec<Emitted> {
+        let Some(id) = a.1["Id"].as_str().filter(|_| a.0 < 300) else {
+            return Vec::new();
+        };
+        let Some(n) = self.nodes[node].networks.get(id) else {
+            return Vec::new();
+        };
+        vec![Emitted {
+            node,
+            event: network_event(action, id, &n.name, &n.driver, ""),
+        }]
+    }
+
+    fn create_network(&mut self, node: usize, body: &Value) -> Answer {
         let name = body["Name"].as_str().unwrap_or_default().to_owned();
         if name.is_empty() {
             return refuse(400, "network name must not be empty");
@@ -79,7 +116,7 @@ impl World {
         (201, json!({"Id": id, "Warning": ""}))
     }
 
-    pub fn network_remove(&mut self, node: usize, id: &str) -> Answer {
+    fn remove_network(&mut self, node: usize, id: &str) -> Answer {
         let Some(key) = self.network_key(node, id) else {
             return refuse(404, format!("network {id} not found"));
         };

@@ -39,8 +39,10 @@ fn replicas_spread_over_the_nodes_with_swarm_labels() {
 fn per_node_ipam_hands_out_the_same_address_on_two_nodes() {
     let mut w = world_with_service(3);
     for k in 0..2 {
-        let created = w.network_create(k, &macvlan("mv", "192.168.50.0/24", "eth1"));
+        let (created, events) = w.network_create(k, &macvlan("mv", "192.168.50.0/24", "eth1"));
         assert_eq!(created.0, 201);
+        assert_eq!(events.len(), 1, "dockerd's network create event");
+        assert_eq!(events[0].event["Action"], "create");
     }
     let a = container_on(&w, 0);
     let b = container_on(&w, 1);
@@ -62,12 +64,13 @@ fn per_node_ipam_hands_out_the_same_address_on_two_nodes() {
 fn errors_are_worded_as_dockerd_words_them() {
     let mut w = world_with_service(3);
     w.network_create(0, &macvlan("mv", "192.168.50.0/24", "eth1"));
-    let dup = w.network_create(0, &macvlan("mv", "192.168.51.0/24", "eth2"));
+    let (dup, none) = w.network_create(0, &macvlan("mv", "192.168.51.0/24", "eth2"));
+    assert!(none.is_empty(), "no event for a refusal");
     assert_eq!(
         (dup.0, message(&dup)),
         (409, "network with name mv already exists")
     );
-    let parent = w.network_create(0, &macvlan("mv2", "192.168.52.0/24", "eth1"));
+    let (parent, _) = w.network_create(0, &macvlan("mv2", "192.168.52.0/24", "eth1"));
     assert_eq!(parent.0, 403);
     assert!(message(&parent).contains("is already using parent interface eth1"));
     let a = container_on(&w, 0);
@@ -85,12 +88,14 @@ fn errors_are_worded_as_dockerd_words_them() {
         w.connect(0, "mv", &json!({"Container": "nope"})).0,
         refuse(404, "No such container: nope")
     );
-    let busy = w.network_remove(0, "mv");
+    let (busy, _) = w.network_remove(0, "mv");
     assert!(message(&busy).contains("has active endpoints"));
     assert_eq!(w.disconnect(0, "mv", &json!({"Container": a})).0.0, 200);
     let (not, _) = w.disconnect(0, "mv", &json!({"Container": a}));
     assert!(message(&not).contains("is not connected to network mv"));
-    assert_eq!(w.network_remove(0, "mv").0, 204);
+    let (removed, events) = w.network_remove(0, "mv");
+    assert_eq!(removed.0, 204);
+    assert_eq!(events[0].event["Action"], "destroy");
 }
 
 #[test]
