@@ -16,9 +16,9 @@ impl World {
 
     /// `DELETE /networks/ID`, and dockerd's `destroy` event.
     pub fn network_remove(&mut self, node: usize, id: &str) -> (Answer, Vec<Emitted>) {
-        let before = self.network_key(node, id).and_then(|k| {
+        let before = self.network_key(node, id).map(|k| {
             let n = &self.nodes[node].networks[&k];
-            Some((k.clone(), n.name.clone(), n.driver.clone()))
+            (k.clone(), n.name.clone(), n.driver.clone())
         });
         let a = self.remove_network(node, id);
         let emitted = match before {
