@@ -133,9 +133,9 @@ fn wants<'a>(world: &World<'_, 'a>, claim: &'a Claim<'a>) -> Vec<Want<'a>> {
         .iter()
         .filter_map(|(slot, st)| {
             let task = st.current?;
-            let live = task
-                .container
-                .as_deref()
+            let live = world
+                .holdings
+                .container_of(task)
                 .and_then(|c| world.holdings.live.get(c).copied());
             let cur = live
                 .and_then(|l| l.container.endpoint(network))
@@ -215,7 +215,7 @@ impl<'a> Service<'_, 'a> {
         st.history
             .iter()
             .rev()
-            .filter_map(|t| t.container.as_deref())
+            .filter_map(|t| h.container_of(t))
             .filter_map(|c| {
                 h.stopped
                     .get(c)
@@ -243,7 +243,12 @@ impl<'a> Service<'_, 'a> {
                 .unwrap_or_else(|| short(&w.task.node_id).to_owned()),
             host_ip: node.map(|n| n.addr.clone()).unwrap_or_default(),
             task: w.task.id.clone(),
-            container: w.task.container.clone().unwrap_or_default(),
+            container: self
+                .world
+                .holdings
+                .container_of(w.task)
+                .unwrap_or_default()
+                .to_owned(),
             ip: None,
             ingress: false,
             state: RecordState::Pending,

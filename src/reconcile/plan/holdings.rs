@@ -1,7 +1,7 @@
 //! Holdings: who holds which address, everywhere the snapshot can see.
 //! Rule 1 of the planner (never hand out what anyone else holds) reads it.
 
-use crate::reconcile::{ContainerView, NodeView, Snapshot};
+use crate::reconcile::{ContainerView, NodeView, Snapshot, TaskView};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
@@ -24,6 +24,9 @@ pub(super) struct Holdings<'a> {
     pub(crate) node_addrs: Vec<Ipv4Addr>,
     /// Stopped containers by ID, for the addresses a slot had before.
     pub(crate) stopped: HashMap<&'a str, &'a ContainerView>,
+    /// Task ID -> its container, by the container's own task label (the
+    /// running one when there are several).
+    by_task: HashMap<&'a str, &'a str>,
 }
 
 impl<'a> Holdings<'a> {
@@ -34,6 +37,7 @@ impl<'a> Holdings<'a> {
             held_net: HashMap::new(),
             node_addrs: Vec::new(),
             stopped: HashMap::new(),
+            by_task: HashMap::new(),
         };
         for n in &snapshot.nodes {
             if let Ok(a) = n.addr.parse::<Ipv4Addr>() {
@@ -46,6 +50,11 @@ impl<'a> Holdings<'a> {
                 .map(|x| x.name.as_str())
                 .collect();
             for c in &n.containers {
+                if let Some(t) = c.task.as_deref()
+                    && (c.running || !h.by_task.contains_key(t))
+                {
+                    h.by_task.insert(t, c.id.as_str());
+                }
                 if !c.running {
                     h.stopped.insert(c.id.as_str(), c);
                     continue;
@@ -64,6 +73,15 @@ impl<'a> Holdings<'a> {
             }
         }
         h
+    }
+
+    /// A task's container: as the manager reports it, or, before the
+    /// manager has heard from the node, the container whose task label
+    /// names the task (a node's start event can come first).
+    pub(crate) fn container_of(&self, task: &'a TaskView) -> Option<&'a str> {
+        task.container
+            .as_deref()
+            .or_else(|| self.by_task.get(task.id.as_str()).copied())
     }
 
     /// The network `container` holds `ip` on, if it does.

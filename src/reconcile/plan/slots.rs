@@ -76,7 +76,7 @@ impl<'a> Claimed<'a> {
             };
             let slots = slots_of(sv);
             for (slot, st) in &slots {
-                if let Some(cid) = st.current.and_then(|t| t.container.as_deref())
+                if let Some(cid) = st.current.and_then(|t| holdings.container_of(t))
                     && holdings.live.contains_key(cid)
                 {
                     let key = Key {

@@ -442,6 +442,36 @@ fn a_replaced_container_gets_its_slots_address_back_on_any_node() {
     assert_eq!(connects(&p4), [("c2b".into(), before)]);
 }
 
+// "Scale to a bank", drift repair p99: a replacement's start event comes
+// from its node before the manager's task shows its container (the agent
+// reports the status a little later). The pass that event caused found no
+// container for the slot and waited a whole backoff (2 s). The container's
+// own task label says whose it is.
+#[test]
+fn a_replacement_the_manager_has_not_reported_yet_is_found_by_its_task_label() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    w.apply(&p);
+    let mem = memory_of(&p);
+    let before = ip_of(&p, "web.2").unwrap();
+    w.replace("web", "c2", "c2b", 3);
+    for t in &mut w.snap.services[0].tasks {
+        if t.container.as_deref() == Some("c2b") {
+            t.container = None;
+            t.state = TaskState::Starting;
+        }
+    }
+    let p2 = w.plan(&d, &mem);
+    assert_eq!(connects(&p2), [("c2b".into(), before)]);
+    let r = p2
+        .records
+        .iter()
+        .find(|r| r.key.to_string() == "web.2")
+        .unwrap();
+    assert_eq!(r.container, "c2b");
+}
+
 #[test]
 fn a_global_service_keeps_an_address_per_node() {
     let mut w = World::new(2, true);
