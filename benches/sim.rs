@@ -50,18 +50,25 @@ struct Restart {
     docker_calls: f64,
 }
 
-fn args() -> (bool, PathBuf) {
+fn args() -> (bool, PathBuf, usize) {
     let mut quick = false;
+    let mut max_nodes = usize::MAX;
     let mut out = PathBuf::from("docs/bench");
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
             "--quick" => quick = true,
             "--out" => out = it.next().expect("--out DIR").into(),
+            "--max-nodes" => {
+                max_nodes = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--max-nodes N")
+            }
             _ => {} // cargo passes --bench
         }
     }
-    (quick, out)
+    (quick, out, max_nodes)
 }
 
 fn binding_yaml(i: usize, service: &str, first: u32, last: u32) -> String {
@@ -274,7 +281,7 @@ async fn restart(kube: &Kube, ns: &str, sim: &Sim, op: &mut Operator, bindings: 
 
 #[tokio::main]
 async fn main() {
-    let (quick, out) = args();
+    let (quick, out, max_nodes) = args();
     let Some(kube) = Kube::get().await else {
         eprintln!("sim bench: the control plane is not up (scripts/envtest up)");
         return;
@@ -286,7 +293,7 @@ async fn main() {
         vec![(10, 100, 1), (100, 100, 10), (1000, 100, 500)]
     };
     let mut rows = Vec::new();
-    for (nodes, per_node, bindings) in sizes {
+    for (nodes, per_node, bindings) in sizes.into_iter().filter(|s| s.0 <= max_nodes) {
         eprintln!("sim bench: {nodes} nodes x {per_node} containers in {bindings} bindings");
         let row = run(
             &kube,
