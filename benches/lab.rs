@@ -1117,7 +1117,10 @@ impl Report {
                 pct(v, 1.0)
             );
         }
-        let _ = writeln!(m, "\nGoal (issue \"Scale to a bank\"): p99 of start -> bound under 1 s, over at least 200 kills.\n");
+        let _ = writeln!(
+            m,
+            "\nGoal (issue \"Scale to a bank\"): p99 of start -> bound under 1 s, over at least 200 kills.\n"
+        );
         let _ = writeln!(m, "## 6. Footprint\n");
         let _ = writeln!(
             m,
