@@ -33,7 +33,11 @@ impl Sim {
 
     /// A simulator with more command-line flags (none: anonymous access).
     pub fn start_with(nodes: usize, extra: &[&str]) -> Sim {
-        let dir = std::env::temp_dir().join(super::unique("mvconf-sim"));
+        // One directory per simulator, also when tests of one process
+        // start several at once (each reads its own ready file).
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("{}-{n}", super::unique("mvconf-sim")));
         std::fs::create_dir_all(&dir).expect("sim dir");
         let ready = dir.join("ready.json");
         let child = Command::new(env!("CARGO_BIN_EXE_mvconf-sim"))
