@@ -88,7 +88,7 @@ fn world(nodes: usize) -> World {
             let kept = (slot % 2 == 1).then(|| pool_ip(s, i));
             let node = &mut snapshot.nodes[g % nodes];
             let t = task(g, slot, &node.id);
-            node.containers.push(container(g, &t, &sv.name, kept));
+            node.containers_mut().push(container(g, &t, &sv.name, kept));
             sv.tasks.push(t);
             if let Some(ip) = kept {
                 let key = Key {
@@ -176,7 +176,7 @@ fn node(k: usize) -> NodeView {
         state: "ready".into(),
         problem: None,
         networks: vec![mv_net(), ingress_net()],
-        containers: Vec::with_capacity(CONTAINERS_PER_NODE),
+        containers: Vec::with_capacity(CONTAINERS_PER_NODE).into(),
     }
 }
 

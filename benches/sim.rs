@@ -50,9 +50,20 @@ struct Restart {
     docker_calls: f64,
 }
 
-fn args() -> (bool, PathBuf, usize) {
+/// `--quick`, `--out DIR`, `--max-nodes N` and `--min-nodes N` (the sizes
+/// run), `--no-shards` (skip the replicas row).
+struct Args {
+    quick: bool,
+    out: PathBuf,
+    nodes: std::ops::RangeInclusive<usize>,
+    shards: bool,
+}
+
+fn args() -> Args {
     let mut quick = false;
     let mut max_nodes = usize::MAX;
+    let mut min_nodes = 0;
+    let mut shards = true;
     let mut out = PathBuf::from("docs/bench");
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -65,10 +76,22 @@ fn args() -> (bool, PathBuf, usize) {
                     .and_then(|n| n.parse().ok())
                     .expect("--max-nodes N")
             }
+            "--min-nodes" => {
+                min_nodes = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--min-nodes N")
+            }
+            "--no-shards" => shards = false,
             _ => {} // cargo passes --bench
         }
     }
-    (quick, out, max_nodes)
+    Args {
+        quick,
+        out,
+        nodes: min_nodes..=max_nodes,
+        shards,
+    }
 }
 
 fn binding_yaml(i: usize, service: &str, first: u32, last: u32) -> String {
@@ -153,29 +176,14 @@ async fn run(kube: &Kube, size: Size) -> Row {
         Some(&docs.join("---\n")),
     );
     assert!(ok, "{out}");
-    let api = kube.bindings(&ns.name);
-    loop {
-        let list = api.list(&Default::default()).await.expect("bindings");
-        let done = list
-            .items
-            .iter()
-            .filter(|b| {
-                common::e2e::ready(b)
-                    && b.status
-                        .as_ref()
-                        .is_some_and(|s| s.bound as usize == per_binding)
-            })
-            .count();
-        if done == size.bindings {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(3600),
-            "{done} of {} bindings bound after an hour",
-            size.bindings
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::e2e::wait_all_bound(
+        kube,
+        &ns.name,
+        size.bindings,
+        per_binding,
+        Duration::from_secs(3600),
+    )
+    .await;
     let bound = start.elapsed();
     let floor = Duration::from_millis(CONNECT_MS * size.per_node as u64);
     let (slices, slice_bytes) = bytes_of(kube, &ns.name, "mves");
@@ -281,7 +289,12 @@ async fn restart(kube: &Kube, ns: &str, sim: &Sim, op: &mut Operator, bindings: 
 
 #[tokio::main]
 async fn main() {
-    let (quick, out, max_nodes) = args();
+    let Args {
+        quick,
+        out,
+        nodes: run_nodes,
+        shards: run_shards,
+    } = args();
     let Some(kube) = Kube::get().await else {
         eprintln!("sim bench: the control plane is not up (scripts/envtest up)");
         return;
@@ -293,7 +306,7 @@ async fn main() {
         vec![(10, 100, 1), (100, 100, 10), (1000, 100, 500)]
     };
     let mut rows = Vec::new();
-    for (nodes, per_node, bindings) in sizes.into_iter().filter(|s| s.0 <= max_nodes) {
+    for (nodes, per_node, bindings) in sizes.into_iter().filter(|s| run_nodes.contains(&s.0)) {
         eprintln!("sim bench: {nodes} nodes x {per_node} containers in {bindings} bindings");
         let row = run(
             &kube,
@@ -361,10 +374,12 @@ async fn main() {
         m,
         "\nFloor: the simulator's own limit, connects per node x latency (nodes work in parallel). Goal: ratio at most 1.15; RSS under 200 MiB at 100,000 containers. The kill's repair includes swarm's 1 s restart delay.\n"
     );
-    let (swarms, nodes, per_node) = if quick { (4, 3, 2) } else { (10, 10, 10) };
-    eprintln!("sim bench: 3 replicas over {swarms} swarms");
-    let s = shards(&kube, swarms, nodes, per_node).await;
-    m.push_str(&shards_markdown(&s));
+    if run_shards {
+        let (swarms, nodes, per_node) = if quick { (4, 3, 2) } else { (10, 10, 10) };
+        eprintln!("sim bench: 3 replicas over {swarms} swarms");
+        let s = shards(&kube, swarms, nodes, per_node).await;
+        m.push_str(&shards_markdown(&s));
+    }
     print!("{m}");
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(out.join("SIM.md"), &m);
@@ -384,15 +399,9 @@ struct Shards {
 
 /// Holders of the swarm Leases of `lease` in `ns`.
 async fn holders(kube: &Kube, ns: &str, lease: &str) -> Vec<String> {
-    use k8s_openapi::api::coordination::v1::Lease;
-    let api: kube::Api<Lease> = kube::Api::namespaced(kube.client.clone(), ns);
-    let selector = format!("mvconf.io/lease-of={lease},mvconf.io/role=swarm");
-    api.list(&kube::api::ListParams::default().labels(&selector))
+    common::e2e::swarm_holders(kube, ns, lease)
         .await
-        .expect("leases")
-        .items
-        .into_iter()
-        .filter_map(|l| l.spec?.holder_identity.filter(|h| !h.is_empty()))
+        .into_values()
         .collect()
 }
 
@@ -461,25 +470,7 @@ async fn shards(kube: &Kube, swarms: usize, nodes: usize, per_node: usize) -> Sh
         Some(&docs.join("---\n")),
     );
     assert!(ok, "{out}");
-    let api = kube.bindings(&ns.name);
-    loop {
-        let list = api.list(&Default::default()).await.expect("bindings");
-        let done = list
-            .items
-            .iter()
-            .filter(|b| {
-                common::e2e::ready(b) && b.status.as_ref().is_some_and(|s| s.bound as usize == per)
-            })
-            .count();
-        if done == swarms {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(1800),
-            "{done} of {swarms} swarms bound"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::e2e::wait_all_bound(kube, &ns.name, swarms, per, Duration::from_secs(1800)).await;
     let bound = start.elapsed();
     let balanced = wait_shared(kube, &ns.name, swarms, &ids).await;
     let before = all_records(kube, &ns.name).await;

@@ -70,22 +70,14 @@ async fn twenty_bindings_of_fifteen_containers_applied_at_once() {
     let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&docs.join("---\n")));
     assert!(ok, "{out}");
     let api = kube.bindings(&ns.name);
-    loop {
-        let list = api.list(&Default::default()).await.expect("list bindings");
-        let done = list
-            .items
-            .iter()
-            .filter(|b| ready(b) && b.status.as_ref().is_some_and(|s| s.bound == PER as i32))
-            .count();
-        if done == BINDINGS {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(600),
-            "{done} of {BINDINGS} bindings ready after 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::e2e::wait_all_bound(
+        &kube,
+        &ns.name,
+        BINDINGS,
+        PER as usize,
+        Duration::from_secs(600),
+    )
+    .await;
     let took = start.elapsed();
     eprintln!(
         "load: {BINDINGS} bindings x {PER} containers ({total}) bound {:.1}s after kubectl apply",
@@ -256,30 +248,6 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
     drop(op);
 }
 
-/// Holders of the per-swarm Leases of `lease` (swarm ID -> holder), from
-/// the API server.
-async fn swarm_holders(
-    kube: &common::k8s::Kube,
-    ns: &str,
-    lease: &str,
-) -> std::collections::BTreeMap<String, String> {
-    use k8s_openapi::api::coordination::v1::Lease;
-    let api: kube::Api<Lease> = kube::Api::namespaced(kube.client.clone(), ns);
-    let selector = format!("mvconf.io/lease-of={lease},mvconf.io/role=swarm");
-    let list = api
-        .list(&kube::api::ListParams::default().labels(&selector))
-        .await
-        .expect("list leases");
-    list.items
-        .into_iter()
-        .filter_map(|l| {
-            let swarm = l.metadata.annotations?.get("mvconf.io/swarm")?.clone();
-            let holder = l.spec?.holder_identity.filter(|h| !h.is_empty())?;
-            Some((swarm, holder))
-        })
-        .collect()
-}
-
 /// "Scale to a bank", per-swarm leadership: three replicas over six
 /// simulated swarms. Each swarm is led by exactly one replica, two each
 /// (the fair share); all six bindings bound. A replica killed: its swarms
@@ -340,7 +308,7 @@ async fn three_replicas_share_six_swarms_and_take_over_a_dead_ones() {
         "each of 3 replicas leads 2 of the 6 swarms",
         Duration::from_secs(120),
         || async {
-            let h = swarm_holders(&kube, &ns.name, lease).await;
+            let h = common::e2e::swarm_holders(&kube, &ns.name, lease).await;
             (h.len() == SWARMS && share(&h, &identities) == [2, 2, 2]).then_some(h)
         },
     )
@@ -368,7 +336,7 @@ async fn three_replicas_share_six_swarms_and_take_over_a_dead_ones() {
         "the two live replicas lead 3 swarms each",
         Duration::from_secs(120),
         || async {
-            let h = swarm_holders(&kube, &ns.name, lease).await;
+            let h = common::e2e::swarm_holders(&kube, &ns.name, lease).await;
             (h.len() == SWARMS && share(&h, &alive) == [3, 3]).then_some(())
         },
     )

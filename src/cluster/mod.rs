@@ -317,6 +317,8 @@ impl Cluster {
         self.swarm_id
             .get_or_try_init(|| async {
                 let info = self.manager.info().await?;
+                // The same answer names the manager's own node: asked once.
+                let _ = self.local_node.set(info.swarm.node_id.clone());
                 let id = info.swarm.cluster.id;
                 if id.is_empty() {
                     return Err(EngineError::new(

@@ -51,10 +51,17 @@ pub struct NodeView {
     /// Why its engine could not be read; `None` when it was.
     pub problem: Option<String>,
     pub networks: Vec<NetView>,
-    pub containers: Vec<ContainerView>,
+    /// Shared with the operator's node reads and every pass's snapshot:
+    /// 100,000 containers are held once, not once per pass.
+    pub containers: std::sync::Arc<Vec<ContainerView>>,
 }
 
 impl NodeView {
+    /// The containers to change (copied first when shared).
+    pub fn containers_mut(&mut self) -> &mut Vec<ContainerView> {
+        std::sync::Arc::make_mut(&mut self.containers)
+    }
+
     pub(crate) fn reachable(&self) -> bool {
         self.problem.is_none()
     }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One node's networks and containers, as read.
-type NodeData = Arc<(Vec<NetView>, Vec<ContainerView>)>;
+type NodeData = Arc<(Vec<NetView>, Arc<Vec<ContainerView>>)>;
 
 /// Node reads kept between the passes of one swarm view. A node's last read
 /// is used again only while its event stream is open, nothing was reported
@@ -150,7 +150,7 @@ async fn read_node(n: &ClusterNode) -> NodeRead {
     nets.sort_by(|a, b| a.name.cmp(&b.name));
     let mut containers: Vec<ContainerView> = containers.into_iter().map(container_view).collect();
     containers.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Arc::new((nets, containers)))
+    Ok(Arc::new((nets, Arc::new(containers))))
 }
 
 /// `n`'s read from `cache` when current, else from its engine (kept).
@@ -219,8 +219,8 @@ pub(crate) async fn observe(
     for n in &nodes {
         let (problem, networks, containers) = match by_id.remove(n.id.as_str()) {
             Some(Ok(data)) => (None, data.0.clone(), data.1.clone()),
-            Some(Err(e)) => (Some(e.to_string()), Vec::new(), Vec::new()),
-            None => (Some("not read".to_owned()), Vec::new(), Vec::new()),
+            Some(Err(e)) => (Some(e.to_string()), Vec::new(), Arc::default()),
+            None => (Some("not read".to_owned()), Vec::new(), Arc::default()),
         };
         views.push(NodeView {
             id: n.id.clone(),
@@ -285,7 +285,7 @@ mod tests {
     use super::*;
 
     fn data() -> NodeData {
-        Arc::new((Vec::new(), Vec::new()))
+        Arc::new((Vec::new(), Arc::default()))
     }
 
     #[test]

@@ -195,3 +195,51 @@ pub async fn wait_running(lab: &Lab, svc: &str, n: usize, timeout: Duration) {
     )
     .await;
 }
+
+/// Waits until `count` bindings of `ns` are Ready with `per` containers
+/// bound each; the time it took.
+pub async fn wait_all_bound(
+    kube: &Kube,
+    ns: &str,
+    count: usize,
+    per: usize,
+    timeout: Duration,
+) -> Duration {
+    let start = std::time::Instant::now();
+    let api = kube.bindings(ns);
+    loop {
+        let list = api.list(&Default::default()).await.expect("list bindings");
+        let done = list
+            .items
+            .iter()
+            .filter(|b| ready(b) && b.status.as_ref().is_some_and(|s| s.bound as usize == per))
+            .count();
+        if done == count {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{done} of {count} bindings bound after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Holders of the per-swarm Leases of `lease` in `ns` (swarm ID -> holder).
+pub async fn swarm_holders(kube: &Kube, ns: &str, lease: &str) -> BTreeMap<String, String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(kube.client.clone(), ns);
+    let selector = format!("mvconf.io/lease-of={lease},mvconf.io/role=swarm");
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .expect("list leases");
+    list.items
+        .into_iter()
+        .filter_map(|l| {
+            let swarm = l.metadata.annotations?.get("mvconf.io/swarm")?.clone();
+            let holder = l.spec?.holder_identity.filter(|h| !h.is_empty())?;
+            Some((swarm, holder))
+        })
+        .collect()
+}

@@ -60,7 +60,7 @@ fn world() -> Snapshot {
 
 /// A running container of `service` on node `k`, attached to `net` with `ip`.
 fn put(w: &mut Snapshot, k: usize, id: &str, service: &str, eps: &[(&str, Option<&str>)]) {
-    w.nodes[k - 1].containers.push(ContainerView {
+    w.nodes[k - 1].containers_mut().push(ContainerView {
         id: format!("{id:0<64}"),
         running: true,
         service: (!service.is_empty()).then(|| service.to_owned()),
@@ -155,7 +155,7 @@ fn stopped_containers_and_other_drivers_do_not_count() {
     let b = binding("");
     let mut w = healthy();
     put(&mut w, 3, "eee1", "web", &[("mv", Some("192.168.8.11"))]);
-    w.nodes[2].containers.last_mut().unwrap().running = false;
+    w.nodes[2].containers_mut().last_mut().unwrap().running = false;
     let r = run(&b, &w, true);
     assert!(r.clean(), "{r}");
 }

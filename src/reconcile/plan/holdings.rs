@@ -49,7 +49,7 @@ impl<'a> Holdings<'a> {
                 .filter(|x| x.driver == "macvlan")
                 .map(|x| x.name.as_str())
                 .collect();
-            for c in &n.containers {
+            for c in n.containers.iter() {
                 if let Some(t) = c.task.as_deref()
                     && (c.running || !h.by_task.contains_key(t))
                 {

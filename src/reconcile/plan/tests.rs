@@ -87,7 +87,7 @@ impl World {
                 } else {
                     vec![ingress_net()]
                 },
-                containers: vec![],
+                containers: Default::default(),
             })
             .collect();
         Self {
@@ -161,7 +161,7 @@ impl World {
                 requested: Some(a.parse().unwrap()),
             });
         }
-        self.node_mut(node).containers.push(ContainerView {
+        self.node_mut(node).containers_mut().push(ContainerView {
             id: container.into(),
             running,
             service: Some(service.into()),
@@ -192,7 +192,7 @@ impl World {
     }
 
     fn foreign(&mut self, node: usize, container: &str, ip: &str) -> &mut Self {
-        self.node_mut(node).containers.push(ContainerView {
+        self.node_mut(node).containers_mut().push(ContainerView {
             id: container.into(),
             running: true,
             service: None,
@@ -231,7 +231,7 @@ impl World {
                     ..
                 } => {
                     let c = node
-                        .containers
+                        .containers_mut()
                         .iter_mut()
                         .find(|c| &c.id == container)
                         .unwrap();
@@ -248,7 +248,7 @@ impl World {
                     container, network, ..
                 } => {
                     let c = node
-                        .containers
+                        .containers_mut()
                         .iter_mut()
                         .find(|c| &c.id == container)
                         .unwrap();
@@ -258,7 +258,7 @@ impl World {
                     container, network, ..
                 } => {
                     let c = node
-                        .containers
+                        .containers_mut()
                         .iter_mut()
                         .find(|c| &c.id == container)
                         .unwrap();
@@ -277,7 +277,7 @@ impl World {
     fn replace(&mut self, service: &str, old: &str, new: &str, node: usize) {
         let mut slot = None;
         for n in &mut self.snap.nodes {
-            if let Some(c) = n.containers.iter_mut().find(|c| c.id == old) {
+            if let Some(c) = n.containers_mut().iter_mut().find(|c| c.id == old) {
                 c.running = false;
                 for e in &mut c.endpoints {
                     e.ip = None;
@@ -418,7 +418,7 @@ fn a_replaced_container_gets_its_slots_address_back_on_any_node() {
         .tasks
         .retain(|t| t.container.as_deref() != Some("unused"));
     waiting.snap.nodes[1]
-        .containers
+        .containers_mut()
         .retain(|c| c.id != "unused");
     waiting
         .pending_task("web", Some(2), 2)
@@ -545,7 +545,7 @@ fn scaling_down_frees_the_slots_address() {
             t.wanted = false;
         }
     }
-    w.snap.nodes[2].containers.clear();
+    w.snap.nodes[2].containers_mut().clear();
     let p2 = w.plan(&d, &mem);
     assert!(p2.is_empty());
     assert_eq!(p2.records.len(), 2);
@@ -655,7 +655,7 @@ fn an_unreachable_node_is_reported_and_its_slots_keep_their_addresses() {
     let mem = memory_of(&p);
     let n3 = w.node_mut(3);
     n3.problem = Some("GET /networks on node3: unreachable".into());
-    n3.containers.clear();
+    n3.containers_mut().clear();
     n3.networks.clear();
     w.task("web", Some(4), 1, "c4", true, None);
     let p2 = w.plan(&d, &mem);
@@ -714,7 +714,7 @@ fn a_parent_that_already_carries_another_macvlan_is_reported() {
 fn the_operator_restores_ingress_the_cli_does_not() {
     let mut w = three_replicas();
     for n in &mut w.snap.nodes {
-        for c in &mut n.containers {
+        for c in n.containers_mut() {
             c.endpoints.retain(|e| e.network != "ingress");
         }
     }

@@ -4,21 +4,33 @@ use super::{
     Answer, Container, Emitted, Endpoint, Mode, Service, Task, World, now, refuse, rfc3339,
 };
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::net::Ipv4Addr;
 
 impl World {
-    /// The node a new replica goes to: the one running fewest tasks.
-    fn least_loaded(&self) -> usize {
+    /// Running tasks per node.
+    fn loads(&self) -> Vec<usize> {
+        let mut loads = vec![0; self.nodes.len()];
+        for t in self.tasks.iter().filter(|t| t.desired == "running") {
+            loads[t.node] += 1;
+        }
+        loads
+    }
+
+    /// The up nodes by running tasks, fewest first (lowest index among
+    /// equals): where new replicas go.
+    fn by_load(&self) -> BinaryHeap<Reverse<(usize, usize)>> {
+        let loads = self.loads();
         (0..self.nodes.len())
             .filter(|k| !self.nodes[*k].down)
-            .min_by_key(|k| {
-                self.tasks
-                    .iter()
-                    .filter(|t| t.node == *k && t.desired == "running")
-                    .count()
-            })
-            .unwrap_or(0)
+            .map(|k| Reverse((loads[k], k)))
+            .collect()
+    }
+
+    /// The node a new replica goes to: the one running fewest tasks.
+    fn least_loaded(&self) -> usize {
+        self.by_load().peek().map_or(0, |Reverse((_, k))| *k)
     }
 
     /// Starts a task's container: the service's labels, on the ingress
@@ -144,14 +156,24 @@ impl World {
         let mut events = Vec::new();
         match self.services[service].mode {
             Mode::Replicated(n) => {
-                for slot in 1..=n {
-                    let has = self.tasks.iter().any(|t| {
-                        t.service == sid && t.slot == Some(slot) && t.desired == "running"
-                    });
-                    if !has {
-                        let node = self.least_loaded();
-                        events.extend(self.start_task(service, node, Some(slot)));
-                    }
+                // Counted once: a service of 100,000 replicas over 1,000
+                // nodes is created in one call.
+                let running: HashSet<u64> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.service == sid && t.desired == "running")
+                    .filter_map(|t| t.slot)
+                    .collect();
+                let mut nodes = self.by_load();
+                for slot in (1..=n).filter(|s| !running.contains(s)) {
+                    let node = match nodes.pop() {
+                        Some(Reverse((load, k))) => {
+                            nodes.push(Reverse((load + 1, k)));
+                            k
+                        }
+                        None => 0,
+                    };
+                    events.extend(self.start_task(service, node, Some(slot)));
                 }
                 let extra: Vec<usize> = (0..self.tasks.len())
                     .filter(|i| {
@@ -164,12 +186,14 @@ impl World {
                 }
             }
             Mode::Global => {
+                let running: HashSet<usize> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.service == sid && t.desired == "running")
+                    .map(|t| t.node)
+                    .collect();
                 for node in 0..self.nodes.len() {
-                    let has = self
-                        .tasks
-                        .iter()
-                        .any(|t| t.service == sid && t.node == node && t.desired == "running");
-                    if !has && !self.nodes[node].down {
+                    if !running.contains(&node) && !self.nodes[node].down {
                         events.extend(self.start_task(service, node, None));
                     }
                 }
