@@ -1250,6 +1250,9 @@ impl Report {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
                 continue;
             };
+            if v["bench"] != "plan" {
+                continue;
+            }
             let mib = |k: &str| v[k].as_f64().unwrap_or(0.0) / 1048576.0;
             let _ = writeln!(
                 m,
@@ -1267,6 +1270,22 @@ impl Report {
             m,
             "\nGoal: 100,000 containers planned in under a second, memory linear.\n"
         );
+        for l in self.plan.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                continue;
+            };
+            if v["bench"] == "plan_one_binding" {
+                let _ = writeln!(
+                    m,
+                    "One binding of {} containers planned over the whole swarm of {} containers (what each pass pays when many bindings share a swarm): median {:.1} ms, min {:.1} ms over {} runs.\n",
+                    v["binding_containers"],
+                    v["containers"],
+                    v["plan_ms_median"].as_f64().unwrap_or(0.0),
+                    v["plan_ms_min"].as_f64().unwrap_or(0.0),
+                    v["runs"],
+                );
+            }
+        }
         let _ = writeln!(m, "## 8. Allocator\n");
         let _ = writeln!(m, "`cargo bench --bench pool` (criterion, mean):\n");
         let _ = writeln!(m, "| benchmark | mean |\n|---|---|");

@@ -483,5 +483,45 @@ fn main() -> ExitCode {
             }
         }
     }
+    let nodes = if quick { 100 } else { 1_000 };
+    one_binding(nodes, if quick { 5 } else { 11 });
     ExitCode::SUCCESS
+}
+
+/// One binding of one service (200 containers) planned over a whole swarm
+/// of `nodes` x 100 containers: what every pass pays on a swarm shared by
+/// many bindings, since a pass reads and plans the whole swarm.
+fn one_binding(nodes: usize, runs: usize) {
+    let mut w = world(nodes);
+    let one = desired(1);
+    w.snapshot.services.truncate(1);
+    let options = PlanOptions::default();
+    let go = || {
+        plan(
+            black_box(&one),
+            black_box(&w.snapshot),
+            black_box(&w.memory),
+            Mode::Up,
+            &options,
+        )
+    };
+    black_box(go());
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let p = go();
+            let took = start.elapsed();
+            drop(black_box(p));
+            took
+        })
+        .collect();
+    let (median, min) = median_min(&mut times);
+    eprintln!(
+        "one binding of {TASKS_PER_SERVICE} containers over {} containers: median {median:.3} ms, min {min:.3} ms",
+        w.containers
+    );
+    println!(
+        r#"{{"bench":"plan_one_binding","nodes":{nodes},"containers":{},"binding_containers":{TASKS_PER_SERVICE},"runs":{runs},"plan_ms_median":{median:.3},"plan_ms_min":{min:.3}}}"#,
+        w.containers
+    );
 }

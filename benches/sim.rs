@@ -51,11 +51,13 @@ struct Restart {
 }
 
 /// `--quick`, `--out DIR`, `--max-nodes N` and `--min-nodes N` (the sizes
-/// run), `--no-shards` (skip the replicas row).
+/// run), `--size NODESxPERxBINDINGS` (one size of one's own instead),
+/// `--no-shards` (skip the replicas row).
 struct Args {
     quick: bool,
     out: PathBuf,
     nodes: std::ops::RangeInclusive<usize>,
+    size: Option<(usize, usize, usize)>,
     shards: bool,
 }
 
@@ -64,6 +66,7 @@ fn args() -> Args {
     let mut max_nodes = usize::MAX;
     let mut min_nodes = 0;
     let mut shards = true;
+    let mut size = None;
     let mut out = PathBuf::from("docs/bench");
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -83,6 +86,14 @@ fn args() -> Args {
                     .expect("--min-nodes N")
             }
             "--no-shards" => shards = false,
+            "--size" => {
+                let v: Vec<usize> = it
+                    .next()
+                    .map(|s| s.split('x').filter_map(|n| n.parse().ok()).collect())
+                    .unwrap_or_default();
+                assert!(v.len() == 3, "--size NODESxPERxBINDINGS, e.g. 1000x10x50");
+                size = Some((v[0], v[1], v[2]));
+            }
             _ => {} // cargo passes --bench
         }
     }
@@ -90,6 +101,7 @@ fn args() -> Args {
         quick,
         out,
         nodes: min_nodes..=max_nodes,
+        size,
         shards,
     }
 }
@@ -293,6 +305,7 @@ async fn main() {
         quick,
         out,
         nodes: run_nodes,
+        size: own_size,
         shards: run_shards,
     } = args();
     let Some(kube) = Kube::get().await else {
@@ -300,7 +313,9 @@ async fn main() {
         return;
     };
     kube.install_crd();
-    let sizes: Vec<(usize, usize, usize)> = if quick {
+    let sizes: Vec<(usize, usize, usize)> = if let Some(s) = own_size {
+        vec![s]
+    } else if quick {
         vec![(10, 10, 1), (100, 10, 10)]
     } else {
         vec![(10, 100, 1), (100, 100, 10), (1000, 100, 500)]
