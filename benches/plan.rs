@@ -75,7 +75,7 @@ fn world(nodes: usize) -> World {
     let containers = nodes * CONTAINERS_PER_NODE;
     let services = containers / TASKS_PER_SERVICE;
     let mut snapshot = Snapshot {
-        nodes: (0..nodes).map(node).collect(),
+        nodes: std::sync::Arc::new((0..nodes).map(node).collect()),
         ..Default::default()
     };
     let mut memory = Memory::new();
@@ -86,7 +86,7 @@ fn world(nodes: usize) -> World {
             let g = s * TASKS_PER_SERVICE + i;
             let slot = i as u64 + 1;
             let kept = (slot % 2 == 1).then(|| pool_ip(s, i));
-            let node = &mut snapshot.nodes[g % nodes];
+            let node = &mut snapshot.nodes_mut()[g % nodes];
             let t = task(g, slot, &node.id);
             node.containers_mut().push(container(g, &t, &sv.name, kept));
             sv.tasks.push(t);

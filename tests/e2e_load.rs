@@ -208,13 +208,42 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
     // A killed container: its replacement gets the slot's address back,
     // and the work is for the node where it happened: the passes it
     // causes read again only the nodes whose events reported a change,
-    // not all hundred (each read of a node is two requests).
+    // not all hundred (each read of a node is two requests), and on that
+    // node only the containers the events named, not the 60 others there.
     let victim = record_of(&b, 250);
-    let requests = || {
-        sim.control("GET", "stats", serde_json::Value::Null)["requests"]
+    let k: usize = victim
+        .node
+        .rsplit("node")
+        .next()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or_else(|| panic!("node number of {}", victim.node));
+    const CROWD: usize = 60;
+    for i in 0..CROWD {
+        sim.control(
+            "POST",
+            &format!("nodes/{k}/run"),
+            serde_json::json!({"name": format!("crowd-{i}")}),
+        );
+    }
+    let stat = |key: &str| {
+        sim.control("GET", "stats", serde_json::Value::Null)[key]
             .as_u64()
             .unwrap_or(0)
     };
+    let requests = || stat("requests");
+    // The passes that follow the bind (a slice write retried, the crowd's
+    // events) are done before the repair is counted.
+    let mut last = requests();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = requests();
+        // Each look at the counter is one request.
+        if now - last <= 1 {
+            break;
+        }
+        last = now;
+    }
+    let listed_before = stat("containers_listed");
     let before = requests();
     let killed = Instant::now();
     sim.control(
@@ -236,6 +265,37 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
     assert!(
         spent < NODES as u64,
         "{spent} Docker requests to repair one container on one of {NODES} nodes"
+    );
+    eprintln!(
+        "sim: that repair read {} container summaries (the crowd's start events came first)",
+        stat("containers_listed") - listed_before
+    );
+    // The same on that node again, now that its crowd has been read: the
+    // repair reads the containers its events named, not the node's 65.
+    let b = kube.binding(&ns.name, "sim").await;
+    let again = b
+        .status
+        .iter()
+        .flat_map(|s| &s.containers)
+        .find(|r| r.node == victim.node && r.slot != victim.slot)
+        .cloned()
+        .expect("another slot on the victim's node");
+    let listed_before = stat("containers_listed");
+    sim.control(
+        "POST",
+        "kill",
+        serde_json::json!({"container": again.container}),
+    );
+    kube.wait_binding(&ns.name, "sim", "the second slot bound again", LONG, |b| {
+        rebound(b, &again)
+    })
+    .await;
+    let listed = stat("containers_listed") - listed_before;
+    eprintln!("sim: the second repair read {listed} container summaries");
+    assert!(
+        listed < CROWD as u64 / 2,
+        "the repair read {listed} container summaries: the whole node of {} was read again",
+        CROWD + REPLICAS / NODES
     );
     if let Some(w) = op.metric("mvconf_endpoint_slice_writes_total").await {
         eprintln!("sim: {w} MacvlanEndpointSlice writes in all");

@@ -130,6 +130,7 @@ conformance!(
     services_map_to_tasks_nodes_and_containers_across_the_swarm,
     events_report_a_kill_and_the_replacement_within_a_second,
     events_report_every_change_to_a_nodes_networks_and_endpoints,
+    a_container_is_read_alone_by_its_id,
     dce_refuses_a_wrong_password_without_repeating_it,
 );
 
@@ -634,4 +635,59 @@ async fn events_report_every_change_to_a_nodes_networks_and_endpoints(t: &Target
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next("destroy").await.0, "destroy");
     watcher.abort();
+}
+
+/// After an event about one container, the operator reads that container
+/// alone (`GET /containers/json?all=1&filters={"id":[..]}`), not its whole
+/// node: the answer must be that container as a full list shows it, its
+/// endpoints included, running or not, and nothing once it is gone.
+async fn a_container_is_read_alone_by_its_id(t: &Target) {
+    let cluster = t.dce_cluster();
+    let nodes = cluster.nodes().await.unwrap();
+    let node = &nodes[1];
+    let net = unique("mvt-byid");
+    let _guard = t.networks_guard(&[&net]);
+    let plain = unique("mvt-byid");
+    let other = unique("mvt-byid-other");
+    t.run_plain(2, &plain);
+    t.run_plain(2, &other);
+    node.engine
+        .create_network(&macvlan(&net, 108, &t.parent(8)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    node.engine
+        .connect(&net, &plain, Some("192.168.108.20".parse().unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = node.engine.container(&plain).await.unwrap().id;
+    let unknown = "0".repeat(64);
+    let alone = node
+        .engine
+        .containers_by_id(&[&id, &unknown])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(alone.len(), 1, "{alone:?}");
+    let listed = node.engine.containers(true, &[]).await.unwrap();
+    let in_full = listed
+        .iter()
+        .find(|c| c.id == id)
+        .expect("in the full list");
+    assert_eq!(&alone[0], in_full);
+    assert_eq!(alone[0].state, "running");
+    assert_eq!(
+        alone[0].network_settings.networks[&net].ip_address,
+        "192.168.108.20"
+    );
+    node.engine
+        .disconnect(&net, &plain, true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    t.remove_container(2, &plain);
+    let gone = node.engine.containers_by_id(&[&id]).await.unwrap();
+    assert!(gone.is_empty(), "{gone:?}");
+    t.remove_container(2, &other);
+    node.engine
+        .remove_network(&net)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }

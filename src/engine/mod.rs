@@ -175,6 +175,15 @@ impl Engine {
         self.get("/containers/json", &q).await
     }
 
+    /// These containers (full IDs), running or not; those gone are absent.
+    pub async fn containers_by_id(&self, ids: &[&str]) -> Result<Vec<ContainerSummary>> {
+        let q = vec![
+            ("all", "1".to_owned()),
+            ("filters", filters(&[("id", ids)])),
+        ];
+        self.get("/containers/json", &q).await
+    }
+
     /// One network with its endpoints on this engine.
     pub async fn network(&self, id_or_name: &str) -> Result<Network> {
         self.get(&format!("/networks/{}", segment(id_or_name)), &[])

@@ -356,7 +356,7 @@ pub mod labels {
 }
 
 /// One entry of `GET /containers/json`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ContainerSummary {
     #[serde(deserialize_with = "null_default")]
@@ -372,14 +372,14 @@ pub struct ContainerSummary {
     pub network_settings: SummaryNetworkSettings,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct SummaryNetworkSettings {
     #[serde(deserialize_with = "null_default")]
     pub networks: HashMap<String, EndpointSettings>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct EndpointSettings {
     #[serde(rename = "IPAMConfig")]
@@ -395,7 +395,7 @@ pub struct EndpointSettings {
     pub ip_address: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct EndpointIpamConfig {
     #[serde(
         rename = "IPv4Address",

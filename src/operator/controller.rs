@@ -14,11 +14,12 @@ use super::slices::WriteError;
 use super::status::{after_pass, is_ready, not_run};
 use crate::config::validate::Desired;
 use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
-use crate::engine::ErrorKind;
+use crate::engine::{EngineError, ErrorKind};
 use crate::fence::Fenced;
 use crate::reconcile::report::leftovers;
 use crate::reconcile::{
-    Memory, Mode, NodeCache, Observed, Ownership, Pass, PlanOptions, Problem, Watcher,
+    Memory, Mode, NodeCache, Observed, Owner, Ownership, Pass, Passed, PlanOptions, Problem,
+    Watcher,
 };
 use crate::retry;
 use crate::slices::memory_from;
@@ -232,6 +233,63 @@ impl Watcher for Follow<'_> {
     }
 }
 
+/// A live binding's pass, waiting for its view's next round.
+#[derive(Debug, Clone)]
+pub(crate) struct RoundRequest {
+    admitted: Arc<Admitted>,
+    memory: Arc<Memory>,
+    owner: Owner,
+}
+
+/// How many times a binding asks again when the round that took its pass
+/// was cancelled (its runner's reconcile went away).
+const ROUND_TRIES: usize = 3;
+
+/// The binding's pass, run in a round with every other binding of its
+/// view that waits for one.
+async fn pass_in_round(
+    ctx: &Context,
+    endpoint: &EndpointState,
+    request: RoundRequest,
+) -> Result<Passed, EngineError> {
+    for _ in 0..ROUND_TRIES {
+        let round = |requests: Vec<RoundRequest>| round(ctx, endpoint, requests);
+        if let Some(answer) = endpoint.rounds.run(request.clone(), round).await {
+            return answer;
+        }
+    }
+    Err(EngineError::new(
+        ErrorKind::Unreachable,
+        &endpoint.identity,
+        "pass",
+        None,
+        "the rounds that took this pass were cancelled",
+    ))
+}
+
+/// One round: the passes of `requests`, together.
+async fn round(
+    ctx: &Context,
+    endpoint: &EndpointState,
+    requests: Vec<RoundRequest>,
+) -> Vec<Result<Passed, EngineError>> {
+    let live = Arc::new(ctx.binding_keys());
+    let passes: Vec<Pass<'_>> = requests
+        .iter()
+        .map(|r| Pass {
+            plan: PlanOptions {
+                restore_ingress: true,
+                ..Default::default()
+            },
+            ownership: Ownership::Claim(r.owner.clone()),
+            live_bindings: live.clone(),
+            ..ctx.pass(&r.admitted.desired, &r.memory, Mode::Up)
+        })
+        .collect();
+    ctx.metrics.round_passes.observe(passes.len() as f64);
+    Pass::run_together(&passes, &endpoint.cluster, &Follow(endpoint)).await
+}
+
 /// One pass for a live binding.
 async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error> {
     let admitted = match ctx.admitted(&b) {
@@ -279,17 +337,16 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
     let mine = ctx.slices.of(&b);
-    let memory = memory_from(b.status.as_ref(), mine.iter().map(AsRef::as_ref));
-    let pass = Pass {
-        plan: PlanOptions {
-            restore_ingress: true,
-            ..Default::default()
-        },
-        ownership: Ownership::Claim(ctx.owner(&b)),
-        live_bindings: ctx.binding_keys(),
-        ..ctx.pass(desired, &memory, Mode::Up)
+    let memory = Arc::new(memory_from(
+        b.status.as_ref(),
+        mine.iter().map(AsRef::as_ref),
+    ));
+    let request = RoundRequest {
+        admitted: admitted.clone(),
+        memory: memory.clone(),
+        owner: ctx.owner(&b),
     };
-    let applied = match pass.run(&endpoint.cluster, &Follow(&endpoint)).await {
+    let applied = match pass_in_round(ctx, &endpoint, request).await {
         Ok(passed) if !passed.held_elsewhere.is_empty() => {
             let install = &ctx.settings.install;
             let held: Vec<String> = passed

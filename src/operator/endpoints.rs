@@ -2,13 +2,15 @@
 //! (identity plus credentials), and the Docker event watchers of its nodes.
 //! A credential change (a rotated password) builds a new view.
 
+use super::controller::RoundRequest;
+use super::rounds::Rounds;
 use super::shards::Shards;
 use crate::cluster::{Cluster, ClusterConfig, ConfigError};
-use crate::engine::Engine;
 use crate::engine::events::{Watch, watch};
 use crate::engine::transport::CallGate;
+use crate::engine::{Engine, EngineError};
 use crate::fence::Fence;
-use crate::reconcile::NodeCache;
+use crate::reconcile::{NodeCache, Passed};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub(crate) struct EndpointState {
     /// The nodes' last reads, current while their event streams say
     /// nothing changed.
     pub(crate) reads: Arc<NodeCache>,
+    /// The passes of the bindings using this view, run together.
+    pub(crate) rounds: Rounds<RoundRequest, Result<Passed, EngineError>>,
 }
 
 impl Drop for EndpointState {
@@ -86,7 +90,7 @@ impl EndpointState {
                     match &w {
                         Watch::Connected { node } => reads.following(node, true),
                         Watch::Lost { node, .. } => reads.following(node, false),
-                        Watch::Event { node, .. } => reads.changed(node),
+                        Watch::Event { node, event } => reads.event(node, event),
                     }
                     if signals
                         .send(Signal {
@@ -198,6 +202,7 @@ impl Registry {
                     signals: self.signals.clone(),
                     swarm,
                     reads: Arc::new(NodeCache::new(self.read_max_age)),
+                    rounds: Rounds::default(),
                 });
                 views.by_config.insert(config_key, state.clone());
                 state

@@ -101,6 +101,7 @@ pub(crate) struct Metrics {
     pub(crate) reconciles: Family<ResultLabels, Counter>,
     pub(crate) errors: Family<ReasonLabels, Counter>,
     pub(crate) reconcile_seconds: Histogram,
+    pub(crate) round_passes: Histogram,
     pub(crate) pool_size: Family<PoolLabels, Gauge>,
     pub(crate) pool_allocated: Family<PoolLabels, Gauge>,
     pub(crate) pool_free: Family<PoolLabels, Gauge>,
@@ -120,6 +121,7 @@ impl Metrics {
         let reconciles = Family::<ResultLabels, Counter>::default();
         let errors = Family::<ReasonLabels, Counter>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        let round_passes = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let pool_size = Family::<PoolLabels, Gauge>::default();
         let pool_allocated = Family::<PoolLabels, Gauge>::default();
         let pool_free = Family::<PoolLabels, Gauge>::default();
@@ -144,6 +146,11 @@ impl Metrics {
             "mvconf_reconcile_duration_seconds",
             "Duration of a reconcile pass",
             reconcile_seconds.clone(),
+        );
+        registry.register(
+            "mvconf_round_passes",
+            "Bindings' passes run together in one round (one observation of their swarm)",
+            round_passes.clone(),
         );
         registry.register(
             "mvconf_pool_size",
@@ -197,6 +204,7 @@ impl Metrics {
             reconciles,
             errors,
             reconcile_seconds,
+            round_passes,
             pool_size,
             pool_allocated,
             pool_free,

@@ -8,6 +8,7 @@ pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
 pub(crate) mod report;
+pub(crate) mod rounds;
 pub(crate) mod router;
 pub(crate) mod shards;
 pub(crate) mod slices;
@@ -96,8 +97,10 @@ pub(crate) struct OperatorArgs {
         env = "MVCONF_WATCH_NAMESPACES"
     )]
     pub(crate) namespaces: Vec<String>,
-    /// Bindings reconciled at once.
-    #[arg(long, default_value_t = 4, env = "MVCONF_CONCURRENCY")]
+    /// Bindings reconciled at once. The passes of those that share a swarm
+    /// view run together, in rounds of one observation each: this also
+    /// caps how many passes one round takes.
+    #[arg(long, default_value_t = 64, env = "MVCONF_CONCURRENCY")]
     pub(crate) concurrency: u16,
     /// Full resync period in seconds (Docker events trigger passes in between).
     #[arg(long, default_value_t = 300, env = "MVCONF_RESYNC_SECONDS")]

@@ -14,8 +14,9 @@ use crate::reconcile::Owner;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+use tokio::sync::Semaphore;
 
 /// How much runs at once.
 #[derive(Debug, Clone)]
@@ -31,6 +32,33 @@ pub(crate) struct ApplyOptions {
     pub(crate) max_reallocations: u32,
     /// The binding the networks this pass creates belong to (the operator).
     pub(crate) owner: Option<Owner>,
+    /// Shared by the passes of one round: `per_node` calls in flight per
+    /// node across all of them, not per pass.
+    pub(crate) gates: Option<Arc<NodeGates>>,
+}
+
+/// Calls in flight per node, shared by passes that apply at once.
+#[derive(Debug)]
+pub(crate) struct NodeGates {
+    per_node: usize,
+    nodes: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl NodeGates {
+    pub(crate) fn new(per_node: usize) -> Self {
+        Self {
+            per_node: per_node.max(1),
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn of(&self, node_id: &str) -> Arc<Semaphore> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes
+            .entry(node_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_node)))
+            .clone()
+    }
 }
 
 impl Default for ApplyOptions {
@@ -40,6 +68,7 @@ impl Default for ApplyOptions {
             nodes_at_once: 64,
             max_reallocations: 3,
             owner: None,
+            gates: None,
         }
     }
 }
@@ -232,6 +261,11 @@ async fn run_node(
         }
         return out;
     };
+    let gate = opts
+        .gates
+        .as_ref()
+        .zip(actions.first())
+        .map(|(g, (_, a))| g.of(a.node_id()));
     let mut broken_networks: HashSet<String> = HashSet::new();
     let mut phase_start = 0;
     while phase_start < actions.len() {
@@ -242,11 +276,17 @@ async fn run_node(
             .map_or(actions.len(), |p| phase_start + p);
         let batch = &actions[phase_start..phase_end];
         let broken = &broken_networks;
+        let gate = &gate;
         let calls: Vec<_> = batch
             .iter()
             .map(|(i, a)| {
                 let engine = engine.clone();
                 async move {
+                    // The semaphore is never closed: no permit only if it were.
+                    let _permit = match gate {
+                        Some(g) => g.acquire().await.ok(),
+                        None => None,
+                    };
                     let started = Instant::now();
                     let mut o = match a {
                         Action::Connect { network, .. } if broken.contains(network) => Outcome {

@@ -334,7 +334,7 @@ pub(crate) fn audit(
 
 /// Nothing can be promised about a node whose engine could not be read.
 fn unreadable_nodes(snapshot: &Snapshot, findings: &mut BTreeSet<Finding>) {
-    for node in &snapshot.nodes {
+    for node in snapshot.nodes.iter() {
         if let Some(message) = &node.problem {
             findings.insert(Finding::NodeUnreadable {
                 node: node.label().to_owned(),

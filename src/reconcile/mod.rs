@@ -21,13 +21,15 @@ use std::net::Ipv4Addr;
 
 pub(crate) use apply::ApplyOptions;
 pub(crate) use observe::{NodeCache, Observed, observe};
-pub(crate) use pass::{Ownership, Pass, Watcher};
-pub use plan::{Memory, Mode, Plan, PlanOptions, plan};
+pub(crate) use pass::{Ownership, Pass, Passed, Watcher};
+pub use plan::{Memory, Mode, Plan, PlanOptions, Survey, plan, plan_in};
 
 /// One observation of the whole swarm: plain data, no handles.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    pub nodes: Vec<NodeView>,
+    /// Shared by the snapshots of the passes of one round: each binding's
+    /// sees every node, and none copies them.
+    pub nodes: std::sync::Arc<Vec<NodeView>>,
     /// The services the spec names that exist, in spec order.
     pub services: Vec<ServiceView>,
     /// Services the spec names that do not exist (yet).
@@ -37,6 +39,32 @@ pub struct Snapshot {
 impl Snapshot {
     pub(crate) fn node(&self, id: &str) -> Option<&NodeView> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The nodes to change (copied first when shared).
+    pub fn nodes_mut(&mut self) -> &mut Vec<NodeView> {
+        std::sync::Arc::make_mut(&mut self.nodes)
+    }
+
+    /// The same nodes, with only these services (and those of them that
+    /// are missing): what one binding's plan sees of a round's snapshot.
+    pub(crate) fn for_services(&self, names: &[&str]) -> Snapshot {
+        let wanted = |n: &str| names.contains(&n);
+        Snapshot {
+            nodes: self.nodes.clone(),
+            services: self
+                .services
+                .iter()
+                .filter(|s| wanted(&s.name))
+                .cloned()
+                .collect(),
+            missing_services: self
+                .missing_services
+                .iter()
+                .filter(|s| wanted(s))
+                .cloned()
+                .collect(),
+        }
     }
 }
 

@@ -4,14 +4,15 @@
 //! cleanup. A driver only chooses the inputs (desired state, memory, mode,
 //! options) and renders what happened; it never calls Docker itself.
 
-use super::apply::{Applied, ApplyOptions, Outcome, apply};
+use super::apply::{Applied, ApplyOptions, NodeGates, Outcome, apply};
 use super::observe::{NodeCache, Observed, observe};
-use super::plan::{Memory, Mode, Plan, PlanOptions, plan};
+use super::plan::{Memory, Mode, Plan, PlanOptions, Survey, plan_in};
 use super::{Owner, Snapshot};
 use crate::cluster::Cluster;
 use crate::config::validate::Desired;
 use crate::engine::EngineError;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// The inputs of one pass.
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ pub(crate) struct Pass<'a> {
     /// Claim: the other bindings of this install that exist (`ns/name`),
     /// valid or not. A service one of them claimed stays theirs: an older
     /// binding with a typo in its spec still protects what it bound.
-    pub(crate) live_bindings: BTreeSet<String>,
+    pub(crate) live_bindings: Arc<BTreeSet<String>>,
     /// Release: do not give the claims up yet (the operator's cleanup
     /// does, once Docker shows the work done): a claim is what tells the
     /// next try which services are this binding's to undo.
@@ -106,7 +107,7 @@ impl<'a> Pass<'a> {
             observe_concurrency: 32,
             dry_run: false,
             ownership: Ownership::Ignore,
-            live_bindings: BTreeSet::new(),
+            live_bindings: Arc::default(),
             keep_claims: false,
         }
     }
@@ -118,39 +119,150 @@ impl<'a> Pass<'a> {
         cluster: &Cluster,
         watcher: &dyn Watcher,
     ) -> Result<Passed, EngineError> {
-        let names: Vec<String> = self
+        let mut results = Self::run_together(std::slice::from_ref(self), cluster, watcher).await;
+        results.pop().unwrap_or_else(|| {
+            Err(EngineError::new(
+                crate::engine::ErrorKind::Unreachable,
+                "",
+                "pass",
+                None,
+                "no result",
+            ))
+        })
+    }
+
+    /// Runs several passes on one swarm as one round: one observation of
+    /// the swarm with every pass's services, one survey of who holds which
+    /// address, each pass planned on it (on its own services only), and
+    /// every plan applied at once, `per_node` calls in flight per node
+    /// across all of them. A result per pass, in order; a manager that
+    /// cannot be read fails them all.
+    pub(crate) async fn run_together(
+        passes: &[Pass<'_>],
+        cluster: &Cluster,
+        watcher: &dyn Watcher,
+    ) -> Vec<Result<Passed, EngineError>> {
+        let mut names: Vec<String> = Vec::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for p in passes {
+            for s in &p.desired.services {
+                if seen.insert(s.name.as_str()) {
+                    names.push(s.name.clone());
+                }
+            }
+        }
+        let concurrency = passes
+            .iter()
+            .map(|p| p.observe_concurrency)
+            .max()
+            .unwrap_or(1);
+        let cache = watcher.node_cache();
+        let observed = match observe(cluster, &names, concurrency, cache).await {
+            Ok(o) => o,
+            Err(e) => return passes.iter().map(|_| Err(e.clone())).collect(),
+        };
+        watcher.observed(&observed);
+        let survey = Survey::of(&observed.snapshot);
+
+        // Claims and plans, one pass after the other: labels are calls, a
+        // plan is pure and short (it grows with its own services).
+        let mut steps: Vec<Step> = Vec::with_capacity(passes.len());
+        for p in passes {
+            steps.push(
+                p.prepare(&observed.snapshot, &survey, cluster, watcher)
+                    .await,
+            );
+            tokio::task::yield_now().await;
+        }
+
+        // Every plan at once, sharing the nodes' call slots.
+        let gates = (passes.len() > 1).then(|| {
+            Arc::new(NodeGates::new(
+                passes.iter().map(|p| p.apply.per_node).max().unwrap_or(1),
+            ))
+        });
+        let progress = |o: &Outcome| watcher.outcome(o);
+        let applies = steps.into_iter().zip(passes).map(|(step, p)| {
+            let mut options = p.apply.clone();
+            if let Ownership::Claim(me) = &p.ownership {
+                options.owner = Some(me.clone());
+            }
+            options.gates = gates.clone();
+            let engines = &observed.engines;
+            let progress = &progress;
+            async move {
+                match step {
+                    Step::Plan {
+                        snapshot,
+                        plan,
+                        act,
+                        claims,
+                        keep_networks,
+                    } => {
+                        let applied = if act {
+                            apply(plan, engines, &options, progress).await
+                        } else {
+                            Applied {
+                                plan,
+                                outcomes: Vec::new(),
+                            }
+                        };
+                        Step::Applied {
+                            snapshot,
+                            applied,
+                            claims,
+                            keep_networks,
+                        }
+                    }
+                    other => other,
+                }
+            }
+        });
+        let done = futures::future::join_all(applies).await;
+
+        let mut results = Vec::with_capacity(passes.len());
+        for (step, p) in done.into_iter().zip(passes) {
+            results.push(p.finish(step, &observed, cluster, cache).await);
+        }
+        results
+    }
+
+    /// Claims and plan of this pass on a round's observation.
+    async fn prepare(
+        &self,
+        all: &Snapshot,
+        survey: &Survey<'_>,
+        cluster: &Cluster,
+        watcher: &dyn Watcher,
+    ) -> Step {
+        let names: Vec<&str> = self
             .desired
             .services
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| s.name.as_str())
             .collect();
-        let cache = watcher.node_cache();
-        let observed = observe(cluster, &names, self.observe_concurrency, cache).await?;
-        watcher.observed(&observed);
-        let claims = Claims::of_live(&self.ownership, &observed.snapshot, &self.live_bindings);
+        let snapshot = all.for_services(&names);
+        let claims = Claims::of_live(&self.ownership, &snapshot, &self.live_bindings);
         if !claims.held_elsewhere.is_empty() {
-            let plan = plan(
+            let plan = plan_in(
+                survey,
                 self.desired,
-                &observed.snapshot,
+                &snapshot,
                 self.memory,
                 Mode::Observe,
                 &self.plan,
             );
-            return Ok(Passed {
-                snapshot: observed.snapshot,
-                applied: Applied {
-                    plan,
-                    outcomes: Vec::new(),
-                },
-                kept: Vec::new(),
-                held_elsewhere: claims.held_elsewhere,
-                unclaimed: Vec::new(),
-                kept_networks: self.plan.keep_networks.clone(),
-            });
+            return Step::HeldElsewhere {
+                snapshot,
+                plan,
+                held: claims.held_elsewhere,
+            };
         }
         if !self.dry_run {
             for (id, labels) in &claims.to_label {
-                cluster.manager().label_service(id, labels).await?;
+                if let Err(e) = cluster.manager().label_service(id, labels).await {
+                    return Step::Failed(e);
+                }
             }
         }
         let kept_names: BTreeSet<&str> = claims
@@ -170,53 +282,116 @@ impl<'a> Pass<'a> {
         options
             .keep_networks
             .extend(claims.keep_networks(self.desired));
-        let plan = plan(
-            desired,
-            &observed.snapshot,
-            self.memory,
-            self.mode,
-            &options,
-        );
+        let plan = plan_in(survey, desired, &snapshot, self.memory, self.mode, &options);
         watcher.planned(&plan);
-        let applied = if self.dry_run || plan.is_empty() {
-            Applied {
+        Step::Plan {
+            snapshot,
+            act: !self.dry_run && !plan.is_empty(),
+            plan,
+            claims,
+            keep_networks: options.keep_networks,
+        }
+    }
+
+    /// What a pass saw and did, once its plan was applied.
+    async fn finish(
+        &self,
+        step: Step,
+        observed: &Observed,
+        cluster: &Cluster,
+        cache: Option<&NodeCache>,
+    ) -> Result<Passed, EngineError> {
+        let (snapshot, applied, claims, keep_networks) = match step {
+            Step::Failed(e) => return Err(e),
+            Step::HeldElsewhere {
+                snapshot,
                 plan,
-                outcomes: Vec::new(),
+                held,
+            } => {
+                return Ok(Passed {
+                    snapshot,
+                    applied: Applied {
+                        plan,
+                        outcomes: Vec::new(),
+                    },
+                    kept: Vec::new(),
+                    held_elsewhere: held,
+                    unclaimed: Vec::new(),
+                    kept_networks: self.plan.keep_networks.clone(),
+                });
             }
-        } else {
-            let mut apply_options = self.apply.clone();
-            if let Ownership::Claim(me) = &self.ownership {
-                apply_options.owner = Some(me.clone());
-            }
-            let applied = apply(plan, &observed.engines, &apply_options, &|o| {
-                watcher.outcome(o)
-            })
-            .await;
-            // What this pass changed is not in the kept reads any more,
-            // whether or not the node's events said so yet.
-            if let Some(cache) = cache {
-                for o in &applied.outcomes {
-                    if let Some(e) = observed.engines.get(o.action.node_id()) {
-                        cache.changed(e.label());
-                    }
+            // Not applied: nothing was to be done (or a dry run).
+            Step::Plan {
+                snapshot,
+                plan,
+                claims,
+                keep_networks,
+                ..
+            } => (
+                snapshot,
+                Applied {
+                    plan,
+                    outcomes: Vec::new(),
+                },
+                claims,
+                keep_networks,
+            ),
+            Step::Applied {
+                snapshot,
+                applied,
+                claims,
+                keep_networks,
+            } => (snapshot, applied, claims, keep_networks),
+        };
+        // What this pass changed is not in the kept reads any more, whether
+        // or not the node's events said so yet.
+        if let Some(cache) = cache {
+            for o in &applied.outcomes {
+                if let Some(e) = observed.engines.get(o.action.node_id()) {
+                    cache.acted(e.label(), &o.action);
                 }
             }
-            applied
-        };
+        }
         if !self.dry_run && !self.keep_claims {
             for (id, labels) in &claims.to_release {
                 cluster.manager().label_service(id, labels).await?;
             }
         }
         Ok(Passed {
-            snapshot: observed.snapshot,
+            snapshot,
             applied,
             kept: claims.kept,
             held_elsewhere: Vec::new(),
             unclaimed: claims.unclaimed,
-            kept_networks: options.keep_networks,
+            kept_networks: keep_networks,
         })
     }
+}
+
+/// One pass of a round, from its plan to its end.
+enum Step {
+    /// Another claim holds one of its services: nothing changes.
+    HeldElsewhere {
+        snapshot: Snapshot,
+        plan: Plan,
+        held: Vec<(String, Owner)>,
+    },
+    /// Claiming a service failed.
+    Failed(EngineError),
+    /// Planned; `act`: the plan is to be applied.
+    Plan {
+        snapshot: Snapshot,
+        plan: Plan,
+        act: bool,
+        claims: Claims,
+        keep_networks: BTreeSet<String>,
+    },
+    Applied {
+        snapshot: Snapshot,
+        applied: Applied,
+        claims: Claims,
+        keep_networks: BTreeSet<String>,
+    },
 }
 
 /// Networks on any node whose owner label passes `keep`.
@@ -343,7 +518,7 @@ mod tests {
 
     fn snapshot(services: &[(&str, Option<Owner>)], net_owner: Option<Owner>) -> Snapshot {
         Snapshot {
-            nodes: vec![NodeView {
+            nodes: std::sync::Arc::new(vec![NodeView {
                 id: "n1".into(),
                 networks: vec![NetView {
                     name: "mv".into(),
@@ -351,7 +526,7 @@ mod tests {
                     ..Default::default()
                 }],
                 ..Default::default()
-            }],
+            }]),
             services: services
                 .iter()
                 .map(|(name, o)| ServiceView {

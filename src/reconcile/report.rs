@@ -230,7 +230,7 @@ mod tests {
         };
         (
             Snapshot {
-                nodes: vec![node],
+                nodes: vec![node].into(),
                 ..Default::default()
             },
             plan,

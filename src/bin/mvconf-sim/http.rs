@@ -41,6 +41,9 @@ pub struct Sim {
     busy: Vec<tokio::sync::Mutex<()>>,
     behaviour: Behaviour,
     requests: AtomicU64,
+    /// Container summaries served by `GET /containers/json`: what reading
+    /// nodes costs, whatever the number of requests.
+    containers_listed: AtomicU64,
     mutations: AtomicU64,
 }
 
@@ -136,6 +139,7 @@ impl Sim {
             busy: (0..n).map(|_| tokio::sync::Mutex::new(())).collect(),
             behaviour,
             requests: AtomicU64::new(0),
+            containers_listed: AtomicU64::new(0),
             mutations: AtomicU64::new(0),
         })
     }
@@ -267,10 +271,15 @@ impl Sim {
             )),
             (&Method::GET, ["containers", "json"]) => {
                 let all = matches!(q("all"), Some("1" | "true"));
-                answer(
-                    self.world()
-                        .containers_json(node, all, &filter(&query, "label")),
-                )
+                let (code, list) = self.world().containers_json(
+                    node,
+                    all,
+                    &filter(&query, "label"),
+                    &filter(&query, "id"),
+                );
+                let n = list.as_array().map_or(0, Vec::len) as u64;
+                self.containers_listed.fetch_add(n, Ordering::Relaxed);
+                answer((code, list))
             }
             (&Method::GET, ["containers", id, "json"]) => {
                 answer(self.world().container_inspect(node, id))
@@ -356,6 +365,7 @@ impl Sim {
             (&Method::GET, ["state"]) => Ok(self.state()),
             (&Method::GET, ["stats"]) => Ok(json!({
                 "requests": self.requests.load(Ordering::Relaxed),
+                "containers_listed": self.containers_listed.load(Ordering::Relaxed),
                 "mutations": self.mutations.load(Ordering::Relaxed)})),
             (&Method::POST, ["services"]) => {
                 let name = json["name"].as_str().unwrap_or_default();

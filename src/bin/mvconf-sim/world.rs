@@ -400,14 +400,22 @@ impl World {
                "NetworkSettings": {"Networks": nets}})
     }
 
-    /// `GET /containers/json` with `all` and `label` filters (`key` or
-    /// `key=value`, all must match).
-    pub fn containers_json(&self, node: usize, all: bool, labels: &[String]) -> Answer {
+    /// `GET /containers/json` with `all`, `label` filters (`key` or
+    /// `key=value`, all must match) and `id` filters (any may match; as
+    /// dockerd matches them, as a pattern inside the ID).
+    pub fn containers_json(
+        &self,
+        node: usize,
+        all: bool,
+        labels: &[String],
+        ids: &[String],
+    ) -> Answer {
         let n = &self.nodes[node];
         let out = n
             .containers
             .values()
             .filter(|c| all || c.running)
+            .filter(|c| ids.is_empty() || ids.iter().any(|i| c.id.contains(i.as_str())))
             .filter(|c| {
                 labels.iter().all(|l| match l.split_once('=') {
                     Some((k, v)) => c.labels.get(k).is_some_and(|x| x == v),

@@ -35,7 +35,7 @@ fn net(name: &str, subnet: &str) -> NetView {
 }
 
 fn world() -> Snapshot {
-    let nodes = (1..=3)
+    let nodes: Vec<NodeView> = (1..=3)
         .map(|k| NodeView {
             id: format!("n{k}"),
             hostname: format!("node{k}"),
@@ -45,7 +45,7 @@ fn world() -> Snapshot {
         })
         .collect();
     Snapshot {
-        nodes,
+        nodes: nodes.into(),
         services: ["web", "db"]
             .iter()
             .map(|s| ServiceView {
@@ -60,7 +60,7 @@ fn world() -> Snapshot {
 
 /// A running container of `service` on node `k`, attached to `net` with `ip`.
 fn put(w: &mut Snapshot, k: usize, id: &str, service: &str, eps: &[(&str, Option<&str>)]) {
-    w.nodes[k - 1].containers_mut().push(ContainerView {
+    w.nodes_mut()[k - 1].containers_mut().push(ContainerView {
         id: format!("{id:0<64}"),
         running: true,
         service: (!service.is_empty()).then(|| service.to_owned()),
@@ -126,7 +126,7 @@ fn one_address_on_two_nodes_is_found_whoever_holds_it() {
 fn the_same_address_on_different_segments_is_not_a_duplicate() {
     let b = binding("");
     let mut w = healthy();
-    w.nodes[0].networks.push(net("other", "10.0.0.0/24"));
+    w.nodes_mut()[0].networks.push(net("other", "10.0.0.0/24"));
     put(&mut w, 1, "ddd1", "", &[("other", Some("192.168.8.10"))]);
     let r = run(&b, &w, false);
     assert!(r.of_kind("DuplicateAddress").is_empty(), "{r}");
@@ -155,7 +155,11 @@ fn stopped_containers_and_other_drivers_do_not_count() {
     let b = binding("");
     let mut w = healthy();
     put(&mut w, 3, "eee1", "web", &[("mv", Some("192.168.8.11"))]);
-    w.nodes[2].containers_mut().last_mut().unwrap().running = false;
+    w.nodes_mut()[2]
+        .containers_mut()
+        .last_mut()
+        .unwrap()
+        .running = false;
     let r = run(&b, &w, true);
     assert!(r.clean(), "{r}");
 }
@@ -164,7 +168,7 @@ fn stopped_containers_and_other_drivers_do_not_count() {
 fn an_unreadable_node_is_a_finding() {
     let b = binding("");
     let mut w = healthy();
-    w.nodes[1].problem = Some("connection refused".into());
+    w.nodes_mut()[1].problem = Some("connection refused".into());
     let r = run(&b, &w, false);
     assert_eq!(r.of_kind("NodeUnreadable").len(), 1, "{r}");
     assert_eq!(r.nodes_read, 2);
@@ -229,7 +233,9 @@ fn a_status_docker_contradicts_is_found() {
 fn with_every_binding_known_endpoints_nobody_claims_are_left_behind() {
     let b = binding("");
     let mut w = healthy();
-    w.nodes[0].networks.push(net("gone", "192.168.50.0/24"));
+    w.nodes_mut()[0]
+        .networks
+        .push(net("gone", "192.168.50.0/24"));
     put(&mut w, 1, "ggg1", "old", &[("gone", Some("192.168.50.10"))]);
     put(&mut w, 2, "ggg2", "old", &[("mv", Some("192.168.8.99"))]);
     let partial = run(&b, &w, false);
@@ -248,7 +254,7 @@ fn with_every_binding_known_endpoints_nobody_claims_are_left_behind() {
         "{complete}"
     );
     // A network mvconf did not create is someone else's business.
-    w.nodes[0].networks.iter_mut().for_each(|n| {
+    w.nodes_mut()[0].networks.iter_mut().for_each(|n| {
         if n.name == "gone" {
             n.managed = false;
         }

@@ -39,7 +39,7 @@ impl<'a> Holdings<'a> {
             stopped: HashMap::new(),
             by_task: HashMap::new(),
         };
-        for n in &snapshot.nodes {
+        for n in snapshot.nodes.iter() {
             if let Ok(a) = n.addr.parse::<Ipv4Addr>() {
                 h.node_addrs.push(a);
             }

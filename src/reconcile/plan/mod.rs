@@ -285,6 +285,21 @@ struct Draft {
     problems: Vec<Problem>,
 }
 
+/// What the plans of every binding on one snapshot share, built once per
+/// snapshot: who holds which address on every node. It grows with the
+/// swarm's containers; a binding's plan on it grows with the binding.
+pub struct Survey<'a> {
+    holdings: holdings::Holdings<'a>,
+}
+
+impl<'a> Survey<'a> {
+    pub fn of(snapshot: &'a Snapshot) -> Self {
+        Self {
+            holdings: holdings::Holdings::of(snapshot),
+        }
+    }
+}
+
 /// Builds the plan.
 pub fn plan(
     desired: &Desired,
@@ -293,8 +308,28 @@ pub fn plan(
     mode: Mode,
     options: &PlanOptions,
 ) -> Plan {
+    plan_in(
+        &Survey::of(snapshot),
+        desired,
+        snapshot,
+        memory,
+        mode,
+        options,
+    )
+}
+
+/// Builds the plan on a survey of `snapshot`'s nodes (of this snapshot, or
+/// of one with the same nodes and other services).
+pub fn plan_in(
+    survey: &Survey<'_>,
+    desired: &Desired,
+    snapshot: &Snapshot,
+    memory: &Memory,
+    mode: Mode,
+    options: &PlanOptions,
+) -> Plan {
     let mut draft = Draft::default();
-    for n in &snapshot.nodes {
+    for n in snapshot.nodes.iter() {
         if let Some(p) = &n.problem {
             draft.problems.push(Problem::NodeUnreachable {
                 node: n.label().to_owned(),
@@ -308,8 +343,8 @@ pub fn plan(
             .push(Problem::ServiceMissing { service: s.clone() });
     }
     let networks = networks::plan(desired, snapshot, mode, &options.keep_networks, &mut draft);
-    let holdings = holdings::Holdings::of(snapshot);
-    let claimed = slots::Claimed::of(desired, snapshot, &holdings);
+    let holdings = &survey.holdings;
+    let claimed = slots::Claimed::of(desired, snapshot, holdings);
 
     let mut allocators = BTreeMap::new();
     let mut services = Vec::new();
@@ -317,7 +352,7 @@ pub fn plan(
         let world = assign::World {
             snapshot,
             memory,
-            holdings: &holdings,
+            holdings,
             claimed: &claimed,
             usable: &networks.usable,
             mode,

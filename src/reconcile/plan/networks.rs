@@ -29,7 +29,7 @@ pub(super) fn plan<'a>(
             total_nodes: snapshot.nodes.len() as u64,
             ..Default::default()
         };
-        for n in &snapshot.nodes {
+        for n in snapshot.nodes.iter() {
             if !n.reachable() {
                 state
                     .not_ready

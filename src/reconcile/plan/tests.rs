@@ -75,7 +75,7 @@ struct World {
 
 impl World {
     fn new(nodes: usize, with_network: bool) -> Self {
-        let nodes = (1..=nodes)
+        let nodes: Vec<NodeView> = (1..=nodes)
             .map(|k| NodeView {
                 id: format!("n{k}"),
                 hostname: format!("node{k}"),
@@ -92,7 +92,7 @@ impl World {
             .collect();
         Self {
             snap: Snapshot {
-                nodes,
+                nodes: nodes.into(),
                 services: vec![],
                 missing_services: vec![],
             },
@@ -112,7 +112,7 @@ impl World {
     }
 
     fn node_mut(&mut self, node: usize) -> &mut NodeView {
-        &mut self.snap.nodes[node - 1]
+        &mut self.snap.nodes_mut()[node - 1]
     }
 
     /// A task of `service` in `slot` on `node` with a container; `ip` is its
@@ -215,7 +215,7 @@ impl World {
         for a in &p.actions {
             let node = self
                 .snap
-                .nodes
+                .nodes_mut()
                 .iter_mut()
                 .find(|n| n.id == a.node_id())
                 .unwrap();
@@ -276,7 +276,7 @@ impl World {
     /// same slot on `node`.
     fn replace(&mut self, service: &str, old: &str, new: &str, node: usize) {
         let mut slot = None;
-        for n in &mut self.snap.nodes {
+        for n in self.snap.nodes_mut().iter_mut() {
             if let Some(c) = n.containers_mut().iter_mut().find(|c| c.id == old) {
                 c.running = false;
                 for e in &mut c.endpoints {
@@ -417,7 +417,7 @@ fn a_replaced_container_gets_its_slots_address_back_on_any_node() {
     waiting.snap.services[0]
         .tasks
         .retain(|t| t.container.as_deref() != Some("unused"));
-    waiting.snap.nodes[1]
+    waiting.snap.nodes_mut()[1]
         .containers_mut()
         .retain(|c| c.id != "unused");
     waiting
@@ -545,7 +545,7 @@ fn scaling_down_frees_the_slots_address() {
             t.wanted = false;
         }
     }
-    w.snap.nodes[2].containers_mut().clear();
+    w.snap.nodes_mut()[2].containers_mut().clear();
     let p2 = w.plan(&d, &mem);
     assert!(p2.is_empty());
     assert_eq!(p2.records.len(), 2);
@@ -713,7 +713,7 @@ fn a_parent_that_already_carries_another_macvlan_is_reported() {
 #[test]
 fn the_operator_restores_ingress_the_cli_does_not() {
     let mut w = three_replicas();
-    for n in &mut w.snap.nodes {
+    for n in w.snap.nodes_mut().iter_mut() {
         for c in n.containers_mut() {
             c.endpoints.retain(|e| e.network != "ingress");
         }
@@ -965,8 +965,8 @@ proptest! {
         // Every address of a live container of ours that is in the pool,
         // held by nobody else, and not a duplicate among ours, is kept.
         let mut holders: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
-        for n in &w.snap.nodes { for c in n.containers.iter().filter(|c| c.running) { for e in &c.endpoints { if let Some(a) = e.ip && e.network == "mv" { *holders.entry(a).or_default() += 1; } } } }
-        for n in &w.snap.nodes {
+        for n in w.snap.nodes.iter() { for c in n.containers.iter().filter(|c| c.running) { for e in &c.endpoints { if let Some(a) = e.ip && e.network == "mv" { *holders.entry(a).or_default() += 1; } } } }
+        for n in w.snap.nodes.iter() {
             for c in n.containers.iter().filter(|c| c.running && c.service.is_some()) {
                 if let Some(a) = c.endpoint("mv").and_then(|e| e.ip)
                     && d.services[0].pool.contains(a) && holders[&a] == 1 {
