@@ -30,6 +30,8 @@ struct Row {
     size: Size,
     bound: Duration,
     floor: Duration,
+    /// CPU seconds spent during apply -> all bound, by process.
+    cpu: Cpu,
     rss_peak_kib: u64,
     slices: usize,
     slice_bytes: usize,
@@ -115,6 +117,69 @@ fn binding_yaml(i: usize, service: &str, first: u32, last: u32) -> String {
     )
 }
 
+/// CPU seconds (user + system) of the processes that share the machine
+/// during a measurement: where the time goes when the ratio misses.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    operator: f64,
+    simulator: f64,
+    apiserver: f64,
+}
+
+impl Cpu {
+    fn now(operator: Option<u32>, simulator: u32) -> Cpu {
+        let of = |name: &str| {
+            std::process::Command::new("pgrep")
+                .args(["-x", name])
+                .output()
+                .ok()
+                .and_then(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+        };
+        Cpu {
+            operator: cpu_seconds(operator),
+            simulator: cpu_seconds(Some(simulator)),
+            apiserver: cpu_seconds(of("kube-apiserver")) + cpu_seconds(of("etcd")),
+        }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            operator: self.operator - before.operator,
+            simulator: self.simulator - before.simulator,
+            apiserver: self.apiserver - before.apiserver,
+        }
+    }
+}
+
+/// utime + stime of `pid` (fields 14 and 15 of /proc/PID/stat, in clock
+/// ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let Some(pid) = pid else { return 0.0 };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; fields count from after its ')'.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// The operator's log filter: `MVCONF_BENCH_RUST_LOG` (to profile a run),
+/// else `info`.
+fn log_filter() -> String {
+    std::env::var("MVCONF_BENCH_RUST_LOG").unwrap_or_else(|_| "info".into())
+}
+
 fn vm(pid: Option<u32>, key: &str) -> u64 {
     let Some(pid) = pid else { return 0 };
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -172,7 +237,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
             "--resync-seconds",
             "600",
         ],
-        &[("RUST_LOG", "info")],
+        &[("RUST_LOG", &log_filter())],
     );
     let base = u32::from(std::net::Ipv4Addr::new(10, 64, 1, 0));
     let stride = u32::try_from(per_binding + 16).expect("stride");
@@ -182,6 +247,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
             binding_yaml(i, &format!("svc{i}"), first, first + stride - 1)
         })
         .collect();
+    let cpu_before = Cpu::now(op.pid(), sim.pid());
     let start = Instant::now();
     let (ok, out) = kube.kubectl(
         &["-n", &ns.name, "apply", "-f", "-"],
@@ -197,6 +263,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
     )
     .await;
     let bound = start.elapsed();
+    let cpu = Cpu::now(op.pid(), sim.pid()).since(cpu_before);
     let floor = Duration::from_millis(CONNECT_MS * size.per_node as u64);
     let (slices, slice_bytes) = bytes_of(kube, &ns.name, "mves");
     let (_, status_bytes) = bytes_of(kube, &ns.name, "mvb");
@@ -236,6 +303,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
         size,
         bound,
         floor,
+        cpu,
         rss_peak_kib,
         slices,
         slice_bytes,
@@ -367,6 +435,22 @@ async fn main() {
             r.docker_calls,
             r.repair.as_secs_f64(),
             r.repair_calls,
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nWhere the time of apply -> all bound went: CPU seconds of each process over the same wall time (2 cores at most per second).\n\n| nodes | bindings | wall | operator CPU | simulator CPU | kube-apiserver + etcd CPU |\n|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            r.size.nodes,
+            r.size.bindings,
+            r.bound.as_secs_f64(),
+            r.cpu.operator,
+            r.cpu.simulator,
+            r.cpu.apiserver,
         );
     }
     let _ = writeln!(

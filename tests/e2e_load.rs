@@ -243,6 +243,17 @@ async fn a_hundred_simulated_nodes_through_the_operator() {
         }
         last = now;
     }
+    // The passes right after the bind (the one its nodes' event streams
+    // ask for once they open) come before the watch brings the first
+    // pass's own writes: they read them from what this replica wrote, and
+    // none is refused as stale and retried a second later.
+    let failed = op
+        .metric_sum("mvconf_reconciles_total", |l| {
+            l.contains("result=\"error\"")
+        })
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(failed, 0.0, "reconciles failed (stale writes retried)");
     let listed_before = stat("containers_listed");
     let before = requests();
     let killed = Instant::now();
@@ -452,4 +463,98 @@ async fn three_replicas_share_six_swarms_and_take_over_a_dead_ones() {
         kube.wait_gone(&ns.name, &format!("s{k}"), Duration::from_secs(120))
             .await;
     }
+}
+
+/// "Scale to a bank", work proportional to change: a periodic resync with
+/// nothing changed reads each node once (two requests) and the manager,
+/// and writes nothing, neither to Docker nor to the API server.
+#[tokio::test]
+async fn an_idle_resync_reads_each_node_once_and_writes_nothing() {
+    use common::k8s::{Kube, Operator};
+    use common::target::Sim;
+    const NODES: usize = 20;
+    const REPLICAS: usize = 40;
+    let Some(kube) = Kube::get().await else {
+        return;
+    };
+    kube.install_crd();
+    let ns = kube.namespace(&unique("idle"));
+    let sim = Sim::start_with(NODES, &[]);
+    sim.control(
+        "POST",
+        "services",
+        serde_json::json!({"name": "web", "replicas": REPLICAS}),
+    );
+    // The shortest resync there is.
+    let op = Operator::start(
+        &ns.name,
+        "idle",
+        &[
+            "--endpoint-kind",
+            "dce",
+            "--endpoint-url",
+            &sim.url,
+            "--resync-seconds",
+            "10",
+        ],
+    );
+    let yaml = "apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {name: idle}\nspec:\n  networks:\n  - {name: mv, subnet: 10.62.0.0/16, gateway: 10.62.0.1, parent: mv0}\n  services:\n  - {name: web, network: mv, ipPool: [\"10.62.1.0-10.62.1.255\"]}\n";
+    kube.create(&ns.name, yaml).await;
+    kube.wait_binding(&ns.name, "idle", "all bound", LONG, |b| {
+        ready(b)
+            && b.status
+                .as_ref()
+                .is_some_and(|s| s.bound as usize == REPLICAS)
+    })
+    .await;
+    let stat = |key: &str| {
+        sim.control("GET", "stats", serde_json::Value::Null)[key]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let ok_passes = || async {
+        op.metric_sum("mvconf_reconciles_total", |l| l.contains("result=\"ok\""))
+            .await
+            .unwrap_or(0.0)
+    };
+    let writes = || async {
+        op.metric("mvconf_endpoint_slice_writes_total")
+            .await
+            .unwrap_or(0.0)
+            + op.metric("mvconf_status_writes_total").await.unwrap_or(0.0)
+    };
+    // Whatever followed the bind is over: one quiet resync period.
+    let mut passes = ok_passes().await;
+    common::wait_for(
+        "a resync after the bind",
+        Duration::from_secs(30),
+        || async { (ok_passes().await > passes).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    passes = ok_passes().await;
+    let (requests, mutations, written) = (stat("requests"), stat("mutations"), writes().await);
+    common::wait_for("the next resync", Duration::from_secs(30), || async {
+        (ok_passes().await > passes).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The looks at the counters are requests too: one per `stat`.
+    let read = stat("requests") - requests - 2;
+    eprintln!("idle resync: {read} Docker requests on {NODES} nodes");
+    assert_eq!(
+        stat("mutations"),
+        mutations,
+        "an idle resync changed Docker"
+    );
+    assert_eq!(
+        writes().await,
+        written,
+        "an idle resync wrote to the API server"
+    );
+    assert!(
+        read <= 2 * NODES as u64 + 8,
+        "{read} Docker requests for an idle resync of {NODES} nodes"
+    );
+    drop(op);
 }

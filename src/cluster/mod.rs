@@ -7,7 +7,7 @@
 
 use crate::crd::{EndpointKind, EndpointSpec};
 use crate::engine::transport::{
-    Address, Auth, CallGate, CallLog, Limits, Tls, Transport, build_client,
+    Address, Auth, CallGate, CallLog, Connections, Limits, Tls, Transport, build_client,
 };
 use crate::engine::{Engine, EngineError, ErrorKind};
 use reqwest::Method;
@@ -154,6 +154,8 @@ pub struct Cluster {
     manager: Engine,
     manager_address: Address,
     tcp: reqwest::Client,
+    /// Requests in flight to this cluster's engines (the limits' `in_flight`).
+    slots: Arc<tokio::sync::Semaphore>,
     gate: CallGate,
     local_node: OnceCell<String>,
     swarm_id: OnceCell<String>,
@@ -213,10 +215,14 @@ impl Cluster {
             Address::Unix(p) => build_client(Some(p), &config.tls, &config.limits).map_err(fail)?,
             Address::Http(_) => tcp.clone(),
         };
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.limits.in_flight.max(1)));
         let manager = Engine::new(
             Transport::new(
                 label,
-                client,
+                Connections {
+                    client,
+                    slots: slots.clone(),
+                },
                 &manager_address,
                 &config.auth,
                 config.limits.clone(),
@@ -231,6 +237,7 @@ impl Cluster {
             manager,
             manager_address,
             tcp,
+            slots,
             gate,
             local_node: OnceCell::new(),
             swarm_id: OnceCell::new(),
@@ -288,7 +295,10 @@ impl Cluster {
         let engine = Engine::new(
             Transport::new(
                 label,
-                client,
+                Connections {
+                    client,
+                    slots: self.slots.clone(),
+                },
                 &address,
                 &self.config.auth,
                 self.config.limits.clone(),

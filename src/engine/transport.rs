@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 /// The oldest Engine API we speak: Engine 17.06, as shipped with DCE 2.x.
 pub(crate) const MIN_API_VERSION: (u32, u32) = (1, 30);
@@ -85,7 +85,11 @@ impl std::fmt::Debug for SecretBytes {
 pub struct Limits {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
-    pub(crate) idle_per_host: usize,
+    /// Requests in flight at once to all engines of a cluster (event
+    /// streams aside), and as many connections kept open for them: a
+    /// thousand nodes behind one DCE controller share its connections
+    /// instead of opening and closing one per call.
+    pub(crate) in_flight: usize,
     /// Attempts for idempotent reads that fail transiently.
     pub(crate) read_attempts: u32,
     /// The largest answer read; a bigger one is an error, never a reason
@@ -99,7 +103,7 @@ impl Default for Limits {
         Self {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            idle_per_host: 8,
+            in_flight: 256,
             read_attempts: 3,
             max_body: 32 << 20,
         }
@@ -262,7 +266,7 @@ pub(crate) fn build_client(
     });
     let mut b = reqwest::Client::builder()
         .connect_timeout(limits.connect_timeout)
-        .pool_max_idle_per_host(limits.idle_per_host)
+        .pool_max_idle_per_host(limits.in_flight)
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_keepalive(Duration::from_secs(30))
         .no_proxy()
@@ -296,6 +300,14 @@ pub(crate) fn build_client(
         .map_err(|e| format!("cannot build HTTP client: {}", e.without_url()))
 }
 
+/// How an engine's requests go out: the HTTP client (its connection pool)
+/// and the cluster's request slots ([`Limits`]' `in_flight`).
+#[derive(Debug, Clone)]
+pub(crate) struct Connections {
+    pub(crate) client: reqwest::Client,
+    pub(crate) slots: Arc<Semaphore>,
+}
+
 /// One engine endpoint.
 #[derive(Debug)]
 pub struct Transport {
@@ -307,6 +319,8 @@ pub struct Transport {
     pinned: Option<String>,
     version: OnceCell<String>,
     gate: CallGate,
+    /// [`Limits::in_flight`], shared by every engine of the cluster.
+    slots: Arc<Semaphore>,
 }
 
 /// An answer with its status.
@@ -383,13 +397,14 @@ pub(crate) fn segment(s: &str) -> String {
 impl Transport {
     pub(crate) fn new(
         label: impl Into<String>,
-        client: reqwest::Client,
+        connections: Connections,
         address: &Address,
         auth: &Auth,
         limits: Limits,
         pinned_version: Option<String>,
         gate: CallGate,
     ) -> Result<Self, String> {
+        let Connections { client, slots } = connections;
         let base = match address {
             Address::Unix(_) => "http://localhost".to_owned(),
             Address::Http(b) => b.clone(),
@@ -403,6 +418,7 @@ impl Transport {
             pinned: pinned_version,
             version: OnceCell::new(),
             gate,
+            slots,
         })
     }
 
@@ -588,6 +604,8 @@ impl Transport {
             rb = rb.timeout(t);
         }
         let method_name = static_method(method);
+        // Held until the answer is read. Never closed, so always granted.
+        let _slot = self.slots.acquire().await.ok();
         if is_mutation(method) {
             // Immediately before the call: a replica that stopped leading
             // never sends it.

@@ -7,6 +7,7 @@ use super::metrics::Metrics;
 use super::shards::Shards;
 use super::slices::SliceCache;
 use super::tenancy::TenancyCache;
+use super::written::Written;
 use crate::cluster::{ClusterConfig, ConfigError, Endpoint};
 use crate::config::validate::{Desired, Invalid};
 use crate::crd::{EndpointSpec, MacvlanBinding};
@@ -87,6 +88,8 @@ pub(crate) struct Context {
     pub(crate) swarms: Mutex<HashMap<String, SwarmFound>>,
     /// Every binding's MacvlanEndpointSlices: the memory of its slots.
     pub(crate) slices: SliceCache,
+    /// Status writes of this replica the binding stores may not show yet.
+    pub(crate) written_bindings: Written<MacvlanBinding>,
     /// Per-swarm leadership: the swarms this replica leads. `None` under
     /// the install's one Lease (`fence` then covers every swarm).
     pub(crate) shards: Option<Arc<Shards>>,

@@ -89,13 +89,17 @@ async fn write_status(
     })?;
     let api: Api<MacvlanBinding> =
         Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
-    put_status(&api, b, status).await.map_err(|e| match e {
+    let now = put_status(&api, b, status).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 409 => Error::Stale {
             binding: key(b),
             read: b.resource_version().unwrap_or_default(),
         },
         e => Error::Kube(e),
     })?;
+    ctx.metrics.status_writes.inc();
+    // The next pass may come before the watch brings this write.
+    ctx.written_bindings
+        .wrote(key(b), b.resource_version(), Some(Arc::new(now)));
     Ok(())
 }
 
@@ -287,7 +291,15 @@ async fn round(
         })
         .collect();
     ctx.metrics.round_passes.observe(passes.len() as f64);
-    Pass::run_together(&passes, &endpoint.cluster, &Follow(endpoint)).await
+    let started = Instant::now();
+    let done = Pass::run_together(&passes, &endpoint.cluster, &Follow(endpoint)).await;
+    tracing::debug!(
+        endpoint = %endpoint.identity,
+        passes = passes.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "round"
+    );
+    done
 }
 
 /// One pass for a live binding.
@@ -396,6 +408,13 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
     }
     write_status(ctx, &b, &status).await?;
     report(ctx, &b, &applied, &memory, &status).await;
+    tracing::debug!(
+        binding = %key(&b),
+        actions = applied.outcomes.len(),
+        bound = status.bound,
+        ready = is_ready(&status),
+        "pass written"
+    );
 
     if is_ready(&status) {
         recovered(ctx, &b);
@@ -619,7 +638,7 @@ async fn lead(ctx: &Context, b: &MacvlanBinding) -> Option<Lead> {
 pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let b = match &obj.0 {
-        Ok(b) => Arc::new(b.clone()),
+        Ok(b) => ctx.written_bindings.view(Arc::new(b.clone())),
         Err(e) => {
             // A malformed object is reported and skipped; the others go on.
             tracing::warn!(object = %obj.name_any(), error = %e, "cannot read a MacvlanBinding");

@@ -110,6 +110,7 @@ pub(crate) struct Metrics {
     pub(crate) drift_repairs: Counter,
     pub(crate) drift_repair_seconds: Histogram,
     pub(crate) slice_writes: Counter,
+    pub(crate) status_writes: Counter,
     pub(crate) leader: Gauge,
     pub(crate) swarms_led: Gauge,
     ready: AtomicBool,
@@ -132,6 +133,7 @@ impl Metrics {
         let leader = Gauge::default();
         let swarms_led = Gauge::default();
         let slice_writes = Counter::default();
+        let status_writes = Counter::default();
         registry.register(
             "mvconf_reconciles",
             "Reconcile passes by result",
@@ -189,6 +191,11 @@ impl Metrics {
             slice_writes.clone(),
         );
         registry.register(
+            "mvconf_status_writes",
+            "MacvlanBinding status writes (a pass that changed nothing writes none)",
+            status_writes.clone(),
+        );
+        registry.register(
             "mvconf_leader",
             "1 when this replica leads (under per-swarm leadership: coordinates)",
             leader.clone(),
@@ -213,6 +220,7 @@ impl Metrics {
             drift_repairs,
             drift_repair_seconds,
             slice_writes,
+            status_writes,
             leader,
             swarms_led,
             ready: AtomicBool::new(false),

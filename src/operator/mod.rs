@@ -14,6 +14,7 @@ pub(crate) mod shards;
 pub(crate) mod slices;
 pub(crate) mod status;
 pub(crate) mod tenancy;
+pub(crate) mod written;
 
 use crate::cluster::Endpoint;
 use crate::crd::MacvlanBinding;
@@ -476,6 +477,7 @@ impl Replica<'_> {
             swarms: Mutex::new(Default::default()),
             tenancy: self.tenancy.clone(),
             slices,
+            written_bindings: Default::default(),
             shards,
         })
     }

@@ -6,6 +6,7 @@
 use super::OperatorError;
 use super::context::Context;
 use super::status::container_record;
+use super::written::Written;
 use crate::crd::MacvlanBinding;
 use crate::fence::Fenced;
 use crate::slices::{
@@ -13,7 +14,7 @@ use crate::slices::{
 };
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::sync::Arc;
@@ -39,10 +40,12 @@ pub(crate) enum WriteError {
     Fenced(#[from] Fenced),
 }
 
-/// The slices of every watched namespace.
+/// The slices of every watched namespace, with this replica's own latest
+/// writes over them until the stores show them.
 #[derive(Clone, Default)]
 pub(crate) struct SliceCache {
     stores: Vec<Store<MacvlanEndpointSlice>>,
+    written: Arc<Written<MacvlanEndpointSlice>>,
 }
 
 impl SliceCache {
@@ -92,14 +95,26 @@ impl SliceCache {
     pub(crate) fn labelled(&self, b: &MacvlanBinding) -> Vec<Arc<MacvlanEndpointSlice>> {
         let ns = b.namespace();
         let name = b.name_any();
+        let of_b = |o: &MacvlanEndpointSlice| {
+            o.namespace() == ns && o.labels().get(BINDING_LABEL) == Some(&name)
+        };
+        let cached = self
+            .stores
+            .iter()
+            .flat_map(|s| s.state_filter(of_b))
+            .collect();
+        self.written.settle(|key| self.version_of(key));
+        self.written.view_all(cached, of_b)
+    }
+
+    /// The cached version of the slice `namespace/name`.
+    fn version_of(&self, key: &str) -> Option<String> {
+        let (ns, name) = key.split_once('/')?;
+        let r = ObjectRef::<MacvlanEndpointSlice>::new(name).within(ns);
         self.stores
             .iter()
-            .flat_map(|s| {
-                s.state_filter(|o| {
-                    o.namespace() == ns && o.labels().get(BINDING_LABEL) == Some(&name)
-                })
-            })
-            .collect()
+            .find_map(|s| s.get(&r))
+            .and_then(|o| o.resource_version())
     }
 
     /// The slices that are `b`'s memory.
@@ -116,6 +131,9 @@ impl SliceCache {
 /// exists, a replace or delete if the object changed).
 async fn write(ctx: &Context, b: &MacvlanBinding, changes: Changes) -> Result<(), WriteError> {
     let fence = &ctx.fence_for(b);
+    let written = &ctx.slices.written;
+    let ns = b.namespace().unwrap_or_default();
+    let ns = &ns;
     let api: Api<MacvlanEndpointSlice> =
         Api::namespaced(ctx.client.clone(), &b.namespace().unwrap_or_default());
     let params = PostParams {
@@ -143,17 +161,27 @@ async fn write(ctx: &Context, b: &MacvlanBinding, changes: Changes) -> Result<()
             let (api, params) = (&api, &params);
             async move {
                 fence.check()?;
+                let key = |name: &str| format!("{ns}/{name}");
                 let (name, result) = match w {
-                    Write::Create(s) => (s.name_any(), api.create(params, &s).await.map(|_| ())),
+                    Write::Create(s) => {
+                        let name = s.name_any();
+                        let r = api.create(params, &s).await.map(|now| {
+                            written.wrote(key(&name), None, Some(Arc::new(now)));
+                        });
+                        (name, r)
+                    }
                     Write::Replace(s) => {
                         let name = s.name_any();
-                        let r = api.replace(&name, params, &s).await.map(|_| ());
+                        let over = s.resource_version();
+                        let r = api.replace(&name, params, &s).await.map(|now| {
+                            written.wrote(key(&name), over, Some(Arc::new(now)));
+                        });
                         (name, r)
                     }
                     Write::Delete(name, rv) => {
                         let dp = DeleteParams {
                             preconditions: Some(Preconditions {
-                                resource_version: rv,
+                                resource_version: rv.clone(),
                                 uid: None,
                             }),
                             ..DeleteParams::default()
@@ -162,6 +190,9 @@ async fn write(ctx: &Context, b: &MacvlanBinding, changes: Changes) -> Result<()
                             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
                             r => r.map(|_| ()),
                         };
+                        if r.is_ok() {
+                            written.wrote(key(&name), rv, None);
+                        }
                         (name, r)
                     }
                 };

@@ -12,7 +12,7 @@ use super::{
 use crate::cluster::{Cluster, ClusterNode};
 use crate::engine::models::{ContainerSummary, Event, Network, labels};
 use crate::engine::{Engine, EngineError};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -358,6 +358,9 @@ async fn read_some(n: &ClusterNode, need: &Need) -> NodeRead {
     Ok(Arc::new((nets, Arc::new(all))))
 }
 
+/// Task lists asked of the manager at once.
+const TASK_READS: usize = 8;
+
 /// Reads the swarm. Fails only when the manager cannot be read; an
 /// unreachable node is part of the snapshot (`NodeView::problem`).
 pub(crate) async fn observe(
@@ -381,8 +384,19 @@ pub(crate) async fn observe(
             None => missing.push(name.clone()),
         }
     }
-    let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
-    let tasks_fut = manager.tasks(&ids, false);
+    // One request per service: a round's services together could answer
+    // more than an answer may hold (a task carries its service's whole
+    // spec, and swarm keeps five old tasks per slot).
+    let tasks_fut = async {
+        let per_service: Vec<_> = found
+            .iter()
+            .map(|s| async move { manager.tasks(&[s.id.as_str()], false).await })
+            .collect();
+        futures::stream::iter(per_service)
+            .buffer_unordered(TASK_READS)
+            .try_concat()
+            .await
+    };
 
     // Down nodes are still asked: swarm's view lags, and an answer is truth.
     // Collected first: a lazy map of borrowing closures trips the

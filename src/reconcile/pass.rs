@@ -13,6 +13,7 @@ use crate::config::validate::Desired;
 use crate::engine::EngineError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The inputs of one pass.
 #[derive(Debug, Clone)]
@@ -157,11 +158,13 @@ impl<'a> Pass<'a> {
             .max()
             .unwrap_or(1);
         let cache = watcher.node_cache();
+        let started = Instant::now();
         let observed = match observe(cluster, &names, concurrency, cache).await {
             Ok(o) => o,
             Err(e) => return passes.iter().map(|_| Err(e.clone())).collect(),
         };
         watcher.observed(&observed);
+        let observed_at = Instant::now();
         let survey = Survey::of(&observed.snapshot);
 
         // Claims and plans, one pass after the other: labels are calls, a
@@ -174,6 +177,7 @@ impl<'a> Pass<'a> {
             );
             tokio::task::yield_now().await;
         }
+        let planned_at = Instant::now();
 
         // Every plan at once, sharing the nodes' call slots.
         let gates = (passes.len() > 1).then(|| {
@@ -219,11 +223,22 @@ impl<'a> Pass<'a> {
             }
         });
         let done = futures::future::join_all(applies).await;
+        let applied_at = Instant::now();
 
         let mut results = Vec::with_capacity(passes.len());
         for (step, p) in done.into_iter().zip(passes) {
             results.push(p.finish(step, &observed, cluster, cache).await);
         }
+        let ms = |a: Instant, b: Instant| b.duration_since(a).as_millis() as u64;
+        tracing::debug!(
+            passes = passes.len(),
+            nodes = observed.snapshot.nodes.len(),
+            observe_ms = ms(started, observed_at),
+            plan_ms = ms(observed_at, planned_at),
+            apply_ms = ms(planned_at, applied_at),
+            finish_ms = ms(applied_at, Instant::now()),
+            "passes run"
+        );
         results
     }
 

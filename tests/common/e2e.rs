@@ -197,7 +197,9 @@ pub async fn wait_running(lab: &Lab, svc: &str, n: usize, timeout: Duration) {
 }
 
 /// Waits until `count` bindings of `ns` are Ready with `per` containers
-/// bound each; the time it took.
+/// bound each; returns how long that took. Follows the bindings with a
+/// watch: polling lists of hundreds of bindings would load the API server
+/// the benchmarks measure.
 pub async fn wait_all_bound(
     kube: &Kube,
     ns: &str,
@@ -205,24 +207,27 @@ pub async fn wait_all_bound(
     per: usize,
     timeout: Duration,
 ) -> Duration {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
     let start = std::time::Instant::now();
-    let api = kube.bindings(ns);
-    loop {
-        let list = api.list(&Default::default()).await.expect("list bindings");
-        let done = list
-            .items
-            .iter()
-            .filter(|b| ready(b) && b.status.as_ref().is_some_and(|s| s.bound as usize == per))
-            .count();
-        if done == count {
-            return start.elapsed();
+    let mut bound: BTreeMap<String, bool> = BTreeMap::new();
+    let stream = watcher(kube.bindings(ns), watcher::Config::default()).applied_objects();
+    let mut stream = std::pin::pin!(stream);
+    let wait = async {
+        while let Some(b) = stream.next().await {
+            let b = b.expect("watch bindings");
+            let done = ready(&b) && b.status.as_ref().is_some_and(|s| s.bound as usize == per);
+            bound.insert(kube::ResourceExt::name_any(&b), done);
+            if bound.values().filter(|d| **d).count() == count {
+                return;
+            }
         }
-        assert!(
-            start.elapsed() < timeout,
-            "{done} of {count} bindings bound after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if tokio::time::timeout(timeout, wait).await.is_err() {
+        let done = bound.values().filter(|d| **d).count();
+        panic!("{done} of {count} bindings bound after {timeout:?}");
     }
+    start.elapsed()
 }
 
 /// Holders of the per-swarm Leases of `lease` in `ns` (swarm ID -> holder).

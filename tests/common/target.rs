@@ -26,6 +26,11 @@ const SIM_USER: &str = "admin";
 const SIM_PASSWORD: &str = "sim-Pa55word";
 
 impl Sim {
+    /// The simulator's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A simulator of `nodes` nodes whose controller demands the test login.
     pub fn start(nodes: usize) -> Sim {
         Sim::start_with(nodes, &["--basic", &format!("{SIM_USER}:{SIM_PASSWORD}")])

@@ -12,32 +12,42 @@ pub(super) struct Live<'a> {
     pub(crate) container: &'a ContainerView,
 }
 
+/// Maps keyed by Docker IDs: built once per round over every container of
+/// the swarm, so hashed fast (the keys are not chosen by an attacker who
+/// could also read the results).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+fn map<K, V>(capacity: usize) -> Map<K, V> {
+    HashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default())
+}
+
 /// Every running container by ID, and every address held on a macvlan
 /// endpoint anywhere.
 pub(super) struct Holdings<'a> {
-    pub(crate) live: HashMap<&'a str, Live<'a>>,
+    pub(crate) live: Map<&'a str, Live<'a>>,
     /// Address -> the live containers holding it, on any node.
     pub(crate) held: BTreeMap<Ipv4Addr, Vec<Live<'a>>>,
     /// (container, address) -> the network it holds the address on.
-    pub(crate) held_net: HashMap<(&'a str, Ipv4Addr), &'a str>,
+    pub(crate) held_net: Map<(&'a str, Ipv4Addr), &'a str>,
     /// The nodes' own addresses: never handed out.
     pub(crate) node_addrs: Vec<Ipv4Addr>,
     /// Stopped containers by ID, for the addresses a slot had before.
-    pub(crate) stopped: HashMap<&'a str, &'a ContainerView>,
+    pub(crate) stopped: Map<&'a str, &'a ContainerView>,
     /// Task ID -> its container, by the container's own task label (the
     /// running one when there are several).
-    by_task: HashMap<&'a str, &'a str>,
+    by_task: Map<&'a str, &'a str>,
 }
 
 impl<'a> Holdings<'a> {
     pub(crate) fn of(snapshot: &'a Snapshot) -> Self {
+        let containers: usize = snapshot.nodes.iter().map(|n| n.containers.len()).sum();
         let mut h = Holdings {
-            live: HashMap::new(),
+            live: map(containers),
             held: BTreeMap::new(),
-            held_net: HashMap::new(),
-            node_addrs: Vec::new(),
-            stopped: HashMap::new(),
-            by_task: HashMap::new(),
+            held_net: map(containers),
+            node_addrs: Vec::with_capacity(snapshot.nodes.len()),
+            stopped: map(0),
+            by_task: map(containers),
         };
         for n in snapshot.nodes.iter() {
             if let Ok(a) = n.addr.parse::<Ipv4Addr>() {
