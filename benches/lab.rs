@@ -466,6 +466,8 @@ impl Operator {
                 std::env::var("MVCONF_BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("POD_NAME", "bench")
+            // As the chart runs it.
+            .env("MIMALLOC_PURGE_DELAY", "0")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()

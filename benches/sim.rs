@@ -237,7 +237,8 @@ async fn run(kube: &Kube, size: Size) -> Row {
             "--resync-seconds",
             "600",
         ],
-        &[("RUST_LOG", &log_filter())],
+        // As the chart runs it.
+        &[("RUST_LOG", &log_filter()), ("MIMALLOC_PURGE_DELAY", "0")],
     );
     let base = u32::from(std::net::Ipv4Addr::new(10, 64, 1, 0));
     let stride = u32::try_from(per_binding + 16).expect("stride");

@@ -192,6 +192,15 @@ impl<'a> Pass<'a> {
                 options.owner = Some(me.clone());
             }
             options.gates = gates.clone();
+            // Nodes worked on at once, shared out: the round as a whole
+            // keeps about as many nodes busy as one pass does on its own
+            // times four, not one pass's worth per pass (each waiting node
+            // run is memory).
+            if passes.len() > 1 {
+                options.nodes_at_once = options
+                    .nodes_at_once
+                    .min((ROUND_NODE_RUNS / passes.len()).max(MIN_NODE_RUNS));
+            }
             let engines = &observed.engines;
             let progress = &progress;
             async move {
@@ -382,6 +391,11 @@ impl<'a> Pass<'a> {
         })
     }
 }
+
+/// Node runs in flight across the applies of one round, shared out among
+/// its passes, each keeping at least [`MIN_NODE_RUNS`].
+const ROUND_NODE_RUNS: usize = 256;
+const MIN_NODE_RUNS: usize = 4;
 
 /// One pass of a round, from its plan to its end.
 enum Step {

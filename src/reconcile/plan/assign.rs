@@ -105,23 +105,22 @@ fn exclude_foreign(
         .pool
         .ranges()
         .iter()
-        .flat_map(|r| h.held.range(r.start()..=r.end()));
-    for (ip, holders) in in_pool {
-        for l in holders {
-            let id = l.container.id.as_str();
-            if world.claimed.is_own(h, id, *ip, &spec.name) {
-                continue;
-            }
-            alloc.exclude(*ip);
-            if !world.claimed.ours.contains_key(id) {
-                draft.problems.push(Problem::ForeignHolder {
-                    node: l.node.label().to_owned(),
-                    container: l.container.id.clone(),
-                    network: h.network_of(id, *ip).unwrap_or_default().to_owned(),
-                    ip: *ip,
-                    service: spec.name.clone(),
-                });
-            }
+        .flat_map(|r| h.held_in(r.start(), r.end()));
+    for held in in_pool {
+        let (ip, l) = (held.ip, held.live);
+        let id = l.container.id.as_str();
+        if world.claimed.is_own(h, id, ip, &spec.name) {
+            continue;
+        }
+        alloc.exclude(ip);
+        if !world.claimed.ours.contains_key(id) {
+            draft.problems.push(Problem::ForeignHolder {
+                node: l.node.label().to_owned(),
+                container: l.container.id.clone(),
+                network: held.network.to_owned(),
+                ip,
+                service: spec.name.clone(),
+            });
         }
     }
 }

@@ -2,7 +2,7 @@
 //! Rule 1 of the planner (never hand out what anyone else holds) reads it.
 
 use crate::reconcile::{ContainerView, NodeView, Snapshot, TaskView};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 /// Where a live container is.
@@ -21,14 +21,22 @@ fn map<K, V>(capacity: usize) -> Map<K, V> {
     HashMap::with_capacity_and_hasher(capacity, foldhash::fast::RandomState::default())
 }
 
+/// An address and the live container holding it, on which network.
+#[derive(Clone, Copy)]
+pub(super) struct Held<'a> {
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) live: Live<'a>,
+    pub(crate) network: &'a str,
+}
+
 /// Every running container by ID, and every address held on a macvlan
 /// endpoint anywhere.
 pub(super) struct Holdings<'a> {
     pub(crate) live: Map<&'a str, Live<'a>>,
-    /// Address -> the live containers holding it, on any node.
-    pub(crate) held: BTreeMap<Ipv4Addr, Vec<Live<'a>>>,
-    /// (container, address) -> the network it holds the address on.
-    pub(crate) held_net: Map<(&'a str, Ipv4Addr), &'a str>,
+    /// Every address a live container holds on a macvlan endpoint, on any
+    /// node, sorted by address (one flat list: no map entry and no list per
+    /// address).
+    held: Vec<Held<'a>>,
     /// The nodes' own addresses: never handed out.
     pub(crate) node_addrs: Vec<Ipv4Addr>,
     /// Stopped containers by ID, for the addresses a slot had before.
@@ -43,8 +51,7 @@ impl<'a> Holdings<'a> {
         let containers: usize = snapshot.nodes.iter().map(|n| n.containers.len()).sum();
         let mut h = Holdings {
             live: map(containers),
-            held: BTreeMap::new(),
-            held_net: map(containers),
+            held: Vec::with_capacity(containers),
             node_addrs: Vec::with_capacity(snapshot.nodes.len()),
             stopped: map(0),
             by_task: map(containers),
@@ -76,13 +83,25 @@ impl<'a> Holdings<'a> {
                 h.live.insert(c.id.as_str(), live);
                 for e in &c.endpoints {
                     if let (true, Some(ip)) = (macvlans.contains(e.network.as_str()), e.ip) {
-                        h.held.entry(ip).or_default().push(live);
-                        h.held_net.insert((c.id.as_str(), ip), e.network.as_str());
+                        h.held.push(Held {
+                            ip,
+                            live,
+                            network: e.network.as_str(),
+                        });
                     }
                 }
             }
         }
+        // Stable: the holders of one address stay in node order.
+        h.held.sort_by_key(|x| x.ip);
         h
+    }
+
+    /// The addresses held from `first` to `last`, each with its holder.
+    pub(crate) fn held_in(&self, first: Ipv4Addr, last: Ipv4Addr) -> &[Held<'a>] {
+        let from = self.held.partition_point(|x| x.ip < first);
+        let to = self.held.partition_point(|x| x.ip <= last);
+        &self.held[from..to.max(from)]
     }
 
     /// A task's container: as the manager reports it, or, before the
@@ -96,6 +115,9 @@ impl<'a> Holdings<'a> {
 
     /// The network `container` holds `ip` on, if it does.
     pub(crate) fn network_of(&self, container: &str, ip: Ipv4Addr) -> Option<&'a str> {
-        self.held_net.get(&(container, ip)).copied()
+        self.held_in(ip, ip)
+            .iter()
+            .find(|x| x.live.container.id == container)
+            .map(|x| x.network)
     }
 }
