@@ -37,10 +37,29 @@ struct Row {
     slice_bytes: usize,
     status_bytes: usize,
     slice_writes: f64,
+    /// Every MacvlanEndpointSlice and binding, in bytes, as the API server
+    /// holds them after the bind.
+    api_bytes: usize,
+    /// Slice and status writes during the bind.
+    api_writes: f64,
     docker_calls: f64,
+    /// Passes of bindings during the bind, and the rounds they ran in.
+    passes: f64,
+    rounds: f64,
     repair: Duration,
     repair_calls: f64,
+    repair_writes: f64,
     restart: Restart,
+    /// One periodic resync of every binding with nothing changed (full
+    /// runs only).
+    idle: Option<Idle>,
+}
+
+/// A resync of every binding with nothing to do.
+struct Idle {
+    cpu: f64,
+    docker_calls: f64,
+    api_writes: f64,
 }
 
 /// The operator restarted with everything bound.
@@ -197,8 +216,36 @@ async fn docker_calls(op: &Operator) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Bytes of what `kubectl get KIND -o json` returns for the namespace.
-fn bytes_of(kube: &Kube, ns: &str, kind: &str) -> (usize, usize) {
+/// Slice and status writes so far.
+async fn api_writes(op: &Operator) -> f64 {
+    op.metric("mvconf_endpoint_slice_writes_total")
+        .await
+        .unwrap_or(0.0)
+        + op.metric("mvconf_status_writes_total").await.unwrap_or(0.0)
+}
+
+async fn ok_passes(op: &Operator) -> f64 {
+    op.metric_sum("mvconf_reconciles_total", |l| l.contains("result=\"ok\""))
+        .await
+        .unwrap_or(0.0)
+}
+
+/// Waits until the operator makes no Docker call for a second and a half.
+async fn quiet(op: &Operator) {
+    let mut last = docker_calls(op).await;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = docker_calls(op).await;
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Bytes of what `kubectl get KIND -o json` returns for the namespace:
+/// (objects, the largest, all of them).
+fn bytes_of(kube: &Kube, ns: &str, kind: &str) -> (usize, usize, usize) {
     let (ok, json) = kube.kubectl(&["-n", ns, "get", kind, "-o", "json"], None);
     assert!(ok, "{json}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("list");
@@ -207,10 +254,17 @@ fn bytes_of(kube: &Kube, ns: &str, kind: &str) -> (usize, usize) {
         .iter()
         .map(|i| serde_json::to_vec(i).map(|b| b.len()).unwrap_or(0))
         .collect();
-    (sizes.len(), sizes.into_iter().max().unwrap_or(0))
+    let total = sizes.iter().sum();
+    (sizes.len(), sizes.into_iter().max().unwrap_or(0), total)
 }
 
-async fn run(kube: &Kube, size: Size) -> Row {
+/// Resync period of the benchmark's operator: in a full run, short
+/// enough to measure one idle resync after the restart.
+fn resync_seconds(idle: bool) -> &'static str {
+    if idle { "60" } else { "600" }
+}
+
+async fn run(kube: &Kube, size: Size, idle: bool) -> Row {
     let total = size.nodes * size.per_node;
     let per_binding = total / size.bindings;
     let ns = kube.namespace(&common::unique(&format!(
@@ -235,7 +289,7 @@ async fn run(kube: &Kube, size: Size) -> Row {
             "--endpoint-url",
             &sim.url,
             "--resync-seconds",
-            "600",
+            resync_seconds(idle),
         ],
         // As the chart runs it.
         &[("RUST_LOG", &log_filter()), ("MIMALLOC_PURGE_DELAY", "0")],
@@ -266,19 +320,25 @@ async fn run(kube: &Kube, size: Size) -> Row {
     let bound = start.elapsed();
     let cpu = Cpu::now(op.pid(), sim.pid()).since(cpu_before);
     let floor = Duration::from_millis(CONNECT_MS * size.per_node as u64);
-    let (slices, slice_bytes) = bytes_of(kube, &ns.name, "mves");
-    let (_, status_bytes) = bytes_of(kube, &ns.name, "mvb");
+    let (slices, slice_bytes, slices_total) = bytes_of(kube, &ns.name, "mves");
+    let (_, status_bytes, bindings_total) = bytes_of(kube, &ns.name, "mvb");
     let slice_writes = op
         .metric("mvconf_endpoint_slice_writes_total")
         .await
         .unwrap_or(0.0);
+    let writes = api_writes(&op).await;
     let calls = docker_calls(&op).await;
+    // Passes of bindings, and the rounds they ran in (mvconf_round_passes).
+    let passes = op.metric("mvconf_round_passes_sum").await.unwrap_or(0.0);
+    let rounds = op.metric("mvconf_round_passes_count").await.unwrap_or(0.0);
 
-    // One container killed: time until its slot is bound again with its
-    // address, and the Docker calls it cost.
+    // One container killed on a quiet operator: time until its slot is
+    // bound again with its address, and the work it cost.
+    quiet(&op).await;
     let b = kube.binding(&ns.name, "b0").await;
     let victim = common::e2e::record_of(&b, 1);
     let before = docker_calls(&op).await;
+    let writes_before = api_writes(&op).await;
     let killed = Instant::now();
     sim.control(
         "POST",
@@ -295,9 +355,15 @@ async fn run(kube: &Kube, size: Size) -> Row {
     .await;
     let repair = killed.elapsed();
     let repair_calls = docker_calls(&op).await - before;
+    let repair_writes = api_writes(&op).await - writes_before;
     let rss_peak_kib = vm(op.pid(), "VmHWM:");
     let mut op = op;
     let restart = restart(kube, &ns.name, &sim, &mut op, size.bindings).await;
+    let idle = if idle {
+        Some(idle_resync(&op, &sim, size.bindings).await)
+    } else {
+        None
+    };
     drop(op);
     drop(sim);
     Row {
@@ -310,10 +376,42 @@ async fn run(kube: &Kube, size: Size) -> Row {
         slice_bytes,
         status_bytes,
         slice_writes,
+        api_bytes: slices_total + bindings_total,
+        api_writes: writes,
         docker_calls: calls,
+        passes,
+        rounds,
         repair,
         repair_calls,
+        repair_writes,
         restart,
+        idle,
+    }
+}
+
+/// After the restart's passes: the next periodic resync of every binding,
+/// with nothing to do: the operator's CPU, its Docker calls and its writes.
+async fn idle_resync(op: &Operator, sim: &Sim, bindings: usize) -> Idle {
+    quiet(op).await;
+    let (cpu0, calls0, writes0) = (
+        Cpu::now(op.pid(), sim.pid()).operator,
+        docker_calls(op).await,
+        api_writes(op).await,
+    );
+    let passes0 = ok_passes(op).await;
+    let start = Instant::now();
+    while ok_passes(op).await < passes0 + bindings as f64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no resync of every binding"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    quiet(op).await;
+    Idle {
+        cpu: Cpu::now(op.pid(), sim.pid()).operator - cpu0,
+        docker_calls: docker_calls(op).await - calls0,
+        api_writes: api_writes(op).await - writes0,
     }
 }
 
@@ -399,6 +497,7 @@ async fn main() {
                 per_node,
                 bindings,
             },
+            !quick,
         )
         .await;
         eprintln!(
@@ -436,6 +535,29 @@ async fn main() {
             r.docker_calls,
             r.repair.as_secs_f64(),
             r.repair_calls,
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nThe work of the bind, of one kill's repair and of an idle resync (a periodic pass of every binding with nothing to do, measured after the restart in full runs): API-server writes are slice and status writes; bytes, every slice and binding as the API server holds them.\n\n| nodes | bindings | passes | rounds | Docker calls per pass | API writes | API bytes | repair: Docker calls | repair: API writes | idle resync: operator CPU | idle resync: Docker calls | idle resync: API writes |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        let idle = r.idle.as_ref().map_or_else(
+            || "- | - | -".to_owned(),
+            |i| format!("{:.2} s | {} | {}", i.cpu, i.docker_calls, i.api_writes),
+        );
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {:.0} | {} | {:.1} MB | {} | {} | {idle} |",
+            r.size.nodes,
+            r.size.bindings,
+            r.passes,
+            r.rounds,
+            r.docker_calls / r.passes.max(1.0),
+            r.api_writes,
+            r.api_bytes as f64 / 1e6,
+            r.repair_calls,
+            r.repair_writes,
         );
     }
     let _ = writeln!(

@@ -558,3 +558,72 @@ async fn an_idle_resync_reads_each_node_once_and_writes_nothing() {
     );
     drop(op);
 }
+
+/// "Scale to a bank": the passes of bindings on one swarm run together.
+/// Ten bindings applied at once used to cost ten observations of the whole
+/// swarm and more (one per pass, each reading every node); now the passes
+/// waiting for the swarm run in rounds of one observation each.
+#[tokio::test]
+async fn bindings_on_one_swarm_are_observed_together_in_rounds() {
+    use common::k8s::{Kube, Operator};
+    use common::target::Sim;
+    const NODES: usize = 50;
+    const BINDINGS: usize = 10;
+    const PER_BINDING: usize = 20;
+    let Some(kube) = Kube::get().await else {
+        return;
+    };
+    kube.install_crd();
+    let ns = kube.namespace(&unique("rounds"));
+    let sim = Sim::start_with(NODES, &[]);
+    for i in 0..BINDINGS {
+        sim.control(
+            "POST",
+            "services",
+            serde_json::json!({"name": format!("r{i}"), "replicas": PER_BINDING}),
+        );
+    }
+    let op = Operator::start(
+        &ns.name,
+        "rounds",
+        &[
+            "--endpoint-kind",
+            "dce",
+            "--endpoint-url",
+            &sim.url,
+            "--resync-seconds",
+            "300",
+        ],
+    );
+    let node_lists = || {
+        sim.control("GET", "stats", serde_json::Value::Null)["node_lists"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let yaml: Vec<String> = (0..BINDINGS)
+        .map(|i| format!("apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {{name: r{i}}}\nspec:\n  networks:\n  - {{name: mv, subnet: 10.63.0.0/16, gateway: 10.63.0.1, parent: mv0}}\n  services:\n  - {{name: r{i}, network: mv, ipPool: [\"10.63.{o}.1-10.63.{o}.40\"]}}\n", o = i + 1))
+        .collect();
+    let (ok, out) = kube.kubectl(
+        &["-n", &ns.name, "apply", "-f", "-"],
+        Some(&yaml.join("---\n")),
+    );
+    assert!(ok, "{out}");
+    common::e2e::wait_all_bound(&kube, &ns.name, BINDINGS, PER_BINDING, LONG).await;
+    let docker = sim_endpoints(&sim.url, "mv").await;
+    assert_eq!(docker.len(), BINDINGS * PER_BINDING);
+    assert_unique(&docker);
+    // Every pass after the bind too (the one the nodes' event streams ask
+    // for once they open) has run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let observed = node_lists();
+    let rounds = op.metric("mvconf_round_passes_count").await.unwrap_or(0.0);
+    let passes = op.metric("mvconf_round_passes_sum").await.unwrap_or(0.0);
+    eprintln!(
+        "rounds: {passes} passes of {BINDINGS} bindings in {rounds} rounds, {observed} observations of the swarm"
+    );
+    assert!(
+        (observed as usize) < BINDINGS,
+        "{observed} observations of the swarm for {BINDINGS} bindings applied at once"
+    );
+    drop(op);
+}

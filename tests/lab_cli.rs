@@ -353,7 +353,8 @@ fn overlapping_pools_between_two_files_never_share_an_address() {
         &serde_json::json!({"networks": [network], "services": [{"name": second, "network": net, "ip_pool": ["192.168.63.11-192.168.63.14"]}]}),
     );
     wait_running(&lab, &[(&first, 3), (&second, 3)]);
-    assert!(mvconf(&a, &["up"], &[]).status.success());
+    let up = mvconf(&a, &["up"], &[]);
+    assert!(up.status.success(), "{}", text(&up));
     // b's pool overlaps a's: .11 and .12 are taken, so two of b's three
     // containers fit (.13, .14) and the third has no address.
     let out = mvconf(&b, &["up"], &[]);

@@ -44,6 +44,8 @@ pub struct Sim {
     /// Container summaries served by `GET /containers/json`: what reading
     /// nodes costs, whatever the number of requests.
     containers_listed: AtomicU64,
+    /// `GET /nodes` answered: one per observation of the swarm.
+    node_lists: AtomicU64,
     mutations: AtomicU64,
 }
 
@@ -140,6 +142,7 @@ impl Sim {
             behaviour,
             requests: AtomicU64::new(0),
             containers_listed: AtomicU64::new(0),
+            node_lists: AtomicU64::new(0),
             mutations: AtomicU64::new(0),
         })
     }
@@ -254,7 +257,10 @@ impl Sim {
             (&Method::GET | &Method::HEAD, ["_ping"]) => respond(200, "text/plain", "OK"),
             (&Method::GET, ["version"]) => answer((200, World::version())),
             (&Method::GET, ["info"]) => answer((200, self.world().info(node))),
-            (&Method::GET, ["nodes"]) => answer(self.world().nodes_json(node)),
+            (&Method::GET, ["nodes"]) => {
+                self.node_lists.fetch_add(1, Ordering::Relaxed);
+                answer(self.world().nodes_json(node))
+            }
             (&Method::GET, ["services"]) => {
                 answer(self.world().services_json(node, &filter(&query, "name")))
             }
@@ -366,6 +372,7 @@ impl Sim {
             (&Method::GET, ["stats"]) => Ok(json!({
                 "requests": self.requests.load(Ordering::Relaxed),
                 "containers_listed": self.containers_listed.load(Ordering::Relaxed),
+                "node_lists": self.node_lists.load(Ordering::Relaxed),
                 "mutations": self.mutations.load(Ordering::Relaxed)})),
             (&Method::POST, ["services"]) => {
                 let name = json["name"].as_str().unwrap_or_default();

@@ -2,7 +2,7 @@
 //! benchmarks at sizes no machine here can hold as real engines (1,000
 //! nodes, 100,000 containers, several swarms). Not part of the shipped
 //! image. What it claims to do as dockerd does is checked by
-//! `tests/conformance.rs`, which runs the same scenarios against the real
+//! `tests/lab_engine.rs`, whose conformance scenarios run against the real
 //! lab and against it.
 //!
 //! ```text
