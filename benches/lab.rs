@@ -1127,7 +1127,7 @@ impl Report {
         let _ = writeln!(m, "## 1-3. Bind time\n");
         let _ = writeln!(
             m,
-            "Seconds to give N running containers (spread by swarm over 3 nodes) an address on an existing macvlan network. Operator: from the binding's server-side apply (by a client already running, as Argo CD or Flux apply it; `kubectl apply` adds its own start-up and discovery, about 0.1 s on this machine) until the status says every container is bound (polled every 25 ms). CLI: `mvconf up`, the whole process. Baseline: `docker network connect --ip` one after another, as mvconf users did by hand and the Python mvconf did. Floor: the connect calls alone as raw HTTP to each engine, all nodes at once, the best of 1, 2, 4 and 8 at a time per node. mvconf applies 4 at a time per node (`--per-node`, `--apply-per-node`).\n"
+            "Seconds to give N running containers (spread by swarm over 3 nodes) an address on an existing macvlan network. Operator: from the binding's server-side apply (by a client already running, as Argo CD or Flux apply it; `kubectl apply` adds its own start-up and discovery, about 0.1 s on this machine) until the status says every container is bound (polled every 25 ms). CLI: `mvconf up`, the whole process. Baseline: `docker network connect --ip` one after another, as mvconf users did by hand and the Python mvconf did. Floor: the connect calls alone as raw HTTP to each engine, all nodes at once, the best of 1, 2, 4 and 8 at a time per node. mvconf applies 8 at a time per node (`--per-node`, `--apply-per-node`).\n"
         );
         let _ = writeln!(
             m,

@@ -605,6 +605,24 @@ async fn main() {
     print!("{m}");
     let _ = std::fs::create_dir_all(&out);
     let _ = std::fs::write(out.join("SIM.md"), &m);
+    // For the plot: containers, apply -> all bound, floor, operator CPU,
+    // API server CPU, nodes, bindings.
+    let dat: String = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:.3} {:.3} {:.2} {:.2} {} {}\n",
+                r.size.nodes * r.size.per_node,
+                r.bound.as_secs_f64(),
+                r.floor.as_secs_f64(),
+                r.cpu.operator,
+                r.cpu.apiserver,
+                r.size.nodes,
+                r.size.bindings
+            )
+        })
+        .collect();
+    let _ = std::fs::write(out.join("sim.dat"), dat);
 }
 
 /// Per-swarm leadership at scale: three replicas over `swarms` simulated
