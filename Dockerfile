@@ -13,5 +13,9 @@ FROM scratch AS runtime
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /src/target/release/mvconf /mvconf
 USER 65532:65532
+# The allocator (mimalloc) gives freed memory back at once and commits
+# memory as it is used, not whole arenas ahead (lower RSS; the chart sets
+# the same).
+ENV MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0 MIMALLOC_EAGER_COMMIT=0
 ENTRYPOINT ["/mvconf"]
 CMD ["operator"]

@@ -9,6 +9,8 @@
 mod common;
 #[path = "lab/power.rs"]
 mod power;
+#[path = "lab/probe.rs"]
+mod probe;
 
 use common::k8s::Kube;
 use common::{Lab, Mode};
@@ -36,8 +38,10 @@ struct Args {
     out: PathBuf,
     plan: Option<PathBuf>,
     criterion: Option<PathBuf>,
-    /// `--only power|bind`: the power cut, or one 30-container bind row,
-    /// alone (while working on them).
+    /// `--only power|bind|footprint`: the power cut, one 30-container bind
+    /// row, or the operator's RSS with 300 containers bound (30 with
+    /// `--quick`), alone (while working on them; `MVCONF_BENCH_OPERATOR_BIN`
+    /// runs another build of the operator).
     only: Option<String>,
 }
 
@@ -442,12 +446,18 @@ struct Operator {
 
 impl Operator {
     fn start(resync: u64, log: &Path) -> Operator {
+        Self::start_with(resync, log, &[])
+    }
+
+    fn start_with(resync: u64, log: &Path, extra: &[&str]) -> Operator {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
         let log = std::fs::File::create(log).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        let bin = std::env::var("MVCONF_BENCH_OPERATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mvconf").to_owned());
+        let child = Command::new(bin)
             .args([
                 "operator",
                 "--namespace",
@@ -461,13 +471,16 @@ impl Operator {
                 "--resync-seconds",
                 &resync.to_string(),
             ])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("MVCONF_BENCH_RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env("POD_NAME", "bench")
-            // As the chart runs it.
+            // As the chart and the image run it.
             .env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
+            .env("MIMALLOC_EAGER_COMMIT", "0")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -509,6 +522,15 @@ impl Drop for Operator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The sum of a metric's samples in a /metrics text.
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
 }
 
 /// (total, mutating) Docker API calls, and reconciles, from /metrics.
@@ -641,6 +663,14 @@ fn clear_network(lab: &Lab, k: usize) {
         !lab.try_docker(k, &["network", "inspect", NET]),
         "node{k}: {NET} cannot be removed"
     );
+}
+
+/// Removes `NET` from every node: the parent is left free for the tests
+/// that use it.
+fn leave_parent(lab: &Lab) {
+    for k in 1..=lab.nodes {
+        clear_network(lab, k);
+    }
 }
 
 /// One bind-time row: seconds for each way of binding `n` containers.
@@ -925,12 +955,47 @@ async fn main() {
         Some("power") => {
             let slots = if a.quick { 6 } else { 30 };
             power::power_cycle(&lab, &kube, &raw, &parent, slots).await;
+            leave_parent(&lab);
+            return;
+        }
+        Some("footprint") => {
+            let big = if a.quick { 30 } else { 300 };
+            let svc = format!("bench-steady-{big}");
+            let _s = lab.service(&svc, Mode::Replicated(big as u32));
+            wait_running(&raw, &svc, big).await;
+            let last = std::net::Ipv4Addr::from(BIND_BASE + big as u32 + 50).to_string();
+            let y = binding_yaml("steady", &svc, &parent, "10.81.0.10", &last);
+            let (ok, out) = kube.kubectl(&["apply", "-f", "-"], Some(&y));
+            assert!(ok, "{out}");
+            wait_bound(&kube, "steady", big, Duration::from_secs(900)).await;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            eprintln!(
+                "operator RSS idle {:.1} MiB, {big} bound {:.1} MiB",
+                rss_idle as f64 / 1024.0,
+                op.rss_kib() as f64 / 1024.0
+            );
+            delete_binding(&kube, "steady").await;
+            leave_parent(&lab);
+            return;
+        }
+        Some("probe") => {
+            drop(op);
+            let n = if a.quick { 30 } else { 150 };
+            let r = probe::probe_rows(&lab, &kube, &raw, &dir, &parent, n, 2).await;
+            eprintln!("{r:?}");
+            eprintln!(
+                "scale-up on / off {:.3}, cold on / off {:.3}",
+                r.scale_on / r.scale_off,
+                r.cold_on / r.cold_off
+            );
+            leave_parent(&lab);
             return;
         }
         Some("bind") => {
             let r = bind_row(&lab, &kube, &raw, &dir, 30, &Via::direct(&lab), &parent).await;
             eprintln!("operator log: {}", dir.join("operator.log").display());
             eprintln!("operator / floor {:.2}", r.operator / r.floor);
+            leave_parent(&lab);
             return;
         }
         _ => {}
@@ -1027,6 +1092,9 @@ async fn main() {
     eprintln!("power cut of every node, {slots} slots bound");
     let power = power::power_cycle(&lab, &kube, &raw, &parent, slots).await;
     drop(op);
+    let probe_n = if a.quick { 30 } else { 150 };
+    eprintln!("duplicate-address detection, {probe_n} containers, probing off and on");
+    let probing = probe::probe_rows(&lab, &kube, &raw, &dir, &parent, probe_n, 2).await;
     // Leave the parent free for the tests that use it.
     for k in 1..=lab.nodes {
         clear_network(&lab, k);
@@ -1048,6 +1116,7 @@ async fn main() {
         slice_bytes,
         drift: d,
         power,
+        probing,
         plan: a
             .plan
             .and_then(|p| std::fs::read_to_string(p).ok())
@@ -1105,6 +1174,7 @@ struct Report {
     slice_bytes: usize,
     drift: Drift,
     power: power::PowerCycle,
+    probing: probe::ProbeRow,
     plan: String,
     pool: Vec<(String, f64)>,
 }
@@ -1223,6 +1293,33 @@ impl Report {
             )),
             p.moved,
             p.missing,
+        );
+        let r = &self.probing;
+        let _ = writeln!(m, "## 5c. Duplicate-address detection on the bind path\n");
+        let _ = writeln!(
+            m,
+            "The operator with ARP probing (`--probe-image`, the probe image built from the same binary by `scripts/lab probe-image`) against the same operator without it, in this run. Scale-up: a service scaled from 0 to {n} under a binding that exists (the probe ran ahead), until every container is connected (Docker polled every 50 ms), mean of {rounds} rounds each, alternating; per container, from first seen running to connected. New binding: a binding applied onto {n} running containers, until its status says all bound: its pool was never probed, so the first addresses wait for one probe.\n",
+            n = r.n,
+            rounds = r.rounds,
+        );
+        let _ = writeln!(
+            m,
+            "| | probing off | probing on | on / off |\n|---|---|---|---|\n| scale-up 0 -> {n}, all connected | {:.2} s | {:.2} s | {:.3} |\n| per container, running -> connected, p50 | {:.2} s | {:.2} s | |\n| per container, running -> connected, p99 | {:.2} s | {:.2} s | |\n| new binding onto {n} running | {:.2} s | {:.2} s | {:.3} |\n",
+            r.scale_off,
+            r.scale_on,
+            r.scale_on / r.scale_off,
+            r.lat_off.0,
+            r.lat_on.0,
+            r.lat_off.1,
+            r.lat_on.1,
+            r.cold_off,
+            r.cold_on,
+            r.cold_on / r.cold_off,
+            n = r.n,
+        );
+        let _ = writeln!(
+            m,
+            "Goal (issue \"Safe on a shared L2 segment\"): scale-up on / off at most 1.05 at 150 containers.\n"
         );
         let _ = writeln!(m, "## 6. Footprint\n");
         let _ = writeln!(

@@ -96,7 +96,14 @@ fn world(nodes: usize) -> World {
                     slot: Slot::Slot(slot),
                 };
                 let since = SINCE.parse().ok();
-                memory.insert(key, Remembered { ip, since });
+                memory.insert(
+                    key,
+                    Remembered {
+                        ip,
+                        since,
+                        released: None,
+                    },
+                );
             }
         }
         snapshot.services.push(sv);
@@ -130,11 +137,13 @@ fn pool_ip(s: usize, i: usize) -> Ipv4Addr {
 fn desired(services: usize) -> Desired {
     let spec = MacvlanBindingSpec {
         networks: vec![NetworkSpec {
+            arp_probe: None,
             name: NET.into(),
             subnet: "10.0.0.0/8".into(),
             gateway: "10.0.0.1".into(),
             parent: "mv0".into(),
             ip_range: None,
+            reserved: vec![],
         }],
         services: (0..services)
             .map(|s| {

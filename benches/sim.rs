@@ -291,8 +291,13 @@ async fn run(kube: &Kube, size: Size, idle: bool) -> Row {
             "--resync-seconds",
             resync_seconds(idle),
         ],
-        // As the chart runs it.
-        &[("RUST_LOG", &log_filter()), ("MIMALLOC_PURGE_DELAY", "0")],
+        // As the chart and the image run it.
+        &[
+            ("RUST_LOG", &log_filter()),
+            ("MIMALLOC_PURGE_DELAY", "0"),
+            ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+            ("MIMALLOC_EAGER_COMMIT", "0"),
+        ],
     );
     let base = u32::from(std::net::Ipv4Addr::new(10, 64, 1, 0));
     let stride = u32::try_from(per_binding + 16).expect("stride");

@@ -170,6 +170,24 @@ pub struct NetworkSpec {
     )]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("ipRange must be an IPv4 CIDR"))]
     pub ip_range: Option<String>,
+
+    /// Addresses nobody may hand out, whatever the pools say: the segment's
+    /// routers, VRRP addresses, physical hosts. Single addresses or ranges
+    /// `first-last`, inside the subnet. A pool covering some of them skips
+    /// them (the service's status counts them); a pool left with none is
+    /// refused. A container holding one after an edit is moved off it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub reserved: Vec<PoolEntry>,
+
+    /// Duplicate-address detection (default on, where the operator or the
+    /// CLI has a probe image): before an address is first handed out it is
+    /// ARP-probed on the segment, and an address something answers for
+    /// (a host Docker cannot see) is skipped. `false` switches it off for
+    /// this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_probe: Option<bool>,
 }
 
 /// A swarm service whose running containers get macvlan addresses.
@@ -363,12 +381,20 @@ pub struct ServiceStatus {
     pub desired: i32,
     /// Containers connected with their address.
     pub bound: i32,
-    /// Addresses in the pool.
+    /// Addresses in the pool (its network's reserved ones left out).
     pub pool_size: i64,
     /// Pool addresses held by this service's task slots (bound or reserved).
     pub allocated: i64,
     /// Pool addresses neither held by this service nor in use elsewhere.
     pub free: i64,
+    /// Addresses of the pool's entries skipped because the network reserves
+    /// them (`spec.networks[].reserved`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserved: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// State of one network on every node.
@@ -384,6 +410,27 @@ pub struct NetworkStatus {
     /// Nodes where the network is not ready, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_ready: Vec<NodeProblem>,
+    /// Free pool addresses something Docker does not show answered an ARP
+    /// probe for (a host, a router): handed out to nobody until a later
+    /// probe finds them free.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unseen_holders: Vec<UnseenHolder>,
+    /// Why free addresses of this network are handed out unprobed, when the
+    /// probe could not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_failed: Option<String>,
+}
+
+/// An address that answered an ARP probe.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnseenHolder {
+    /// The address of the pool that answered.
+    pub address: String,
+    /// The MAC address that answered.
+    pub mac: String,
+    /// The node whose probe it answered.
+    pub node: String,
 }
 
 /// Why something is not ready on one node.
@@ -435,6 +482,11 @@ pub struct ContainerRecord {
     /// When the container got this address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
+    /// For a slot scaled away (state Reserved): when. Its address is held
+    /// back from every other slot until the release cooldown has passed
+    /// (switch and ARP caches forget it); the slot coming back gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released: Option<Time>,
 }
 
 /// State of a container record.
@@ -610,6 +662,7 @@ mod tests {
                 state: RecordState::Bound,
                 message: None,
                 since: Some(since.clone()),
+                released: None,
             })
             .collect();
         let status = MacvlanBindingStatus {

@@ -17,6 +17,7 @@ pub mod engine;
 pub(crate) mod fence;
 pub(crate) mod operator;
 pub mod pool;
+pub mod probe;
 pub mod reconcile;
 pub(crate) mod retry;
 pub mod secret;

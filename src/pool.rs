@@ -167,12 +167,58 @@ impl Pool {
         idx > 0 && self.ranges[idx - 1].end >= v
     }
 
+    /// The addresses of this pool that are not in `other`.
+    pub(crate) fn without(&self, other: &Pool) -> Pool {
+        let mut out = Vec::with_capacity(self.ranges.len());
+        let mut first = 0;
+        for r in &self.ranges {
+            let (mut start, end) = (u64::from(r.start), u64::from(r.end));
+            // `other`'s ranges that end before this one starts are behind us.
+            while other
+                .ranges
+                .get(first)
+                .is_some_and(|o| u64::from(o.end) < start)
+            {
+                first += 1;
+            }
+            for o in &other.ranges[first..] {
+                if u64::from(o.start) > end || start > end {
+                    break;
+                }
+                if u64::from(o.start) > start {
+                    out.push(span(start, u64::from(o.start) - 1));
+                }
+                start = start.max(u64::from(o.end) + 1);
+            }
+            if start <= end {
+                out.push(span(start, end));
+            }
+        }
+        Pool { ranges: out }
+    }
+
     /// Whether every address of `range` is in the pool: merged ranges are
     /// disjoint and never adjacent, so one of them must hold it whole.
+    /// Whether any address of `range` is in the pool (its ranges are
+    /// sorted and disjoint: one binary search).
+    pub(crate) fn overlaps(&self, range: &IpRange) -> bool {
+        let i = self.ranges.partition_point(|r| r.end < range.start);
+        self.ranges.get(i).is_some_and(|r| r.start <= range.end)
+    }
+
     pub(crate) fn covers(&self, range: &IpRange) -> bool {
         self.ranges
             .iter()
             .any(|r| r.start <= range.start && range.end <= r.end)
+    }
+}
+
+/// `start..=end`, both inside the address space by construction.
+fn span(start: u64, end: u64) -> IpRange {
+    let v4 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    IpRange {
+        start: v4(start),
+        end: v4(end),
     }
 }
 
@@ -217,6 +263,9 @@ pub struct Allocator {
     /// Every pool address below `hint` is taken; the search for the lowest
     /// free address starts here, so allocating a whole range is linear.
     hint: u64,
+    /// When set, [`Allocator::allocate`] hands out only these addresses
+    /// (the ones an ARP probe found free); a claim by name is not limited.
+    only: Option<BTreeSet<u32>>,
 }
 
 impl Allocator {
@@ -225,7 +274,49 @@ impl Allocator {
             pool,
             taken: BTreeSet::new(),
             hint: 0,
+            only: None,
         }
+    }
+
+    /// From now on, `allocate` hands out only addresses of `only`.
+    pub(crate) fn restrict(&mut self, only: impl IntoIterator<Item = Ipv4Addr>) {
+        self.only = Some(only.into_iter().map(u32::from).collect());
+    }
+
+    /// Whether `ip` is a free address of the pool.
+    pub(crate) fn is_free(&self, ip: Ipv4Addr) -> bool {
+        self.pool.contains(ip) && !self.taken.contains(&u32::from(ip))
+    }
+
+    /// Free addresses of the restriction (all free ones without one).
+    pub(crate) fn allowed_free(&self) -> u64 {
+        match &self.only {
+            Some(only) => only
+                .iter()
+                .filter(|a| self.pool.contains(Ipv4Addr::from(**a)) && !self.taken.contains(a))
+                .count() as u64,
+            None => self.free(),
+        }
+    }
+
+    /// Up to `n` free addresses that `allocate` may not hand out yet (not in
+    /// the restriction), lowest first: what to probe next.
+    pub(crate) fn unprobed(&self, n: usize) -> Vec<Ipv4Addr> {
+        let mut out = Vec::new();
+        for range in &self.pool.ranges {
+            let mut taken = self.taken.range(range.start..=range.end).peekable();
+            let mut a = u64::from(range.start);
+            while a <= u64::from(range.end) && out.len() < n {
+                let Ok(v) = u32::try_from(a) else { break };
+                if taken.peek() == Some(&&v) {
+                    taken.next();
+                } else if !self.only.as_ref().is_some_and(|o| o.contains(&v)) {
+                    out.push(Ipv4Addr::from(v));
+                }
+                a += 1;
+            }
+        }
+        out
     }
 
     /// Marks an address as unavailable (a node address, another container's
@@ -263,11 +354,19 @@ impl Allocator {
             size: self.pool.size(),
         })?;
         self.taken.insert(found);
-        self.hint = u64::from(found) + 1;
+        if self.only.is_none() {
+            self.hint = u64::from(found) + 1;
+        }
         Ok(Ipv4Addr::from(found))
     }
 
     fn lowest_free(&self) -> Option<u32> {
+        if let Some(only) = &self.only {
+            return only
+                .iter()
+                .copied()
+                .find(|a| self.pool.contains(Ipv4Addr::from(*a)) && !self.taken.contains(a));
+        }
         for range in &self.pool.ranges {
             // u64 so that stepping past 255.255.255.255 cannot overflow.
             let mut candidate = u64::from(range.start).max(self.hint);
@@ -322,6 +421,43 @@ mod tests {
 
     fn range(s: &str) -> IpRange {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn overlap_with_a_pool_is_any_shared_address() {
+        let p = Pool::new([range("10.0.0.10-10.0.0.20"), range("10.0.0.40")]);
+        assert!(p.overlaps(&range("10.0.0.0-10.0.0.10")));
+        assert!(p.overlaps(&range("10.0.0.15-10.0.0.16")));
+        assert!(p.overlaps(&range("10.0.0.21-10.0.0.50")));
+        assert!(!p.overlaps(&range("10.0.0.21-10.0.0.39")));
+        assert!(!p.overlaps(&range("10.0.0.41-10.0.0.255")));
+        assert!(!Pool::new([]).overlaps(&range("10.0.0.1")));
+    }
+
+    #[test]
+    fn a_restricted_allocator_hands_out_only_probed_addresses_and_names_the_next_to_probe() {
+        let mut a = Allocator::new(Pool::new([range("10.0.0.1-10.0.0.8")]));
+        a.exclude(ip("10.0.0.2"));
+        a.restrict([ip("10.0.0.3"), ip("10.0.0.6")]);
+        assert_eq!(
+            a.unprobed(3),
+            vec![ip("10.0.0.1"), ip("10.0.0.4"), ip("10.0.0.5")]
+        );
+        assert_eq!(a.allocate(None), Ok(ip("10.0.0.3")));
+        assert_eq!(a.allocate(None), Ok(ip("10.0.0.6")));
+        assert!(a.allocate(None).is_err(), "nothing probed is left");
+        // A slot's own address is claimed by name, probed or not.
+        assert_eq!(a.claim(ip("10.0.0.7")), Ok(()));
+        assert_eq!(
+            a.unprobed(9),
+            vec![
+                ip("10.0.0.1"),
+                ip("10.0.0.4"),
+                ip("10.0.0.5"),
+                ip("10.0.0.8")
+            ]
+        );
+        assert_eq!(a.free(), 4);
     }
 
     #[test]
@@ -549,6 +685,28 @@ mod tests {
             for w in pool.ranges().windows(2) {
                 prop_assert!(u64::from(w[0].end) + 1 < u64::from(w[1].start), "not merged");
             }
+        }
+
+        #[test]
+        fn a_pool_without_another_keeps_exactly_the_addresses_not_in_it(
+            a in prop::collection::vec((any::<u32>(), 0u32..300), 0..6),
+            b in prop::collection::vec((any::<u32>(), 0u32..300), 0..6),
+            probes in prop::collection::vec(any::<u32>(), 0..40),
+        ) {
+            let pool = |v: &[(u32, u32)]| Pool::new(v.iter().map(|&(s, l)| IpRange { start: s, end: s.saturating_add(l) }));
+            let (pa, pb) = (pool(&a), pool(&b));
+            let d = pa.without(&pb);
+            // Near every edge, and random probes.
+            let edges = pa.ranges().iter().chain(pb.ranges()).flat_map(|r| {
+                [r.start.saturating_sub(1), r.start, r.end, r.end.saturating_add(1)]
+            });
+            for v in edges.chain(probes) {
+                let ip = Ipv4Addr::from(v);
+                prop_assert_eq!(d.contains(ip), pa.contains(ip) && !pb.contains(ip), "{}", ip);
+            }
+            prop_assert_eq!(Pool::new(d.ranges().iter().copied()), d.clone(), "not merged");
+            let inter: u64 = pa.size() - d.size();
+            prop_assert!(inter <= pb.size());
         }
 
         #[test]

@@ -289,6 +289,7 @@ pub fn memory_from<'a>(
             Remembered {
                 ip,
                 since: r.since.as_ref().map(|t| t.0),
+                released: r.released.as_ref().map(|t| t.0),
             },
         );
     }

@@ -107,6 +107,13 @@ fn convert_makes_a_manifest_without_the_password() {
         note.contains("kubectl -n prod create secret generic bank-dce-auth"),
         "{note}"
     );
+    // The manual's ip_range (the whole subnet, over the pool) is left out:
+    // a manifest refuses it, and mvconf derives one outside the pools.
+    assert!(!yaml.contains("ipRange"), "{yaml}");
+    assert!(
+        note.contains("ip_range 192.168.8.0/24 overlaps a pool; left out"),
+        "{note}"
+    );
     // The manifest it prints is itself a valid configuration.
     let round = tmp("bank.yaml", &yaml);
     let out = mvconf(&["-f", round.to_str().unwrap(), "config"]);

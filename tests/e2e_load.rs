@@ -20,6 +20,8 @@ async fn twenty_bindings_of_fifteen_containers_applied_at_once() {
         return;
     };
     let net = unique("load-net");
+    // Its own parent (12): three hundred stopping containers take minutes to
+    // leave the network, and the next test binary must not wait for them.
     let _nets = lab.networks_guard(&[&net]);
     let svcs: Vec<String> = (0..BINDINGS).map(|i| unique(&format!("load{i}"))).collect();
     let _guards: Vec<_> = svcs
@@ -61,7 +63,7 @@ async fn twenty_bindings_of_fifteen_containers_applied_at_once() {
             format!(
                 "apiVersion: mvconf.io/v1alpha1\nkind: MacvlanBinding\nmetadata: {{name: b{i}, namespace: {ns}}}\nspec:\n  deletionPolicy: Disconnect\n  networks:\n  - {{name: {net}, subnet: 10.80.0.0/16, gateway: 10.80.0.1, parent: {parent}}}\n  services:\n  - {{name: {s}, network: {net}, ipPool: [\"10.80.{o}.10-10.80.{o}.40\"]}}\n",
                 ns = ns.name,
-                parent = lab.parent(5),
+                parent = lab.parent(12),
                 o = i + 1,
             )
         })

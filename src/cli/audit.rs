@@ -33,6 +33,104 @@ pub(crate) struct AuditArgs {
     /// Nodes read at once.
     #[arg(long, default_value_t = 32)]
     pub(crate) observe_concurrency: usize,
+    /// ARP-probe the free addresses of every pool (up to 1,024 per network)
+    /// on a node of its network, with this image (mvconf's own, present on
+    /// the nodes): an address something answers for is an `UnseenHolder`
+    /// finding (a host Docker does not show). Networks with `arpProbe:
+    /// false` are not probed.
+    #[arg(long, env = "MVCONF_PROBE_IMAGE", value_name = "IMAGE")]
+    pub(crate) probe_image: Option<String>,
+}
+
+/// Free addresses probed per network at most by `audit --probe-image`.
+const AUDIT_PROBE_MAX: usize = 1024;
+
+/// `audit --probe-image`: probes the free addresses of each subject's pools
+/// and adds what answered to the report.
+async fn probe_free(
+    subjects: &[Subject<'_>],
+    observed: &crate::reconcile::Observed,
+    image: &str,
+    report: &mut AuditReport,
+) {
+    use crate::reconcile::audit::Finding;
+    use std::collections::BTreeSet;
+    let spec = crate::probe::container::ProbeSpec {
+        image: image.to_owned(),
+        timing: crate::probe::Timing::default(),
+    };
+    let snapshot = &observed.snapshot;
+    // Every address any container holds or asked for, on any network.
+    let held: BTreeSet<std::net::Ipv4Addr> = snapshot
+        .nodes
+        .iter()
+        .flat_map(|n| n.containers.iter())
+        .flat_map(|c| c.endpoints.iter())
+        .flat_map(|e| e.ip.into_iter().chain(e.requested))
+        .collect();
+    for sub in subjects {
+        for net in sub.desired.networks.iter().filter(|n| n.arp_probe) {
+            let mut free: Vec<std::net::Ipv4Addr> = Vec::new();
+            for s in sub
+                .desired
+                .services
+                .iter()
+                .filter(|s| s.network == net.name)
+            {
+                for r in s.pool.ranges() {
+                    let (a, b) = (u32::from(r.start()), u32::from(r.end()));
+                    for v in a..=b {
+                        let ip = std::net::Ipv4Addr::from(v);
+                        if !held.contains(&ip) && free.len() < AUDIT_PROBE_MAX {
+                            free.push(ip);
+                        }
+                    }
+                }
+            }
+            if free.is_empty() {
+                continue;
+            }
+            let node = snapshot
+                .nodes
+                .iter()
+                .find(|n| n.reachable() && n.networks.iter().any(|x| x.name == net.name));
+            let Some((node, engine)) = node.and_then(|n| Some((n, observed.engines.get(&n.id)?)))
+            else {
+                report.notes.push(format!(
+                    "{}: network {} is on no readable node: its free addresses were not probed",
+                    sub.name, net.name
+                ));
+                continue;
+            };
+            match crate::probe::container::run(engine, &spec, &net.name, &net.parent, &free).await {
+                Ok(r) => {
+                    report.notes.push(format!(
+                        "{}: probed {} free address{} of network {} from node {} (ARP)",
+                        sub.name,
+                        r.probed,
+                        if r.probed == 1 { "" } else { "es" },
+                        net.name,
+                        node.label()
+                    ));
+                    for a in r.answered {
+                        report.findings.push(Finding::UnseenHolder {
+                            binding: sub.name.to_owned(),
+                            network: net.name.clone(),
+                            ip: a.address.to_string(),
+                            mac: a.mac,
+                            node: node.label().to_owned(),
+                        });
+                    }
+                }
+                Err(e) => report.notes.push(format!(
+                    "{}: could not probe network {}: {e}",
+                    sub.name, net.name
+                )),
+            }
+        }
+    }
+    report.findings.sort();
+    report.findings.dedup();
 }
 
 /// Runs the audit; `Ok(true)` only when clean.
@@ -113,6 +211,9 @@ async fn audit_subjects(
         report.notes.push(format!(
             "{name}: skipped, it names another endpoint; audit it with --binding {name}"
         ));
+    }
+    if let Some(image) = &args.probe_image {
+        probe_free(&subs, &observed, image, &mut report).await;
     }
     Ok(report)
 }

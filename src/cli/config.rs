@@ -74,6 +74,8 @@ pub(crate) fn check(file: &Path) -> Result<(), CliError> {
                         gateway: n.gateway.clone(),
                         parent: n.parent.clone(),
                         ip_range: n.ip_range.clone(),
+                        reserved: n.reserved.iter().map(|e| e.0.clone()).collect(),
+                        arp_probe: n.arp_probe,
                         unknown: Default::default(),
                     })
                     .collect(),
@@ -154,6 +156,16 @@ fn name_from_path(path: &Path) -> String {
 }
 
 /// `mvconf convert`: conf.json to a MacvlanBinding manifest.
+/// The index of network `name` in the file.
+fn index_of(loaded: &config::Loaded, name: &str) -> usize {
+    loaded
+        .desired
+        .networks
+        .iter()
+        .position(|n| n.name == name)
+        .unwrap_or_default()
+}
+
 pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
     let loaded = config::load(file)?;
     warn_all(&loaded);
@@ -166,6 +178,24 @@ pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
     let name = args.name.clone().unwrap_or_else(|| name_from_path(file));
     let mut spec = loaded.desired.to_spec();
     let mut notes = Vec::new();
+    // An ip_range over a pool is refused in a manifest: the manifest leaves
+    // it out (mvconf derives one outside the pools); an existing network
+    // keeps the range it has.
+    for (n, net) in spec.networks.iter_mut().zip(&loaded.desired.networks) {
+        if net.ip_range.is_some()
+            && loaded
+                .desired
+                .notes
+                .iter()
+                .any(|w| w.starts_with(&format!("networks[{}]", index_of(&loaded, &net.name))))
+        {
+            notes.push(format!(
+                "network {}: ip_range {} overlaps a pool; left out (mvconf gives Docker's auto-assign a range outside the pools; an existing network keeps its own)",
+                net.name,
+                n.ip_range.take().unwrap_or_default()
+            ));
+        }
+    }
     let secret_name = format!("{name}-dce-auth");
     // A SwarmEndpoint's Secret lives with the operator, a binding's with it.
     let secret_ns = if args.granted {

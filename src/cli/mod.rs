@@ -75,6 +75,43 @@ pub(crate) enum Command {
     Audit(audit::AuditArgs),
     /// Run the Kubernetes operator that keeps every MacvlanBinding true.
     Operator(Box<crate::operator::OperatorArgs>),
+    /// ARP-probe addresses on an interface (RFC 5227 duplicate-address
+    /// detection); prints one JSON report. What the probe container runs;
+    /// needs CAP_NET_RAW.
+    #[command(hide = true)]
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ProbeArgs {
+    /// The interface on the segment (the macvlan network's parent).
+    #[arg(long)]
+    interface: String,
+    /// Probes per address.
+    #[arg(long, default_value_t = 3)]
+    probes: u32,
+    /// Milliseconds between probes.
+    #[arg(long, default_value_t = 200)]
+    interval_ms: u64,
+    /// Milliseconds to wait for answers after the last probe.
+    #[arg(long, default_value_t = 1000)]
+    wait_ms: u64,
+    /// The addresses.
+    #[arg(required = true)]
+    addresses: Vec<std::net::Ipv4Addr>,
+}
+
+fn probe(args: &ProbeArgs) -> Result<bool, CliError> {
+    let timing = crate::probe::Timing {
+        probes: args.probes.max(1),
+        interval: std::time::Duration::from_millis(args.interval_ms),
+        wait: std::time::Duration::from_millis(args.wait_ms),
+    };
+    let report = crate::probe::wire::probe(&args.interface, &args.addresses, timing)
+        .map_err(|e| CliError::Usage(format!("probe: {e}")))?;
+    let text = serde_json::to_string(&report).map_err(CliError::serialize("the probe report"))?;
+    emit(&format!("{text}\n"))?;
+    Ok(true)
 }
 
 /// Logs go to stderr. `DEBUG=1` (as in mvconf) or `RUST_LOG` raise the level.
@@ -101,6 +138,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Config => config::check(&cli.file).map(|()| true),
         Command::Convert(args) => config::convert(&cli.file, args).map(|()| true),
         Command::Crd => config::crd().map(|()| true),
+        Command::Probe(args) => probe(args),
         _ => block_on(run_async(&cli)),
     };
     if let Err(e) = &result {
@@ -156,7 +194,7 @@ async fn run_async(cli: &Cli) -> Result<bool, CliError> {
             .await
             .map(|()| true)
             .map_err(CliError::Operator),
-        Command::Config | Command::Convert(_) | Command::Crd => Ok(true),
+        Command::Config | Command::Convert(_) | Command::Crd | Command::Probe(_) => Ok(true),
     }
 }
 

@@ -28,6 +28,12 @@ pub(crate) struct OpArgs {
     /// it): by default they, and the networks the operator made, are kept.
     #[arg(long)]
     pub(crate) force: bool,
+    /// `up`: ARP-probe free addresses on the node before handing them out
+    /// (duplicate-address detection), with this image: mvconf's own,
+    /// present on every node. Networks with `arpProbe: false` are not
+    /// probed.
+    #[arg(long, env = "MVCONF_PROBE_IMAGE", value_name = "IMAGE")]
+    pub(crate) probe_image: Option<String>,
 }
 
 /// Prints outcomes as they come: a bar on a terminal, lines otherwise.
@@ -146,7 +152,30 @@ pub(crate) async fn run(
     let started = Instant::now();
     let (loaded, cluster) = connect(file, endpoint).await?;
     let memory = Memory::new();
+    let probing = args
+        .probe_image
+        .as_ref()
+        .filter(|_| mode == Mode::Up && !args.dry_run);
+    let plan = crate::reconcile::PlanOptions {
+        probe: probing
+            .map(|_| {
+                loaded
+                    .desired
+                    .networks
+                    .iter()
+                    .filter(|n| n.arp_probe)
+                    .map(|n| (n.name.clone(), Default::default()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ..Default::default()
+    };
     let pass = Pass {
+        plan,
+        probe_inline: probing.map(|image| crate::probe::container::ProbeSpec {
+            image: image.clone(),
+            timing: crate::probe::Timing::default(),
+        }),
         apply: ApplyOptions {
             per_node: args.per_node,
             ..Default::default()

@@ -26,6 +26,13 @@ pub(crate) struct LegacyNetwork {
     pub(crate) parent: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) ip_range: Option<String>,
+    /// mvconf's own addition: addresses no container may get.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) reserved: Vec<String>,
+    /// mvconf's own addition: `false` turns ARP duplicate-address
+    /// detection off for this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) arp_probe: Option<bool>,
     /// Keys mvconf ignored; reported as warnings.
     #[serde(flatten, skip_serializing)]
     pub(crate) unknown: BTreeMap<String, Value>,
@@ -105,6 +112,8 @@ impl LegacyConf {
                     parent: n.parent.clone(),
                     // mvconf treated an empty ip_range as absent.
                     ip_range: n.ip_range.clone().filter(|r| !r.trim().is_empty()),
+                    reserved: n.reserved.iter().map(|e| PoolEntry(e.clone())).collect(),
+                    arp_probe: n.arp_probe,
                 })
                 .collect(),
             services: self

@@ -246,6 +246,7 @@ fn from_legacy(value: Value, path: &Path) -> Result<Loaded, LoadError> {
         .unknown_keys()
         .into_iter()
         .map(|k| format!("{k}: unknown key, ignored"))
+        .chain(desired.notes.iter().cloned())
         .collect();
     Ok(Loaded {
         path: path.to_owned(),
@@ -311,7 +312,14 @@ mod tests {
             Some("http://192.168.56.102")
         );
         assert_eq!(auth.password.unwrap().expose(), "admin");
-        assert!(l.warnings.is_empty());
+        // Read as it is, with one warning: its ip_range (the whole subnet)
+        // lets Docker's own auto-assign hand out the pool's addresses.
+        assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
+        assert!(
+            l.warnings[0].starts_with("networks[0].ip_range: 192.168.8.0/24 overlaps the pool"),
+            "{}",
+            l.warnings[0]
+        );
     }
 
     #[test]

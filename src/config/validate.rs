@@ -97,6 +97,23 @@ pub struct Network {
     pub(crate) gateway: Ipv4Addr,
     pub(crate) parent: String,
     pub(crate) ip_range: Option<Ipv4Network>,
+    /// The entries of `reserved` as written, parsed, in order.
+    pub(crate) reserved_entries: Vec<IpRange>,
+    /// Addresses nobody may hand out, merged.
+    pub(crate) reserved: Pool,
+    /// Free addresses are ARP-probed before they are first handed out.
+    pub(crate) arp_probe: bool,
+    /// Without an `ipRange`: the one mvconf gives Docker's own auto-assign
+    /// when it creates the network, a block of the subnet outside every
+    /// pool and reserved address (`None`: no such block).
+    pub(crate) auto_range: Option<Ipv4Network>,
+}
+
+impl Network {
+    /// The range Docker's auto-assign uses on a network mvconf creates.
+    pub(crate) fn docker_range(&self) -> Option<Ipv4Network> {
+        self.ip_range.or(self.auto_range)
+    }
 }
 
 /// A validated service with its parsed pool.
@@ -106,8 +123,11 @@ pub struct Service {
     pub(crate) network: String,
     /// The entries as written, parsed, in order.
     pub(crate) entries: Vec<IpRange>,
-    /// The same addresses, merged.
+    /// The addresses it may hand out: the entries merged, less what its
+    /// network reserves.
     pub pool: Pool,
+    /// The addresses of its entries that its network reserves (skipped).
+    pub(crate) skipped: Pool,
     pub(crate) ingress: IngressMode,
 }
 
@@ -118,6 +138,9 @@ pub struct Desired {
     pub services: Vec<Service>,
     pub(crate) endpoint: Option<EndpointSpec>,
     pub(crate) deletion_policy: DeletionPolicy,
+    /// What is valid but unwise (a conf.json's `ip_range` over a pool),
+    /// for the CLI to warn about.
+    pub(crate) notes: Vec<String>,
 }
 
 impl Desired {
@@ -133,6 +156,7 @@ impl Desired {
                 .collect(),
             endpoint: self.endpoint.clone(),
             deletion_policy: self.deletion_policy,
+            notes: self.notes.clone(),
         }
     }
 
@@ -150,6 +174,12 @@ impl Desired {
                     gateway: n.gateway.to_string(),
                     parent: n.parent.clone(),
                     ip_range: n.ip_range.map(|r| r.to_string()),
+                    reserved: n
+                        .reserved_entries
+                        .iter()
+                        .map(|e| PoolEntry(e.to_string()))
+                        .collect(),
+                    arp_probe: (!n.arp_probe).then_some(false),
                 })
                 .collect(),
             services: self
@@ -341,20 +371,65 @@ fn validate_networks(c: &mut Collector, spec: &MacvlanBindingSpec) -> Vec<Option
         // An absent ipRange is fine; one that was written must have passed.
         let range_ok = n.ip_range.is_none() || ip_range.is_some();
 
+        let reserved = check_reserved(c, i, &n.reserved, subnet);
+
         let ok = name_ok && room_ok && gateway_ok && parent_ok && range_ok;
-        out.push(match (ok, subnet, gateway) {
-            (true, Some(subnet), Some(gateway)) => Some(Network {
+        out.push(match (ok, subnet, gateway, reserved) {
+            (true, Some(subnet), Some(gateway), Some(reserved_entries)) => Some(Network {
                 name: n.name.clone(),
                 subnet,
                 gateway,
                 parent: n.parent.clone(),
                 ip_range,
+                reserved: Pool::new(reserved_entries.iter().copied()),
+                reserved_entries,
+                arp_probe: n.arp_probe.unwrap_or(true),
+                auto_range: None,
             }),
             _ => None,
         });
     }
     check_subnet_overlaps(c, &out);
     out
+}
+
+/// Network `i`'s reserved addresses, parsed; `None` when one is unusable.
+fn check_reserved(
+    c: &mut Collector,
+    i: usize,
+    reserved: &[crate::crd::PoolEntry],
+    subnet: Option<Ipv4Network>,
+) -> Option<Vec<IpRange>> {
+    let mut ok = true;
+    if reserved.len() > limits::MAX_POOL_ENTRIES {
+        let field = c.path(format_args!("networks[{i}].reserved"));
+        c.push(
+            field,
+            format!(
+                "{} entries; at most {} are allowed (use ranges \"first-last\")",
+                reserved.len(),
+                limits::MAX_POOL_ENTRIES
+            ),
+        );
+        ok = false;
+    }
+    let mut out = Vec::with_capacity(reserved.len());
+    for (j, e) in reserved.iter().enumerate() {
+        let field = c.path(format_args!("networks[{i}].reserved[{j}]"));
+        let Some(range) = parse_pool_entry(c, field.clone(), &e.0) else {
+            ok = false;
+            continue;
+        };
+        if let Some(net) = subnet
+            && !(net.contains(range.start()) && net.contains(range.end()))
+        {
+            c.push(field, format!("{range} is not inside the subnet {net}"));
+            ok = false;
+            continue;
+        }
+        out.push(range);
+    }
+    ok.then_some(out)
 }
 
 fn check_list_len(c: &mut Collector, list: &str, len: usize, max: usize) {
@@ -552,13 +627,32 @@ fn validate_services(
         let entries = check_pool(c, i, &s.ip_pool, network, placed_here);
 
         out.push(match (name_ok, network, entries) {
-            (true, Some(net), Some(entries)) => Some(Service {
-                name: s.name.clone(),
-                network: net.name.clone(),
-                pool: Pool::new(entries.iter().copied()),
-                entries,
-                ingress: s.ingress,
-            }),
+            (true, Some(net), Some(entries)) => {
+                let written = Pool::new(entries.iter().copied());
+                let pool = written.without(&net.reserved);
+                if pool.size() == 0 {
+                    let field = c.path(format_args!("services[{i}].{}", c.dialect.key("ipPool")));
+                    let at = net_idx.unwrap_or_default();
+                    let reserved = c.path(format_args!("networks[{at}].reserved"));
+                    c.push(
+                        field,
+                        format!(
+                            "every address of {written} is reserved on network {} ({reserved}): nothing is left to hand out",
+                            shown(&net.name)
+                        ),
+                    );
+                    None
+                } else {
+                    Some(Service {
+                        name: s.name.clone(),
+                        network: net.name.clone(),
+                        skipped: written.without(&pool),
+                        pool,
+                        entries,
+                        ingress: s.ingress,
+                    })
+                }
+            }
             _ => None,
         });
     }
@@ -763,8 +857,9 @@ pub fn validate(spec: &MacvlanBindingSpec, dialect: Dialect) -> Result<Desired, 
         dialect,
         errors: Vec::new(),
     };
-    let networks = validate_networks(&mut c, spec);
+    let mut networks = validate_networks(&mut c, spec);
     let services = validate_services(&mut c, spec, &networks);
+    let notes = check_auto_assign(&mut c, &mut networks, &services);
     if let Some(ep) = &spec.endpoint
         && dialect == Dialect::Manifest
     {
@@ -778,7 +873,104 @@ pub fn validate(spec: &MacvlanBindingSpec, dialect: Dialect) -> Result<Desired, 
         services: services.into_iter().flatten().collect(),
         endpoint: spec.endpoint.clone(),
         deletion_policy: spec.deletion_policy,
+        notes,
     })
+}
+
+/// Docker's own auto-assign (a container started on the network without
+/// `--ip`) must not draw from the pools: Docker's IPAM is per node and knows
+/// nothing of them, so it would hand a stranger an address one of our
+/// containers holds on another node. A written `ipRange` over a pool is
+/// refused in a manifest and a warning in a conf.json (mvconf's users wrote
+/// the whole subnet there); without one, mvconf derives a block of the
+/// subnet outside every pool and reserved address for the networks it
+/// creates.
+fn check_auto_assign(
+    c: &mut Collector,
+    networks: &mut [Option<Network>],
+    services: &[Option<Service>],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (i, slot) in networks.iter_mut().enumerate() {
+        let Some(net) = slot else { continue };
+        let pools: Vec<(&str, &Pool)> = services
+            .iter()
+            .flatten()
+            .filter(|s| s.network == net.name)
+            .map(|s| (s.name.as_str(), &s.pool))
+            .collect();
+        let derived = derive_range(net.subnet, &pools, &net.reserved);
+        let Some(range) = net.ip_range else {
+            net.auto_range = derived;
+            if derived.is_none() && !pools.is_empty() {
+                notes.push(format!(
+                    "network {}: the pools leave no block of {} for Docker's own auto-assign; a container started on it without --ip may get a pool address (mvconf reports it as a foreign holder)",
+                    shown(&net.name),
+                    net.subnet
+                ));
+            }
+            continue;
+        };
+        let written = range_of(range);
+        let Some((service, pool)) = pools.iter().find(|(_, p)| p.overlaps(&written)) else {
+            continue;
+        };
+        let fix = match derived {
+            Some(d) => format!(
+                "use a range outside every pool and reserved address, such as {d}, or leave it out and mvconf derives one"
+            ),
+            None => "shrink the pools to leave a block of the subnet for it".to_owned(),
+        };
+        let message = format!(
+            "{range} overlaps the pool of service {} ({pool}): Docker's own auto-assign (a container started without --ip) draws from it on each node without knowing the pool, and would hand out addresses our containers hold on other nodes; {fix}",
+            shown(service)
+        );
+        let field = c.path(format_args!("networks[{i}].{}", c.dialect.key("ipRange")));
+        match c.dialect {
+            Dialect::Manifest => c.push(field, message),
+            Dialect::Legacy => notes.push(format!("{field}: {message}")),
+        }
+    }
+    notes
+}
+
+fn range_of(net: Ipv4Network) -> IpRange {
+    IpRange::new(net.network(), net.broadcast()).unwrap_or_else(|_| IpRange::single(net.network()))
+}
+
+/// The largest CIDR block of `subnet` (half of it at most, /30 at least)
+/// that holds no address of `pools` or `reserved`, the highest of its
+/// size; `None` when none is free.
+pub(crate) fn derive_range(
+    subnet: Ipv4Network,
+    pools: &[(&str, &Pool)],
+    reserved: &Pool,
+) -> Option<Ipv4Network> {
+    let taken = Pool::new(
+        pools
+            .iter()
+            .flat_map(|(_, p)| p.ranges().iter().copied())
+            .chain(reserved.ranges().iter().copied()),
+    );
+    let base = u32::from(subnet.network());
+    for prefix in (subnet.prefix() + 1)..=30 {
+        let blocks = 1u64 << (prefix - subnet.prefix());
+        let size = 1u64 << (32 - prefix);
+        for k in (0..blocks).rev() {
+            let start = u64::from(base) + k * size;
+            let (Ok(first), Ok(last)) = (u32::try_from(start), u32::try_from(start + size - 1))
+            else {
+                continue;
+            };
+            let Ok(block) = IpRange::new(Ipv4Addr::from(first), Ipv4Addr::from(last)) else {
+                continue;
+            };
+            if !taken.overlaps(&block) {
+                return Ipv4Network::new(Ipv4Addr::from(first), prefix).ok();
+            }
+        }
+    }
+    None
 }
 
 fn validate_endpoint(c: &mut Collector, ep: &EndpointSpec) {

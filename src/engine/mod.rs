@@ -243,6 +243,83 @@ impl Engine {
             .map(|_| ())
     }
 
+    /// Creates a container named `name` from a Docker create body; its ID.
+    pub(crate) async fn create_container(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<String> {
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            EngineError::new(
+                ErrorKind::Decode,
+                self.label(),
+                "POST /containers/create",
+                None,
+                e.to_string(),
+            )
+        })?;
+        let a = self
+            .t
+            .send(
+                Method::POST,
+                "/containers/create",
+                Some(bytes),
+                &[("name", name.to_owned())],
+                None,
+                false,
+            )
+            .await?;
+        let created: serde_json::Value = self.t.decode("POST /containers/create", &a)?;
+        Ok(created["Id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    pub(crate) async fn start_container(&self, id: &str) -> Result<()> {
+        self.post(&format!("/containers/{}/start", segment(id)), &json!({}))
+            .await
+            .map(|_| ())
+    }
+
+    /// Waits up to `timeout` for the container to exit; its exit code.
+    pub(crate) async fn wait_container(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<i64> {
+        let path = format!("/containers/{}/wait", segment(id));
+        let a = self
+            .t
+            .send(Method::POST, &path, None, &[], Some(timeout), false)
+            .await?;
+        let v: serde_json::Value = self.t.decode(&format!("POST {path}"), &a)?;
+        Ok(v["StatusCode"].as_i64().unwrap_or(-1))
+    }
+
+    /// A stopped container's output (stdout, stderr), as text.
+    pub(crate) async fn container_logs(&self, id: &str) -> Result<(String, String)> {
+        let path = format!("/containers/{}/logs", segment(id));
+        let q = [("stdout", "1".to_owned()), ("stderr", "1".to_owned())];
+        let a = self
+            .t
+            .send(Method::GET, &path, None, &q, None, false)
+            .await?;
+        Ok(models::demux_logs(&a.body))
+    }
+
+    pub(crate) async fn remove_container(&self, id: &str) -> Result<()> {
+        let path = format!("/containers/{}", segment(id));
+        self.t
+            .send(
+                Method::DELETE,
+                &path,
+                None,
+                &[("force", "1".to_owned())],
+                None,
+                false,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// Opens the node's event stream once: container and network changes.
     pub(crate) async fn events(&self, since: Option<&str>) -> Result<events::EventStream> {
         let mut q = vec![(

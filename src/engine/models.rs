@@ -649,3 +649,51 @@ mod tests {
         );
     }
 }
+
+/// Splits the log stream of a container without a TTY into stdout and
+/// stderr: frames of an 8-byte header (stream, 0, 0, 0, big-endian size)
+/// and their payload. A stream that is not framed (a TTY's) is stdout.
+pub(crate) fn demux_logs(raw: &[u8]) -> (String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    if raw.len() < 8 {
+        return (String::from_utf8_lossy(raw).into_owned(), String::new());
+    }
+    let mut rest = raw;
+    while rest.len() >= 8 {
+        let stream = rest[0];
+        if !matches!(stream, 0..=2) || rest[1..4] != [0, 0, 0] {
+            return (String::from_utf8_lossy(raw).into_owned(), String::new());
+        }
+        let size = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let end = (8 + size).min(rest.len());
+        let payload = &rest[8..end];
+        if stream == 2 {
+            err.extend_from_slice(payload);
+        } else {
+            out.extend_from_slice(payload);
+        }
+        rest = &rest[end..];
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::demux_logs;
+
+    #[test]
+    fn framed_logs_split_into_stdout_and_stderr() {
+        let mut raw = vec![1, 0, 0, 0, 0, 0, 0, 3];
+        raw.extend_from_slice(b"{}\n");
+        raw.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 4]);
+        raw.extend_from_slice(b"oops");
+        assert_eq!(demux_logs(&raw), ("{}\n".into(), "oops".into()));
+        assert_eq!(
+            demux_logs(b"plain text"),
+            ("plain text".into(), String::new())
+        );
+    }
+}

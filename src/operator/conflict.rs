@@ -92,11 +92,13 @@ mod tests {
     ) -> (Arc<MacvlanBinding>, Desired) {
         let spec = MacvlanBindingSpec {
             networks: vec![NetworkSpec {
+                arp_probe: None,
                 name: net.0.into(),
                 subnet: net.1.into(),
                 gateway: net.1.replace(".0/24", ".1"),
                 parent: net.2.into(),
                 ip_range: None,
+                reserved: vec![],
             }],
             services: services
                 .iter()

@@ -54,6 +54,11 @@ pub(crate) struct Settings {
     pub(crate) resync: Duration,
     pub(crate) observe_concurrency: usize,
     pub(crate) apply_per_node: usize,
+    /// How long the address of a slot scaled away goes to nobody else.
+    pub(crate) release_cooldown: Duration,
+    /// Duplicate-address detection: the probe image and pace (none: off).
+    pub(crate) probe: Option<crate::probe::container::ProbeSpec>,
+    pub(crate) probe_freshness: crate::probe::book::Freshness,
     /// This operator install, `namespace/lease`: the claim it puts on the
     /// services it binds, so that another install on the swarm refuses.
     pub(crate) install: String,
@@ -465,10 +470,22 @@ impl Context {
             .unwrap_or_else(|| self.fence.clone())
     }
 
+    /// The release cooldown as a pass at `now` applies it.
+    pub(crate) fn release(
+        &self,
+        now: crate::reconcile::Timestamp,
+    ) -> crate::reconcile::plan::Release {
+        crate::reconcile::plan::Release {
+            now,
+            cooldown: self.settings.release_cooldown,
+        }
+    }
+
     /// A binding is gone: out of the event router's index, and its endpoint
     /// view closed unless another binding uses it.
     pub(crate) fn forget(&self, key: (String, String)) {
         self.registry.forget(&format!("{}/{}", key.0, key.1));
+        self.metrics.forget_binding(&key.0, &key.1);
         self.index
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -484,6 +501,7 @@ impl Context {
                 (b.namespace().unwrap_or_default(), b.name_any()),
                 swarm,
                 b.spec.services.iter().map(|s| s.name.clone()).collect(),
+                b.spec.services.iter().map(|s| s.network.clone()).collect(),
             );
     }
 

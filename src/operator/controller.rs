@@ -33,6 +33,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+/// A pass at the end of a release cooldown runs this much after it, so that
+/// the address is free by then whatever the clocks' rounding.
+const COOLDOWN_SLACK: Duration = Duration::from_millis(100);
+
 /// After a status write refused as stale: the watch brings the newer
 /// binding within this, usually.
 const STALE_RETRY: Duration = Duration::from_secs(1);
@@ -230,6 +234,7 @@ struct Follow<'a>(&'a EndpointState);
 impl Watcher for Follow<'_> {
     fn observed(&self, observed: &Observed) {
         self.0.ensure_watchers(&observed.engines);
+        self.0.prober.note_engines(&observed.engines);
     }
 
     fn node_cache(&self) -> Option<&NodeCache> {
@@ -278,11 +283,24 @@ async fn round(
     requests: Vec<RoundRequest>,
 ) -> Vec<Result<Passed, EngineError>> {
     let live = Arc::new(ctx.binding_keys());
+    let now = Timestamp::now();
+    let release = ctx.release(now);
+    let probing = ctx.settings.probe.as_ref();
     let passes: Vec<Pass<'_>> = requests
         .iter()
         .map(|r| Pass {
             plan: PlanOptions {
                 restore_ingress: true,
+                release: Some(release),
+                probe: probing
+                    .map(|_| {
+                        endpoint.prober.gates(
+                            &r.admitted.desired,
+                            now,
+                            ctx.settings.probe_freshness,
+                        )
+                    })
+                    .unwrap_or_default(),
                 ..Default::default()
             },
             ownership: Ownership::Claim(r.owner.clone()),
@@ -293,6 +311,9 @@ async fn round(
     ctx.metrics.round_passes.observe(passes.len() as f64);
     let started = Instant::now();
     let done = Pass::run_together(&passes, &endpoint.cluster, &Follow(endpoint)).await;
+    if let Some(spec) = probing {
+        probe_ahead(ctx, endpoint, spec, &requests, &done);
+    }
     tracing::debug!(
         endpoint = %endpoint.identity,
         passes = passes.len(),
@@ -300,6 +321,58 @@ async fn round(
         "round"
     );
     done
+}
+
+/// Starts the probes the round's plans want, and forgets the probes of the
+/// addresses they handed out (probed again before they are next free).
+fn probe_ahead(
+    ctx: &Context,
+    endpoint: &EndpointState,
+    spec: &crate::probe::container::ProbeSpec,
+    requests: &[RoundRequest],
+    done: &[Result<Passed, EngineError>],
+) {
+    use crate::reconcile::plan::Action as PlanAction;
+    for (r, passed) in requests.iter().zip(done) {
+        let Ok(passed) = passed else { continue };
+        let plan = &passed.applied.plan;
+        for a in &plan.actions {
+            if let PlanAction::Connect { network, ip, .. } = a {
+                endpoint.prober.handed_out(network, [*ip]);
+            }
+        }
+        if plan.probes.is_empty() {
+            continue;
+        }
+        let (metrics, nudger) = (ctx.metrics.clone(), endpoint.nudger());
+        endpoint.prober.start(
+            spec,
+            ctx.settings.probe_freshness,
+            &r.admitted.desired,
+            &plan.probes,
+            move |network, ended, new| {
+                let outcome = match ended {
+                    super::prober::Ended::Ran { answered: 0, probed } => {
+                        metrics.probed_addresses.inc_by(probed as u64);
+                        "clear"
+                    }
+                    super::prober::Ended::Ran { probed, .. } => {
+                        metrics.probed_addresses.inc_by(probed as u64);
+                        "answered"
+                    }
+                    super::prober::Ended::Failed => "failed",
+                };
+                metrics
+                    .probes
+                    .get_or_create(&super::metrics::OutcomeLabels { outcome })
+                    .inc();
+                for (ip, seen) in &new {
+                    tracing::warn!(%network, %ip, mac = %seen.mac, node = %seen.node, "an address of a pool answered an ARP probe: something Docker does not show holds it");
+                }
+                nudger.nudge(network);
+            },
+        );
+    }
 }
 
 /// One pass for a live binding.
@@ -416,9 +489,19 @@ async fn apply_binding(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, 
         "pass written"
     );
 
+    // An address held through the release cooldown is free when it ends:
+    // a pass then, not at the next resync, gives it to whoever waits.
+    let cooled = records
+        .iter()
+        .filter_map(|r| r.released)
+        .map(|at| ctx.release(now).until(at))
+        .min()
+        .and_then(|t| Duration::try_from(t.duration_since(now)).ok())
+        .map(|d| d + COOLDOWN_SLACK);
     if is_ready(&status) {
         recovered(ctx, &b);
-        Ok(Action::requeue(ctx.settings.resync))
+        let resync = ctx.settings.resync;
+        Ok(Action::requeue(cooled.map_or(resync, |d| d.min(resync))))
     } else {
         let reason = status
             .conditions

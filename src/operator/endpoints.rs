@@ -7,6 +7,7 @@ use super::rounds::Rounds;
 use super::shards::Shards;
 use crate::cluster::{Cluster, ClusterConfig, ConfigError};
 use crate::engine::events::{Watch, watch};
+use crate::engine::models::Event;
 use crate::engine::transport::CallGate;
 use crate::engine::{Engine, EngineError};
 use crate::fence::Fence;
@@ -21,7 +22,79 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub(crate) struct Signal {
     pub(crate) swarm: String,
-    pub(crate) watch: Watch,
+    /// The Docker event (none for a probe's end).
+    pub(crate) watch: Option<Watch>,
+    /// A network whose bindings must look at once: a container that is no
+    /// swarm task's connected to it (`docker run --network` without `--ip`,
+    /// `docker network connect` by hand: Docker's per-node IPAM may have
+    /// given it one of their addresses), or a probe of its free addresses
+    /// ended.
+    pub(crate) network: Option<String>,
+}
+
+/// Strangers of one node: containers that no task owns, connected to a
+/// macvlan network before they started (`docker run --network` connects,
+/// then starts; a read between the two does not list the container yet).
+#[derive(Default)]
+struct Strangers(HashMap<String, String>);
+
+/// At most this many strangers are remembered per node between their
+/// connect and their start.
+const STRANGERS_MAX: usize = 1024;
+
+impl Strangers {
+    /// The macvlan network a stranger just joined, if this event says so:
+    /// a connect of a container the node's last read does not know as a
+    /// swarm task's (answered at once, for a running container, and again
+    /// when a container that was not running yet starts).
+    fn on(&mut self, reads: &NodeCache, node: &str, event: &Event) -> Option<String> {
+        let a = &event.actor.attributes;
+        match (event.kind.as_str(), event.action.as_str()) {
+            ("network", "connect") if a.get("type").map(String::as_str) == Some("macvlan") => {
+                let container = a.get("container")?;
+                if reads.knows_task_container(node, container) {
+                    return None;
+                }
+                let network = a.get("name")?.clone();
+                if self.0.len() >= STRANGERS_MAX {
+                    self.0.clear();
+                }
+                self.0.insert(container.clone(), network.clone());
+                Some(network)
+            }
+            ("container", "start") => self.0.remove(&event.actor.id),
+            ("container", "destroy") => {
+                self.0.remove(&event.actor.id);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// See [`EndpointState::nudger`].
+#[derive(Debug, Clone)]
+pub(crate) struct Nudger {
+    signals: mpsc::Sender<Signal>,
+    swarm: Arc<Mutex<Option<String>>>,
+    identity: String,
+}
+
+impl Nudger {
+    /// The bindings using `network` look again.
+    pub(crate) fn nudge(&self, network: String) {
+        let swarm = self
+            .swarm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| self.identity.clone());
+        let _ = self.signals.try_send(Signal {
+            swarm,
+            watch: None,
+            network: Some(network),
+        });
+    }
 }
 
 /// The view of one swarm.
@@ -39,6 +112,8 @@ pub(crate) struct EndpointState {
     pub(crate) reads: Arc<NodeCache>,
     /// The passes of the bindings using this view, run together.
     pub(crate) rounds: Rounds<RoundRequest, Result<Passed, EngineError>>,
+    /// Duplicate-address detection ahead of the passes.
+    pub(crate) prober: Arc<super::prober::Prober>,
 }
 
 impl Drop for EndpointState {
@@ -52,6 +127,16 @@ impl Drop for EndpointState {
 }
 
 impl EndpointState {
+    /// What makes the bindings using a network of this view's swarm look
+    /// again, from a task that outlives this borrow.
+    pub(crate) fn nudger(&self) -> Nudger {
+        Nudger {
+            signals: self.signals.clone(),
+            swarm: self.swarm.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+
     /// The view reaches swarm `id`.
     pub(crate) fn learnt(&self, id: &str) {
         let mut swarm = self.swarm.lock().unwrap_or_else(PoisonError::into_inner);
@@ -86,7 +171,12 @@ impl EndpointState {
             let handle = tokio::spawn(async move {
                 let _count = count;
                 let follow = tokio::spawn(watch(engine, tx, crate::retry::EVENT_STREAM.max));
+                let mut strangers = Strangers::default();
                 while let Some(w) = rx.recv().await {
+                    let stranger = match &w {
+                        Watch::Event { node, event } => strangers.on(&reads, node, event),
+                        _ => None,
+                    };
                     match &w {
                         Watch::Connected { node } => reads.following(node, true),
                         Watch::Lost { node, .. } => reads.following(node, false),
@@ -95,7 +185,8 @@ impl EndpointState {
                     if signals
                         .send(Signal {
                             swarm: swarm.clone(),
-                            watch: w,
+                            watch: Some(w),
+                            network: stranger,
                         })
                         .await
                         .is_err()
@@ -203,6 +294,7 @@ impl Registry {
                     swarm,
                     reads: Arc::new(NodeCache::new(self.read_max_age)),
                     rounds: Rounds::default(),
+                    prober: Arc::default(),
                 });
                 views.by_config.insert(config_key, state.clone());
                 state

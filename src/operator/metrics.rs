@@ -1,4 +1,4 @@
-//! `/metrics` (Prometheus text), `/healthz` and `/readyz`.
+//! `/metrics` (OpenMetrics text), `/healthz` and `/readyz`.
 
 use crate::engine::transport::CallLog;
 use http_body_util::Full;
@@ -11,9 +11,19 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What `prometheus-client` encodes: OpenMetrics text (`# EOF` at the end,
+/// `_total` counters), said as such so that scrapers parse it as that.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabels {
@@ -109,11 +119,24 @@ pub(crate) struct Metrics {
     pub(crate) desired: Family<BindingLabels, Gauge>,
     pub(crate) drift_repairs: Counter,
     pub(crate) drift_repair_seconds: Histogram,
+    pub(crate) bind_seconds: Histogram,
     pub(crate) slice_writes: Counter,
     pub(crate) status_writes: Counter,
     pub(crate) leader: Gauge,
     pub(crate) swarms_led: Gauge,
+    pub(crate) probes: Family<OutcomeLabels, Counter>,
+    pub(crate) probed_addresses: Counter,
+    pub(crate) unseen_holders: Family<BindingLabels, Gauge>,
+    /// The services each binding has pool series for, so that a binding's
+    /// series go with it (and a service's with the service).
+    pool_services: Mutex<HashMap<BindingLabels, BTreeSet<String>>>,
     ready: AtomicBool,
+}
+
+/// How a probe run ended: `clear` (nothing answered), `answered`, `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub(crate) outcome: &'static str,
 }
 
 impl Metrics {
@@ -130,10 +153,45 @@ impl Metrics {
         let desired = Family::<BindingLabels, Gauge>::default();
         let drift_repairs = Counter::default();
         let drift_repair_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 10));
+        let bind_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
+        registry.register(
+            "mvconf_bind_seconds",
+            "From a container's Docker start event to it being bound, new containers and replacements alike",
+            bind_seconds.clone(),
+        );
         let leader = Gauge::default();
         let swarms_led = Gauge::default();
         let slice_writes = Counter::default();
         let status_writes = Counter::default();
+        let probes = Family::<OutcomeLabels, Counter>::default();
+        let probed_addresses = Counter::default();
+        let unseen_holders = Family::<BindingLabels, Gauge>::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "mvconf_build_info",
+            "The running build: 1, labelled with its version",
+            build_info,
+        );
+        registry.register(
+            "mvconf_probes",
+            "ARP probe runs (duplicate-address detection), by outcome: clear, answered, failed",
+            probes.clone(),
+        );
+        registry.register(
+            "mvconf_probed_addresses",
+            "Addresses ARP-probed before being handed out",
+            probed_addresses.clone(),
+        );
+        registry.register(
+            "mvconf_unseen_holders",
+            "Free pool addresses something Docker does not show answered an ARP probe for, per binding",
+            unseen_holders.clone(),
+        );
         registry.register(
             "mvconf_reconciles",
             "Reconcile passes by result",
@@ -219,11 +277,62 @@ impl Metrics {
             desired,
             drift_repairs,
             drift_repair_seconds,
+            bind_seconds,
             slice_writes,
             status_writes,
             leader,
             swarms_led,
+            probes,
+            probed_addresses,
+            unseen_holders,
+            pool_services: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+        }
+    }
+
+    /// A binding's pool series are now exactly those of `services`: the
+    /// series of a service no longer in it go.
+    pub(crate) fn pools_of(&self, binding: &BindingLabels, services: BTreeSet<String>) {
+        let mut all = self
+            .pool_services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let before = all
+            .insert(binding.clone(), services.clone())
+            .unwrap_or_default();
+        for gone in before.difference(&services) {
+            self.remove_pool(binding, gone);
+        }
+    }
+
+    fn remove_pool(&self, binding: &BindingLabels, service: &str) {
+        let l = PoolLabels {
+            namespace: binding.namespace.clone(),
+            binding: binding.binding.clone(),
+            service: service.to_owned(),
+        };
+        self.pool_size.remove(&l);
+        self.pool_allocated.remove(&l);
+        self.pool_free.remove(&l);
+    }
+
+    /// A binding is gone: so are its series.
+    pub(crate) fn forget_binding(&self, namespace: &str, name: &str) {
+        let b = BindingLabels {
+            namespace: namespace.to_owned(),
+            binding: name.to_owned(),
+        };
+        self.bound.remove(&b);
+        self.desired.remove(&b);
+        self.unseen_holders.remove(&b);
+        let services = self
+            .pool_services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&b)
+            .unwrap_or_default();
+        for s in &services {
+            self.remove_pool(&b, s);
         }
     }
 
@@ -267,11 +376,7 @@ pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::R
                 let metrics = metrics.clone();
                 async move {
                     Ok::<_, std::convert::Infallible>(match req.uri().path() {
-                        "/metrics" => respond(
-                            StatusCode::OK,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                            metrics.render(),
-                        ),
+                        "/metrics" => respond(StatusCode::OK, CONTENT_TYPE, metrics.render()),
                         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
                         "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
                             respond(StatusCode::OK, "text/plain", "ok\n".into())
@@ -324,6 +429,59 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE mvconf_docker_api_calls counter"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_text_is_openmetrics_and_says_so_with_the_build() {
+        let m = Metrics::new(Arc::new(CallLog::default()));
+        m.bind_seconds.observe(0.3);
+        let text = m.render();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("mvconf_bind_seconds_count 1"), "{text}");
+        assert!(CONTENT_TYPE.starts_with("application/openmetrics-text; version=1.0.0"));
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(
+            text.contains(&format!("mvconf_build_info{{version=\"{version}\"}} 1")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_deleted_bindings_series_go_with_it_and_a_removed_services_with_it() {
+        let m = Metrics::new(Arc::new(CallLog::default()));
+        let set = |ns: &str, b: &str, services: &[&str]| {
+            let bl = BindingLabels {
+                namespace: ns.into(),
+                binding: b.into(),
+            };
+            m.bound.get_or_create(&bl).set(1);
+            m.unseen_holders.get_or_create(&bl).set(0);
+            for s in services {
+                let l = PoolLabels {
+                    namespace: ns.into(),
+                    binding: b.into(),
+                    service: (*s).into(),
+                };
+                m.pool_free.get_or_create(&l).set(3);
+            }
+            m.pools_of(&bl, services.iter().map(|s| (*s).to_owned()).collect());
+        };
+        set("a", "gone", &["web", "api"]);
+        set("a", "kept", &["web"]);
+        // api leaves the binding's spec: its series go.
+        set("a", "gone", &["web"]);
+        assert!(!m.render().contains("service=\"api\""), "{}", m.render());
+        m.forget_binding("a", "gone");
+        let text = m.render();
+        assert!(!text.contains("binding=\"gone\""), "{text}");
+        assert!(
+            text.contains("mvconf_pool_free{namespace=\"a\",binding=\"kept\",service=\"web\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mvconf_binding_bound{namespace=\"a\",binding=\"kept\"} 1"),
             "{text}"
         );
     }

@@ -7,6 +7,7 @@ pub(crate) mod endpoints;
 pub(crate) mod index;
 pub(crate) mod lease;
 pub(crate) mod metrics;
+pub(crate) mod prober;
 pub(crate) mod report;
 pub(crate) mod rounds;
 pub(crate) mod router;
@@ -106,6 +107,21 @@ pub(crate) struct OperatorArgs {
     /// Full resync period in seconds (Docker events trigger passes in between).
     #[arg(long, default_value_t = 300, env = "MVCONF_RESYNC_SECONDS")]
     pub(crate) resync_seconds: u64,
+    /// Seconds the address of a slot scaled away goes to no other slot
+    /// (switch and ARP caches forget it meanwhile); the slot coming back
+    /// gets it. 0: at once.
+    #[arg(long, default_value_t = 5, env = "MVCONF_RELEASE_COOLDOWN_SECONDS")]
+    pub(crate) release_cooldown_seconds: u64,
+    /// Duplicate-address detection: ARP-probe free addresses on a node of
+    /// their network before handing them out, with this image (the
+    /// operator's own, present on the swarm's nodes; the chart sets it).
+    /// Unset: no probing. Networks with `arpProbe: false` are not probed.
+    #[arg(long, env = "MVCONF_PROBE_IMAGE", value_name = "IMAGE")]
+    pub(crate) probe_image: Option<String>,
+    /// Seconds an address that answered a probe is skipped before it is
+    /// probed again.
+    #[arg(long, default_value_t = 60, env = "MVCONF_PROBE_RECHECK_SECONDS")]
+    pub(crate) probe_recheck_seconds: u64,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "MVCONF_METRICS_ADDR")]
     pub(crate) metrics_addr: SocketAddr,
@@ -584,6 +600,19 @@ fn settings(args: &OperatorArgs, namespace: &str) -> Result<Settings, OperatorEr
         api_version: args.api_version.clone(),
         limits: Limits::default(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
+        release_cooldown: Duration::from_secs(args.release_cooldown_seconds),
+        probe: args
+            .probe_image
+            .as_ref()
+            .filter(|i| !i.trim().is_empty())
+            .map(|image| crate::probe::container::ProbeSpec {
+                image: image.clone(),
+                timing: crate::probe::Timing::default(),
+            }),
+        probe_freshness: crate::probe::book::Freshness {
+            recheck: Duration::from_secs(args.probe_recheck_seconds.max(1)),
+            ..Default::default()
+        },
         observe_concurrency: 32,
         apply_per_node: args.apply_per_node.max(1),
         install: format!("{namespace}/{}", args.lease_name),

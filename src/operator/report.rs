@@ -78,6 +78,13 @@ pub(crate) async fn report(
 ) {
     let ns = b.namespace().unwrap_or_default();
     let name = b.name_any();
+    ctx.metrics.pools_of(
+        &BindingLabels {
+            namespace: ns.clone(),
+            binding: name.clone(),
+        },
+        status.services.iter().map(|s| s.name.clone()).collect(),
+    );
     for s in &status.services {
         let l = PoolLabels {
             namespace: ns.clone(),
@@ -103,6 +110,11 @@ pub(crate) async fn report(
         .desired
         .get_or_create(&bl)
         .set(i64::from(status.desired));
+    let unseen: usize = status.networks.iter().map(|n| n.unseen_holders.len()).sum();
+    ctx.metrics
+        .unseen_holders
+        .get_or_create(&bl)
+        .set(i64::try_from(unseen).unwrap_or(i64::MAX));
 
     let now_nanos = Timestamp::now().as_nanosecond();
     let mut notes = Notes::default();
@@ -125,6 +137,10 @@ pub(crate) async fn report(
                     .and_then(|mut m| m.remove(container));
                 let restored = memory.get(key).is_some_and(|m| Some(m.ip) == o.ip);
                 let short = crate::reconcile::short(container);
+                if let Some(t) = started {
+                    let secs = ((now_nanos - i128::from(t)).max(0) as f64) / 1e9;
+                    ctx.metrics.bind_seconds.observe(secs);
+                }
                 match started {
                     Some(t) if restored => {
                         let secs = ((now_nanos - i128::from(t)).max(0) as f64) / 1e9;
@@ -166,6 +182,8 @@ pub(crate) async fn report(
             Problem::NetworkMismatch { .. } => reasons::CONFLICT,
             Problem::ServiceMissing { .. } => reasons::SERVICE_NOT_FOUND,
             Problem::ForeignHolder { .. } => "ForeignAddress",
+            Problem::UnseenHolder { .. } => "UnseenHolder",
+            Problem::ProbeFailed { .. } => "ProbeFailed",
         };
         notes.add(true, reason, p.to_string());
     }

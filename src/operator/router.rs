@@ -1,5 +1,6 @@
 //! The Docker event router: an event costs a reconcile of the bindings
-//! that name its service on its swarm, and a broken-then-restored event
+//! that name its service on its swarm, a stranger joining a macvlan network
+//! one of the bindings using that network, and a broken-then-restored event
 //! stream a resync of that swarm's bindings.
 
 use super::context::{Context, Guarded};
@@ -47,7 +48,26 @@ pub(crate) async fn route(
                 continue;
             }
         };
-        let Signal { swarm, watch } = signal;
+        let Signal {
+            swarm,
+            watch,
+            network,
+        } = signal;
+        if let Some(network) = network {
+            let using = ctx
+                .index
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .using(&swarm, &network);
+            if !using.is_empty() {
+                tracing::debug!(%swarm, %network, "a managed network changed (a stranger joined it, or a probe ended)");
+            }
+            if !trigger(&ctx, &triggers, using).await {
+                return;
+            }
+            continue;
+        }
+        let Some(watch) = watch else { continue };
         let service = match &watch {
             Watch::Event { event, .. } => {
                 // Network events and other container events only keep the

@@ -50,6 +50,7 @@ pub(crate) fn container_record(r: &Record) -> ContainerRecord {
         state: r.state,
         message: r.message.clone().map(clip),
         since: r.since.map(Time),
+        released: r.released.map(Time),
     }
 }
 
@@ -156,7 +157,7 @@ pub(crate) fn verdict(
     }
     let waiting: Vec<String> = records
         .iter()
-        .filter(|r| r.state != RecordState::Bound)
+        .filter(|r| r.state != RecordState::Bound && r.released.is_none())
         .map(|r| {
             format!(
                 "{}: {}",
@@ -172,6 +173,29 @@ pub(crate) fn verdict(
 }
 
 /// The status after a pass.
+/// The addresses of `network` that answered a probe, once each.
+fn unseen_holders(plan: &Plan, network: &str) -> Vec<crate::crd::UnseenHolder> {
+    let mut out: Vec<crate::crd::UnseenHolder> = Vec::new();
+    for p in &plan.problems {
+        if let Problem::UnseenHolder {
+            network: n,
+            ip,
+            mac,
+            node,
+        } = p
+            && n == network
+            && !out.iter().any(|u| u.address == ip.to_string())
+        {
+            out.push(crate::crd::UnseenHolder {
+                address: ip.to_string(),
+                mac: mac.clone(),
+                node: node.clone(),
+            });
+        }
+    }
+    out
+}
+
 pub(crate) fn after_pass(
     previous: Option<&MacvlanBindingStatus>,
     generation: Option<i64>,
@@ -184,17 +208,20 @@ pub(crate) fn after_pass(
         .iter()
         .filter(|r| r.state == RecordState::Bound)
         .count();
+    // Slots that are gone, holding their address through the cooldown,
+    // are not containers waiting to be bound.
+    let slots = records.iter().filter(|r| r.released.is_none()).count();
     let ready = verdict(plan, records, failures);
     let (ok, reason, message) = match ready {
         None => (
             true,
             reasons::BOUND,
-            format!("{bound}/{} containers bound", records.len()),
+            format!("{bound}/{slots} containers bound"),
         ),
         Some((reason, message)) => (
             false,
             reason,
-            format!("{bound}/{} containers bound; {message}", records.len()),
+            format!("{bound}/{slots} containers bound; {message}"),
         ),
     };
     let services = plan
@@ -213,6 +240,7 @@ pub(crate) fn after_pass(
                 pool_size: saturating_i64(c.pool_size),
                 allocated: saturating_i64(mine.filter(|r| r.ip.is_some()).count() as u64),
                 free: saturating_i64(c.free),
+                reserved: saturating_i64(c.reserved),
             }
         })
         .collect();
@@ -231,6 +259,15 @@ pub(crate) fn after_pass(
                     message: clip(message.clone()),
                 })
                 .collect(),
+            unseen_holders: unseen_holders(plan, &n.name),
+            probe_failed: plan.problems.iter().find_map(|p| match p {
+                Problem::ProbeFailed {
+                    network,
+                    node,
+                    message,
+                } if network == &n.name => Some(clip(format!("node {node}: {message}"))),
+                _ => None,
+            }),
         })
         .collect();
     MacvlanBindingStatus {
@@ -244,7 +281,7 @@ pub(crate) fn after_pass(
             generation,
             now,
         )],
-        desired: saturating_i32(records.len() as u64),
+        desired: saturating_i32(slots as u64),
         bound: saturating_i32(bound as u64),
         services,
         networks,
@@ -300,11 +337,13 @@ mod tests {
             state,
             message: None,
             since: "2026-11-22T10:00:00Z".parse().ok(),
+            released: None,
         }
     }
 
     fn plan_with(problems: Vec<Problem>) -> Plan {
         Plan {
+            probes: Default::default(),
             actions: vec![],
             records: vec![],
             problems,
@@ -315,6 +354,7 @@ mod tests {
                 pool_size: 10,
                 allocated: 2,
                 free: 8,
+                reserved: 0,
             }],
             networks: vec![NetworkState {
                 name: "mv".into(),

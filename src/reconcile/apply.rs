@@ -428,7 +428,7 @@ pub(crate) fn network_body(n: &Network, owner: Option<&Owner>) -> NetworkCreate 
             config: vec![IpamConfig {
                 subnet: n.subnet.to_string(),
                 gateway: n.gateway.to_string(),
-                ip_range: n.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                ip_range: n.docker_range().map(|r| r.to_string()).unwrap_or_default(),
             }],
         },
         options: HashMap::from([("parent".to_owned(), n.parent.clone())]),

@@ -119,6 +119,16 @@ pub(crate) enum Finding {
     /// A node whose engine could not be read: nothing about it is known.
     #[serde(rename_all = "camelCase")]
     NodeUnreadable { node: String, message: String },
+    /// Something Docker does not show answered the operator's ARP probe
+    /// for a free address of the binding's network (its status says so).
+    #[serde(rename_all = "camelCase")]
+    UnseenHolder {
+        binding: String,
+        network: String,
+        ip: String,
+        mac: String,
+        node: String,
+    },
 }
 
 impl Finding {
@@ -133,6 +143,7 @@ impl Finding {
             Finding::ForeignInPool { .. } => "ForeignInPool",
             Finding::LeftBehind { .. } => "LeftBehind",
             Finding::NodeUnreadable { .. } => "NodeUnreadable",
+            Finding::UnseenHolder { .. } => "UnseenHolder",
         }
     }
 }
@@ -202,6 +213,16 @@ impl fmt::Display for Finding {
             } => write!(
                 f,
                 "{binding}: {holder} holds {ip} from the pool of service {pool_of}, and is not managed by it"
+            ),
+            Finding::UnseenHolder {
+                binding,
+                network,
+                ip,
+                mac,
+                node,
+            } => write!(
+                f,
+                "{binding}: {ip} of network {network} answered an ARP probe from node {node} (MAC {mac}): a host Docker does not show holds it"
             ),
             Finding::LeftBehind { holder, ip } => {
                 write!(
@@ -310,6 +331,17 @@ pub(crate) fn audit(
 
     let claims = Claims::of(subjects);
     for sub in subjects {
+        for n in sub.status.iter().flat_map(|s| &s.networks) {
+            for u in &n.unseen_holders {
+                findings.insert(Finding::UnseenHolder {
+                    binding: sub.name.to_owned(),
+                    network: n.name.clone(),
+                    ip: u.address.clone(),
+                    mac: u.mac.clone(),
+                    node: u.node.clone(),
+                });
+            }
+        }
         check_binding(
             sub,
             snapshot,

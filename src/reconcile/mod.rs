@@ -282,6 +282,8 @@ pub struct Record {
     pub(crate) message: Option<String>,
     /// When the container got this address, when known.
     pub(crate) since: Option<Timestamp>,
+    /// For a slot scaled away whose address cools down: when it went.
+    pub(crate) released: Option<Timestamp>,
 }
 
 /// Something the user should know that is not a single failed call.
@@ -311,13 +313,35 @@ pub enum Problem {
         ip: Ipv4Addr,
         service: String,
     },
+    /// Something Docker does not show (a host, a router, another
+    /// platform's container) answered an ARP probe for a free address of a
+    /// pool: the address goes to nobody until a later probe finds it free.
+    UnseenHolder {
+        network: String,
+        ip: Ipv4Addr,
+        mac: String,
+        node: String,
+    },
+    /// The probe of a network's free addresses could not run: they are
+    /// handed out unprobed until one does.
+    ProbeFailed {
+        network: String,
+        node: String,
+        message: String,
+    },
 }
 
 impl Problem {
     /// Whether the problem means the pass did not do its job (exit code,
-    /// Ready condition); a foreign holder is only worth a warning.
+    /// Ready condition); a foreign holder, an unseen holder and a probe that
+    /// could not run are only worth a warning.
     pub(crate) fn is_error(&self) -> bool {
-        !matches!(self, Problem::ForeignHolder { .. })
+        !matches!(
+            self,
+            Problem::ForeignHolder { .. }
+                | Problem::UnseenHolder { .. }
+                | Problem::ProbeFailed { .. }
+        )
     }
 }
 
@@ -356,6 +380,23 @@ impl fmt::Display for Problem {
                 "{ip} (pool of service {service}) is held on {network} by container {} on node {node}, which this binding does not manage; left alone",
                 short(container)
             ),
+            Problem::UnseenHolder {
+                network,
+                ip,
+                mac,
+                node,
+            } => write!(
+                f,
+                "{ip} of network {network} answered an ARP probe from node {node} (MAC {mac}): something Docker does not show holds it; handed out to nobody until a probe finds it free"
+            ),
+            Problem::ProbeFailed {
+                network,
+                node,
+                message,
+            } => write!(
+                f,
+                "cannot probe free addresses of network {network} from node {node}: {message}; handing them out unprobed"
+            ),
         }
     }
 }
@@ -369,6 +410,8 @@ pub(crate) struct ServiceCounts {
     pub(crate) pool_size: u64,
     pub(crate) allocated: u64,
     pub(crate) free: u64,
+    /// Addresses of the pool's entries its network reserves.
+    pub(crate) reserved: u64,
 }
 
 /// One network's state on every node.

@@ -126,6 +126,15 @@ impl NodeCache {
         }
     }
 
+    /// Whether `node`'s last read shows container `id` as a swarm task's.
+    pub(crate) fn knows_task_container(&self, node: &str, id: &str) -> bool {
+        self.entry(node, |e| {
+            e.read
+                .as_ref()
+                .is_some_and(|(_, _, d)| d.1.iter().any(|c| c.id == id && c.task.is_some()))
+        })
+    }
+
     /// This process acted on `node`: what the action touched is read again.
     pub(crate) fn acted(&self, node: &str, action: &Action) {
         match action {

@@ -11,6 +11,7 @@ use super::{Owner, Snapshot};
 use crate::cluster::Cluster;
 use crate::config::validate::Desired;
 use crate::engine::EngineError;
+use crate::probe::book::{Freshness, NetBook};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +39,43 @@ pub(crate) struct Pass<'a> {
     /// does, once Docker shows the work done): a claim is what tells the
     /// next try which services are this binding's to undo.
     pub(crate) keep_claims: bool,
+    /// The CLI: probe the free addresses a plan waits for before applying
+    /// it (the operator probes ahead, outside its passes).
+    pub(crate) probe_inline: Option<crate::probe::container::ProbeSpec>,
+}
+
+/// Probe rounds of one CLI pass at most.
+const PROBE_ROUNDS: usize = 4;
+
+/// Probes, on the node each network names, the addresses the plan wants
+/// probed, and notes the results in `books`.
+async fn probe_now(
+    spec: &crate::probe::container::ProbeSpec,
+    desired: &Desired,
+    plan: &super::plan::Plan,
+    engines: &std::collections::HashMap<String, crate::engine::Engine>,
+    books: &mut std::collections::BTreeMap<String, NetBook>,
+) {
+    let runs = plan.probes.iter().filter_map(|(net, w)| {
+        let parent = desired.networks.iter().find(|n| &n.name == net)?.parent.clone();
+        let engine = engines.get(&w.node_id)?.clone();
+        let addrs: Vec<std::net::Ipv4Addr> = w.addrs.iter().copied().collect();
+        Some(async move {
+            tracing::info!(network = %net, node = %engine.label(), addresses = addrs.len(), "probing free addresses (ARP)");
+            let r = crate::probe::container::run(&engine, spec, net, &parent, &addrs).await;
+            (net.clone(), engine.label().to_owned(), addrs, r)
+        })
+    });
+    for (net, node, addrs, r) in futures::future::join_all(runs).await {
+        let book = books.entry(net).or_default();
+        let now = super::Timestamp::now();
+        match r {
+            Ok(report) => {
+                book.record(&node, &addrs, &report, now);
+            }
+            Err(e) => book.fail(&node, &e.to_string(), now),
+        }
+    }
 }
 
 /// How a pass treats the operator's claims on services: the
@@ -110,6 +148,7 @@ impl<'a> Pass<'a> {
             ownership: Ownership::Ignore,
             live_bindings: Arc::default(),
             keep_claims: false,
+            probe_inline: None,
         }
     }
 
@@ -171,10 +210,7 @@ impl<'a> Pass<'a> {
         // plan is pure and short (it grows with its own services).
         let mut steps: Vec<Step> = Vec::with_capacity(passes.len());
         for p in passes {
-            steps.push(
-                p.prepare(&observed.snapshot, &survey, cluster, watcher)
-                    .await,
-            );
+            steps.push(p.prepare(&observed, &survey, cluster, watcher).await);
             tokio::task::yield_now().await;
         }
         let planned_at = Instant::now();
@@ -254,7 +290,7 @@ impl<'a> Pass<'a> {
     /// Claims and plan of this pass on a round's observation.
     async fn prepare(
         &self,
-        all: &Snapshot,
+        observed: &Observed,
         survey: &Survey<'_>,
         cluster: &Cluster,
         watcher: &dyn Watcher,
@@ -265,7 +301,7 @@ impl<'a> Pass<'a> {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        let snapshot = all.for_services(&names);
+        let snapshot = observed.snapshot.for_services(&names);
         let claims = Claims::of_live(&self.ownership, &snapshot, &self.live_bindings);
         if !claims.held_elsewhere.is_empty() {
             let plan = plan_in(
@@ -306,7 +342,28 @@ impl<'a> Pass<'a> {
         options
             .keep_networks
             .extend(claims.keep_networks(self.desired));
-        let plan = plan_in(survey, desired, &snapshot, self.memory, self.mode, &options);
+        let mut plan = plan_in(survey, desired, &snapshot, self.memory, self.mode, &options);
+        if let Some(spec) = &self.probe_inline
+            && self.mode == Mode::Up
+            && !self.dry_run
+        {
+            // Each round probes what the slots still waiting want; a
+            // round that finds every address answered asks for the next.
+            let mut books = std::collections::BTreeMap::new();
+            for _ in 0..PROBE_ROUNDS {
+                if !plan.probes.values().any(|w| w.awaiting > 0) {
+                    break;
+                }
+                probe_now(spec, desired, &plan, &observed.engines, &mut books).await;
+                let now = super::Timestamp::now();
+                for (net, book) in &books {
+                    options
+                        .probe
+                        .insert(net.clone(), book.gate(now, Freshness::default()));
+                }
+                plan = plan_in(survey, desired, &snapshot, self.memory, self.mode, &options);
+            }
+        }
         watcher.planned(&plan);
         Step::Plan {
             snapshot,

@@ -164,11 +164,13 @@ mod tests {
     fn desired() -> Desired {
         let spec = MacvlanBindingSpec {
             networks: vec![NetworkSpec {
+                arp_probe: None,
                 name: "mv".into(),
                 subnet: "192.168.8.0/24".into(),
                 gateway: "192.168.8.1".into(),
                 parent: "mv0".into(),
                 ip_range: None,
+                reserved: vec![],
             }],
             services: vec![ServiceSpec {
                 name: "web".into(),
@@ -212,8 +214,10 @@ mod tests {
             state: RecordState::Bound,
             message: None,
             since: None,
+            released: None,
         };
         let plan = Plan {
+            probes: Default::default(),
             actions: vec![],
             records: vec![record],
             problems: if unreachable {

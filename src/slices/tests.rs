@@ -28,6 +28,7 @@ fn record(service: &str, slot: u64, state: RecordState) -> ContainerRecord {
         state,
         message: None,
         since: "2026-11-22T10:00:00Z".parse().ok().map(Time),
+        released: None,
     }
 }
 

@@ -5,8 +5,8 @@
 //! as every manifest before tenancy did, which only an install with
 //! `--inline allow` accepts; or it names MacvlanNetworks, and then each
 //! service must fall under a grant of its network for the binding's
-//! namespace, with its whole pool inside that grant's ranges and clear of
-//! the network's reserved addresses.
+//! namespace, with its whole pool inside that grant's ranges (the network's
+//! reserved addresses in it are skipped; a pool left with none is refused).
 
 use super::{Grant, MacvlanNetworkSpec, NamespaceSelection, SwarmEndpointSpec};
 use crate::config::validate::{Desired, Dialect, FieldError, Invalid, validate};
@@ -164,6 +164,8 @@ impl MacvlanNetworkSpec {
             gateway: self.gateway.clone(),
             parent: self.parent.clone(),
             ip_range: self.ip_range.clone(),
+            reserved: self.reserved.clone(),
+            arp_probe: self.arp_probe,
         }
     }
 }
@@ -202,7 +204,25 @@ pub(crate) fn admit(
         return Err(Invalid { errors });
     }
     let effective = effective_spec(spec, &used, t);
-    let desired = validate(&effective, Dialect::Manifest).map_err(|e| blame_networks(e, &used))?;
+    let mut desired =
+        validate(&effective, Dialect::Manifest).map_err(|e| blame_networks(e, &used))?;
+    // Docker's own auto-assign on a MacvlanNetwork without an ipRange:
+    // clear of every grant's ranges, whichever team's binding creates it.
+    for object in &used {
+        let Some(net) = t.networks.get(*object) else {
+            continue;
+        };
+        let granted = Pool::new(net.grants.iter().flat_map(|g| g.pool().ranges().to_vec()));
+        let name = net.docker_name(object);
+        if let Some(n) = desired
+            .networks
+            .iter_mut()
+            .find(|n| n.name == name && n.ip_range.is_none())
+        {
+            n.auto_range =
+                crate::config::validate::derive_range(n.subnet, &[("", &granted)], &n.reserved);
+        }
+    }
     if check == Check::Grants {
         check_grants(spec, &desired, namespace, t, &mut errors);
     }
@@ -370,6 +390,16 @@ fn effective_spec(spec: &MacvlanBindingSpec, used: &[&str], t: &Tenancy) -> Macv
 /// `spec.networks[k]` the binding does not have.
 fn blame_networks(mut invalid: Invalid, used: &[&str]) -> Invalid {
     for e in &mut invalid.errors {
+        // A message naming a network field of the effective spec names the
+        // MacvlanNetwork instead (the binding has no `networks`).
+        for (k, name) in used.iter().enumerate() {
+            let inner = format!("spec.networks[{k}].");
+            if e.message.contains(&inner) {
+                e.message = e
+                    .message
+                    .replace(&inner, &format!("MacvlanNetwork {} .", shown(name)));
+            }
+        }
         let Some(rest) = e.field.strip_prefix("spec.networks[") else {
             continue;
         };
@@ -435,7 +465,6 @@ fn check_grants(
             continue;
         }
         let granted = Pool::new(grants.iter().flat_map(|g| g.pool().ranges().to_vec()));
-        let reserved = ranges(&net.reserved);
         let Some(entries) = desired
             .services
             .iter()
@@ -454,15 +483,6 @@ fn check_grants(
                         shown(&s.network),
                         shown(&s.name),
                         granted
-                    ),
-                ));
-            }
-            if let Some(r) = reserved.ranges().iter().find(|r| r.overlaps(range)) {
-                errors.push(err(
-                    field,
-                    format!(
-                        "{range} includes {r}, reserved on MacvlanNetwork {}",
-                        shown(&s.network)
                     ),
                 ));
             }

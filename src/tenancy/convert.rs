@@ -93,7 +93,8 @@ pub(crate) fn split(name: &str, ns: &str, spec: &MacvlanBindingSpec) -> Split {
                     gateway: n.gateway.clone(),
                     parent: n.parent.clone(),
                     ip_range: n.ip_range.clone(),
-                    reserved: Vec::new(),
+                    reserved: n.reserved.clone(),
+                    arp_probe: n.arp_probe,
                     grants: vec![Grant {
                         namespaces: vec![ns.to_owned()],
                         namespace_selector: None,
@@ -133,11 +134,13 @@ mod tests {
     fn a_split_file_is_admitted_where_inline_is_denied() {
         let spec = MacvlanBindingSpec {
             networks: vec![NetworkSpec {
+                arp_probe: None,
                 name: "mac_vlan".into(),
                 subnet: "192.168.8.0/24".into(),
                 gateway: "192.168.8.1".into(),
                 parent: "eth1".into(),
                 ip_range: None,
+                reserved: vec![],
             }],
             services: vec![ServiceSpec {
                 name: "2048".into(),

@@ -232,6 +232,12 @@ pub struct MacvlanNetworkSpec {
     #[schemars(length(max = 1024))]
     pub reserved: Vec<PoolEntry>,
 
+    /// Duplicate-address detection by ARP before an address is first
+    /// handed out (default on where a probe image is set); `false` turns
+    /// it off for this network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_probe: Option<bool>,
+
     /// Who may use this network: each grant lets some namespaces bind some
     /// services with addresses from some ranges. A binding's service must
     /// fall under one grant for its namespace, with its whole pool inside

@@ -186,7 +186,19 @@ impl Lab {
                     )
                     .unwrap_or_default();
                 if parent.trim() == p {
-                    self.remove_network(k, id);
+                    // An earlier test's containers may still be stopping
+                    // (hundreds of them, after a load test): the network
+                    // goes once their endpoints are gone.
+                    let start = Instant::now();
+                    loop {
+                        self.remove_network(k, id);
+                        if !self.try_docker(k, &["network", "inspect", id])
+                            || start.elapsed() > Duration::from_secs(120)
+                        {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
                 }
             }
         }
@@ -303,12 +315,59 @@ pub struct NetGuard<'a> {
 }
 
 impl NetGuard<'_> {
+    /// Removes the networks once the containers of the test's removed
+    /// services have left them by themselves: forcing a disconnect while
+    /// the engine is stopping the container can leave a stale endpoint
+    /// that only an engine restart clears (Docker 20.10), and the network
+    /// with it, on the parent the next test needs. Hundreds of stopping
+    /// tasks (a load test) take minutes on two cores, so swarm tasks are
+    /// waited for up to four minutes; other containers (strangers a test
+    /// started, endpoints whose container is gone) are disconnected after
+    /// a few seconds.
     fn remove(&self) {
+        let start = Instant::now();
         for k in 1..=self.lab.nodes {
             for n in &self.names {
+                while let Some(ids) = self.lab.docker_output(
+                    k,
+                    &[
+                        "network",
+                        "inspect",
+                        n,
+                        "--format",
+                        "{{range $id, $c := .Containers}}{{$id}} {{end}}",
+                    ],
+                ) {
+                    let ids: Vec<&str> = ids.split_whitespace().collect();
+                    let tasks = ids.iter().filter(|id| self.lab.is_task(k, id)).count();
+                    let waited = start.elapsed();
+                    if ids.is_empty()
+                        || (tasks == 0 && waited > Duration::from_secs(5))
+                        || waited > Duration::from_secs(240)
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
                 self.lab.remove_network(k, n);
             }
         }
+    }
+}
+
+impl Lab {
+    /// Whether container `id` on node `k` exists and is a swarm task.
+    fn is_task(&self, k: usize, id: &str) -> bool {
+        self.docker_output(
+            k,
+            &[
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"com.docker.swarm.task.id\"}}",
+                id,
+            ],
+        )
+        .is_some_and(|t| !t.trim().is_empty())
     }
 }
 
@@ -364,3 +423,87 @@ pub mod e2e;
 pub mod k8s;
 pub mod relay;
 pub mod target;
+
+impl Lab {
+    /// The probe image on every node, built from this test build's mvconf
+    /// (`scripts/lab probe-image`), once per test process.
+    pub fn probe_image(&self) -> String {
+        static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        TAG.get_or_init(|| {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+            let out = Command::new(script)
+                .args(["probe-image", env!("CARGO_BIN_EXE_mvconf")])
+                .output()
+                .expect("run scripts/lab probe-image");
+            assert!(
+                out.status.success(),
+                "scripts/lab probe-image: {}",
+                text(&out)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .clone()
+    }
+}
+
+/// A host on the lab's L2 segment that Docker knows nothing of: a network
+/// namespace with a macvlan interface holding `address`, its parent a veth
+/// whose other end is a port of the lab's bridge (`mvlab1`). Gone on drop.
+pub struct StrangerHost {
+    netns: String,
+    veth: String,
+}
+
+impl StrangerHost {
+    pub fn new(tag: &str, address: &str) -> Self {
+        let id = format!("{}{tag}", std::process::id() % 10_000);
+        let netns = format!("mvs-{id}");
+        let (veth, peer, mac) = (
+            format!("mvs{id}a"),
+            format!("mvs{id}b"),
+            format!("mvs{id}m"),
+        );
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("run ip");
+            assert!(out.status.success(), "ip {args:?}: {}", text(&out));
+        };
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        let _ = Command::new("ip").args(["link", "del", &veth]).output();
+        ip(&["netns", "add", &netns]);
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &veth, "master", "mvlab1", "up"]);
+        ip(&["link", "set", &peer, "up"]);
+        ip(&[
+            "link", "add", &mac, "link", &peer, "type", "macvlan", "mode", "bridge",
+        ]);
+        ip(&["link", "set", &mac, "netns", &netns]);
+        ip(&["-n", &netns, "addr", "add", address, "dev", &mac]);
+        ip(&["-n", &netns, "link", "set", &mac, "up"]);
+        Self { netns, veth }
+    }
+
+    /// The MAC address it answers with.
+    pub fn mac(&self) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.netns, "-o", "link", "show", "type", "macvlan"])
+            .output()
+            .expect("run ip");
+        let t = String::from_utf8_lossy(&out.stdout).to_string();
+        t.split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Drop for StrangerHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
+    }
+}

@@ -3,12 +3,14 @@ use crate::crd::{NetworkSpec, PoolEntry, ServiceSpec};
 
 fn net(name: &str, subnet: &str, gateway: &str) -> NetworkSpec {
     NetworkSpec {
+        arp_probe: None,
         name: name.into(),
         subnet: subnet.into(),
         gateway: gateway.into(),
         // One macvlan network per parent: derive a distinct one.
         parent: format!("eth{}", subnet.split('.').next().unwrap_or("1")),
         ip_range: None,
+        reserved: vec![],
     }
 }
 
@@ -101,7 +103,7 @@ fn gateway_must_parse_and_lie_inside_the_subnet() {
 #[test]
 fn ip_range_must_lie_inside_the_subnet() {
     let mut s = good();
-    s.networks[0].ip_range = Some("192.168.8.128/25".into());
+    s.networks[0].ip_range = Some("192.168.8.0/25".into());
     assert!(validate(&s, Dialect::Manifest).is_ok());
     s.networks[0].ip_range = Some("192.168.0.0/16".into());
     let (f, m) = one_error(&s);
@@ -319,4 +321,107 @@ fn node_urls_are_checked_like_the_endpoint_url() {
     );
     s.endpoint = Some(ep("tcp://10.0.0.12:2375"));
     assert!(validate(&s, Dialect::Manifest).is_ok());
+}
+
+#[test]
+fn reserved_addresses_are_skipped_from_pools_and_counted() {
+    let mut s = good();
+    s.networks[0].reserved = vec!["192.168.8.137".into(), "192.168.8.200-192.168.8.210".into()];
+    let d = validate(&s, Dialect::Manifest).unwrap();
+    let web = &d.services[0];
+    assert_eq!(web.pool.to_string(), "192.168.8.136, 192.168.8.139");
+    assert_eq!(web.skipped.size(), 1);
+    // The canonical spec writes them back as they were given.
+    assert_eq!(d.to_spec().networks[0].reserved, s.networks[0].reserved);
+}
+
+#[test]
+fn a_pool_that_reserved_addresses_leave_empty_is_refused_naming_both() {
+    let mut s = good();
+    s.networks[0].reserved = vec!["192.168.8.130-192.168.8.140".into()];
+    let (f, m) = one_error(&s);
+    assert_eq!(f, "spec.services[0].ipPool");
+    assert!(
+        m.contains("reserved") && m.contains("networks[0].reserved"),
+        "{m}"
+    );
+    let err = validate(&s, Dialect::Legacy).unwrap_err();
+    assert_eq!(err.errors[0].field, "services[0].ip_pool");
+}
+
+#[test]
+fn reserved_entries_must_parse_and_lie_in_the_subnet() {
+    let mut s = good();
+    s.networks[0].reserved = vec!["192.168.8.5".into(), "10.0.0.1".into(), "nope".into()];
+    let err = validate(&s, Dialect::Manifest).unwrap_err();
+    let fields: Vec<&str> = err.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.networks[0].reserved[1]",
+            "spec.networks[0].reserved[2]"
+        ],
+        "{err}"
+    );
+    assert!(
+        err.errors[0].message.contains("not inside the subnet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dockers_auto_assign_range_over_a_pool_is_refused_in_a_manifest_with_the_fix() {
+    let mut s = good();
+    s.networks[0].ip_range = Some("192.168.8.128/25".into());
+    let (f, m) = one_error(&s);
+    assert_eq!(f, "spec.networks[0].ipRange");
+    assert!(m.contains("overlaps the pool of service \"2048\""), "{m}");
+    assert!(m.contains("such as 192.168.8.0/25"), "the fix: {m}");
+}
+
+#[test]
+fn a_conf_json_ip_range_over_a_pool_is_a_warning_and_kept_as_mvconf_users_wrote_it() {
+    let mut s = good();
+    s.networks[0].ip_range = Some("192.168.8.0/24".into());
+    let d = validate(&s, Dialect::Legacy).unwrap();
+    assert_eq!(d.notes.len(), 1, "{:?}", d.notes);
+    assert!(
+        d.notes[0].starts_with("networks[0].ip_range: 192.168.8.0/24 overlaps"),
+        "{}",
+        d.notes[0]
+    );
+    assert_eq!(
+        d.networks[0].docker_range(),
+        Some("192.168.8.0/24".parse().unwrap())
+    );
+}
+
+#[test]
+fn without_an_ip_range_docker_gets_the_largest_block_outside_every_pool_and_reserved_address() {
+    let d = validate(&good(), Dialect::Manifest).unwrap();
+    assert!(d.notes.is_empty());
+    assert_eq!(d.networks[0].ip_range, None);
+    assert_eq!(
+        d.networks[0].docker_range(),
+        Some("192.168.8.0/25".parse().unwrap())
+    );
+    // Reserved addresses count too; the highest free block of the largest
+    // size wins.
+    let mut s = good();
+    s.networks[0].reserved = vec![PoolEntry::from("192.168.8.1-192.168.8.20")];
+    let d = validate(&s, Dialect::Manifest).unwrap();
+    assert_eq!(
+        d.networks[0].docker_range(),
+        Some("192.168.8.192/26".parse().unwrap())
+    );
+    // Pools over the whole subnet leave nothing: a note says so.
+    let mut s = good();
+    s.services[0].ip_pool = vec![PoolEntry::from("192.168.8.2-192.168.8.254")];
+    let d = validate(&s, Dialect::Manifest).unwrap();
+    assert_eq!(d.networks[0].docker_range(), None);
+    assert!(
+        d.notes[0].contains("no block of 192.168.8.0/24"),
+        "{:?}",
+        d.notes
+    );
 }

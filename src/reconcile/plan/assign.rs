@@ -19,6 +19,7 @@ pub(super) struct World<'p, 'a> {
     pub(crate) holdings: &'p Holdings<'a>,
     pub(crate) claimed: &'p Claimed<'a>,
     pub(crate) usable: &'p BTreeSet<(&'a str, &'a str)>,
+    pub(crate) cooling: &'p [super::cooldown::Cooling<'p>],
     pub(crate) mode: Mode,
     pub(crate) options: &'p PlanOptions,
 }
@@ -37,6 +38,11 @@ struct Service<'p, 'a> {
     claim: &'p Claim<'a>,
     kept: HashMap<&'a Slot, Ipv4Addr>,
     reserved: HashMap<&'a Slot, Ipv4Addr>,
+    /// Whether free addresses not probed yet remain, once asked: a slot
+    /// finding none probed waits for a probe rather than exhaustion. The
+    /// loop over the slots allocates probed addresses only, so the answer
+    /// holds for the whole service (and the pool is scanned once).
+    unprobed_left: std::cell::OnceCell<bool>,
 }
 
 /// Plans one service: records for every wanted slot, the actions that bind
@@ -58,15 +64,32 @@ pub(super) fn service<'a>(
         claim,
         kept: HashMap::new(),
         reserved: HashMap::new(),
+        unprobed_left: std::cell::OnceCell::new(),
     };
     s.keep_valid(&wants, &mut alloc);
     s.reserve_known(&wants, &mut alloc);
 
+    // Rule 3b: what slots scaled away hold while they cool down goes to
+    // nobody new (a container that holds it already keeps it, rule 2).
+    for ip in world
+        .cooling
+        .iter()
+        .filter(|c| c.network == spec.network)
+        .map(|c| c.ip)
+    {
+        alloc.exclude(ip);
+    }
+
+    let gate = probe_gate(world, claim, &mut alloc, draft);
+
     let first_record = draft.records.len();
     let mut exhausted = Vec::new();
+    let mut awaiting: Vec<&str> = Vec::new();
     for w in &wants {
-        if let Some(waiting) = s.record(w, &mut alloc, draft) {
-            exhausted.push(waiting);
+        match s.record(w, &mut alloc, gate.is_some(), draft) {
+            Bound::Done => {}
+            Bound::Exhausted(slot) => exhausted.push(slot),
+            Bound::AwaitingProbe(node_id) => awaiting.push(node_id),
         }
     }
     if !exhausted.is_empty() {
@@ -74,6 +97,9 @@ pub(super) fn service<'a>(
             service: spec.name.clone(),
             waiting: exhausted,
         });
+    }
+    if let Some(gate) = gate {
+        want_probes(world, claim, gate, &alloc, &awaiting, draft);
     }
     // This service's records are the ones just pushed.
     let mine = &draft.records[first_record..];
@@ -87,12 +113,19 @@ pub(super) fn service<'a>(
         pool_size: spec.pool.size(),
         allocated: mine.iter().filter(|r| r.ip.is_some()).count() as u64,
         free: alloc.free(),
+        reserved: spec.skipped.size(),
     };
     (counts, alloc)
 }
 
 /// Rule 1: foreign holders. Only the held addresses inside the pool's
 /// ranges are visited: cost follows the pool, not the whole cluster.
+///
+/// An address one of this service's containers already holds stays with it
+/// (rule 2) even when a stranger holds it too: Docker's per-node IPAM gives
+/// a container started without `--ip` an address free on its own node, and
+/// the container we bound first must not be the one that moves. The
+/// stranger is reported either way.
 fn exclude_foreign(
     world: &World<'_, '_>,
     claim: &Claim<'_>,
@@ -101,19 +134,41 @@ fn exclude_foreign(
 ) {
     let spec = claim.spec;
     let h = world.holdings;
-    let in_pool = spec
+    let in_pool: Vec<_> = spec
         .pool
         .ranges()
         .iter()
-        .flat_map(|r| h.held_in(r.start(), r.end()));
+        .flat_map(|r| h.held_in(r.start(), r.end()))
+        .collect();
+    // The holders of one address are adjacent (sorted by address).
+    let own_held: BTreeSet<Ipv4Addr> = in_pool
+        .iter()
+        .filter(|x| {
+            world
+                .claimed
+                .is_own(h, x.live.container.id.as_str(), x.ip, &spec.name)
+        })
+        .map(|x| x.ip)
+        .collect();
     for held in in_pool {
         let (ip, l) = (held.ip, held.live);
         let id = l.container.id.as_str();
         if world.claimed.is_own(h, id, ip, &spec.name) {
             continue;
         }
-        alloc.exclude(ip);
-        if !world.claimed.ours.contains_key(id) {
+        if !own_held.contains(&ip) {
+            alloc.exclude(ip);
+        }
+        // A container of one of the binding's services that no wanted slot
+        // owns (still stopping after a scale-down, an old task being
+        // replaced) is ours leaving, not a stranger: its address is kept
+        // from others all the same.
+        let leaving = l
+            .container
+            .service
+            .as_deref()
+            .is_some_and(|s| world.claimed.services.iter().any(|c| c.spec.name == s));
+        if !world.claimed.ours.contains_key(id) && !leaving {
             draft.problems.push(Problem::ForeignHolder {
                 node: l.node.label().to_owned(),
                 container: l.container.id.clone(),
@@ -123,6 +178,96 @@ fn exclude_foreign(
             });
         }
     }
+}
+
+/// What a wanted slot's record came to.
+enum Bound<'a> {
+    Done,
+    /// The pool had no address for this slot.
+    Exhausted(String),
+    /// Free addresses remain, none probed yet: the slot on this node waits.
+    AwaitingProbe(&'a str),
+}
+
+/// Free addresses probed ahead of need, beyond the slots waiting now: a
+/// scale-up of this many finds them probed (one probe run covers them all
+/// in about the same time as one).
+pub(crate) const PROBE_AHEAD: usize = 256;
+
+/// Duplicate-address detection: addresses something on the segment
+/// answered for go to nobody new (a container of ours that holds one keeps
+/// it), and, while probes run, only addresses probed free are handed out.
+/// Returns the gate when it restricts this service's allocator.
+fn probe_gate<'p>(
+    world: &World<'p, '_>,
+    claim: &Claim<'_>,
+    alloc: &mut Allocator,
+    draft: &mut Draft,
+) -> Option<&'p crate::probe::book::Gate> {
+    let spec = claim.spec;
+    let gate = world.options.probe.get(&spec.network)?;
+    for (ip, seen) in &gate.answered {
+        if spec.pool.contains(*ip) {
+            alloc.exclude(*ip);
+            draft.problems.push(Problem::UnseenHolder {
+                network: spec.network.clone(),
+                ip: *ip,
+                mac: seen.mac.clone(),
+                node: seen.node.clone(),
+            });
+        }
+    }
+    if let Some((node, message)) = &gate.failed {
+        draft.problems.push(Problem::ProbeFailed {
+            network: spec.network.clone(),
+            node: node.clone(),
+            message: message.clone(),
+        });
+        return None;
+    }
+    alloc.restrict(gate.clear.iter().copied());
+    Some(gate)
+}
+
+/// The addresses to probe next for this service, on the node of the first
+/// waiting slot (else any node where the network is usable): the answered
+/// ones due for another probe, and enough unprobed free ones that every
+/// waiting slot and [`PROBE_AHEAD`] more find a probed one.
+fn want_probes(
+    world: &World<'_, '_>,
+    claim: &Claim<'_>,
+    gate: &crate::probe::book::Gate,
+    alloc: &Allocator,
+    awaiting: &[&str],
+    draft: &mut Draft,
+) {
+    let network = claim.spec.network.as_str();
+    let short = (awaiting.len() + PROBE_AHEAD)
+        .saturating_sub(usize::try_from(alloc.allowed_free()).unwrap_or(usize::MAX));
+    let mut addrs = alloc.unprobed(short);
+    addrs.extend(gate.due.iter().filter(|a| claim.spec.pool.contains(**a)));
+    addrs.extend(gate.stale.iter().filter(|a| alloc.is_free(**a)));
+    if addrs.is_empty() {
+        return;
+    }
+    let node = awaiting.first().copied().or_else(|| {
+        world
+            .usable
+            .iter()
+            .find(|(_, n)| *n == network)
+            .map(|(id, _)| *id)
+    });
+    let Some(node) = node else { return };
+    let w = draft
+        .probes
+        .entry(network.to_owned())
+        .or_insert_with(|| super::ProbeWanted {
+            node_id: node.to_owned(),
+            addrs: Default::default(),
+            awaiting: 0,
+        });
+    w.addrs.extend(addrs);
+    w.awaiting += awaiting.len();
 }
 
 fn wants<'a>(world: &World<'_, 'a>, claim: &'a Claim<'a>) -> Vec<Want<'a>> {
@@ -225,9 +370,14 @@ impl<'a> Service<'_, 'a> {
             .collect()
     }
 
-    /// Rule 4, and the record of one wanted slot. Returns the slot's name
-    /// when the pool had no address for it.
-    fn record(&self, w: &Want<'a>, alloc: &mut Allocator, draft: &mut Draft) -> Option<String> {
+    /// Rule 4, and the record of one wanted slot.
+    fn record(
+        &self,
+        w: &Want<'a>,
+        alloc: &mut Allocator,
+        probing: bool,
+        draft: &mut Draft,
+    ) -> Bound<'a> {
         let key = self.key_of(w.slot);
         let node = w
             .live
@@ -256,17 +406,18 @@ impl<'a> Service<'_, 'a> {
                 .remembered(w.slot)
                 .filter(|m| Some(m.ip) == w.cur)
                 .and_then(|m| m.since),
+            released: None,
         };
         let Some(l) = w.live else {
             self.waiting(w, node, &mut rec);
             draft.records.push(rec);
-            return None;
+            return Bound::Done;
         };
         let ingress_net = l.node.ingress();
         rec.ingress = ingress_net.is_some_and(|i| l.container.endpoint(&i.name).is_some());
-        let mut exhausted = None;
+        let mut exhausted = Bound::Done;
         match self.world.mode {
-            Mode::Up => exhausted = self.bind(w, l, &mut rec, alloc, draft),
+            Mode::Up => exhausted = self.bind(w, l, &mut rec, alloc, probing, draft),
             Mode::Disconnect | Mode::Down => self.unbind(w, l, &mut rec, draft),
             Mode::Remove | Mode::Observe | Mode::Uningress | Mode::Reingress => {
                 self.as_it_is(w, l, &mut rec, draft)
@@ -342,15 +493,16 @@ impl<'a> Service<'_, 'a> {
     }
 
     /// `up`: keep, restore or allocate the slot's address, then the
-    /// ingress setting. Returns the slot's name when the pool is exhausted.
+    /// ingress setting.
     fn bind(
         &self,
         w: &Want<'a>,
         l: Live<'a>,
         rec: &mut Record,
         alloc: &mut Allocator,
+        probing: bool,
         draft: &mut Draft,
-    ) -> Option<String> {
+    ) -> Bound<'a> {
         let spec = self.claim.spec;
         if !self
             .world
@@ -368,9 +520,9 @@ impl<'a> Service<'_, 'a> {
                 spec.network,
                 l.node.label()
             ));
-            return None;
+            return Bound::Done;
         }
-        let mut exhausted = None;
+        let mut exhausted = Bound::Done;
         if let Some(ip) = self.kept.get(w.slot) {
             rec.ip = Some(*ip);
             rec.state = RecordState::Bound;
@@ -381,10 +533,23 @@ impl<'a> Service<'_, 'a> {
             };
             match choice {
                 Ok(ip) => self.connect(w, l, ip, rec, draft),
+                Err(_)
+                    if probing
+                        && *self
+                            .unprobed_left
+                            .get_or_init(|| !alloc.unprobed(1).is_empty()) =>
+                {
+                    rec.state = RecordState::Pending;
+                    rec.message = Some(format!(
+                        "waiting for an ARP probe of a free address of {}",
+                        spec.network
+                    ));
+                    exhausted = Bound::AwaitingProbe(l.node.id.as_str());
+                }
                 Err(e) => {
                     rec.state = RecordState::Pending;
                     rec.message = Some(format!("no address: {e}"));
-                    exhausted = Some(rec.key.to_string());
+                    exhausted = Bound::Exhausted(rec.key.to_string());
                 }
             }
         }
@@ -413,6 +578,8 @@ impl<'a> Service<'_, 'a> {
         if let Some(old) = w.cur {
             let reason = if spec.pool.contains(old) {
                 format!("{old} is also held by another container")
+            } else if spec.skipped.contains(old) {
+                format!("{old} is reserved on network {}", spec.network)
             } else {
                 format!("{old} is not in the pool")
             };

@@ -10,7 +10,9 @@
 //!    (valid assignments never move). Two of ours on one address: the one the
 //!    records name keeps it, the other moves.
 //! 3. A slot whose container is being replaced keeps its remembered address
-//!    reserved.
+//!    reserved; a slot that is gone (scaled away) keeps it out of reach of
+//!    every other slot for the release cooldown (the operator's; the CLI
+//!    remembers nothing between runs).
 //! 4. A live container without a valid address gets its slot's remembered
 //!    address, else the address its slot's earlier containers had, else the
 //!    lowest free one.
@@ -18,9 +20,11 @@
 //! One part per rule, each a pure function over the snapshot:
 //! [`networks`] (which node can take connects), [`holdings`] (who holds
 //! which address), [`slots`] (a service's slots in time), [`assign`] (the
-//! four rules, per service) and [`ingress`].
+//! four rules, per service), [`cooldown`] (what slots that are gone still
+//! hold) and [`ingress`].
 
 mod assign;
+mod cooldown;
 mod holdings;
 mod ingress;
 mod networks;
@@ -58,6 +62,8 @@ pub enum Mode {
 pub struct Remembered {
     pub ip: Ipv4Addr,
     pub since: Option<Timestamp>,
+    /// The slot was scaled away at this time; its address cools down.
+    pub released: Option<Timestamp>,
 }
 
 pub type Memory = BTreeMap<Key, Remembered>;
@@ -242,6 +248,8 @@ pub struct Plan {
     /// Each service's allocator after planning, for apply to pick another
     /// address when an engine answers "address in use".
     pub(crate) allocators: BTreeMap<String, Allocator>,
+    /// What to probe next, per network (only networks that are probed).
+    pub probes: BTreeMap<String, ProbeWanted>,
 }
 
 impl Plan {
@@ -274,6 +282,44 @@ pub struct PlanOptions {
     /// services that publish ports through it (the operator keeps the spec
     /// true); the CLI's `up` leaves ingress alone, as mvconf did.
     pub(crate) restore_ingress: bool,
+    /// The operator's release cooldown: a slot scaled away keeps its
+    /// address out of every other slot's reach for this long after
+    /// `now` first saw it gone. `None` (the CLI, which remembers nothing
+    /// between runs): a slot that is gone is forgotten.
+    pub(crate) release: Option<Release>,
+    /// Duplicate-address detection, per network (absent: not probed): what
+    /// the probes found, which limits what may be handed out.
+    pub(crate) probe: BTreeMap<String, crate::probe::book::Gate>,
+}
+
+/// Addresses of one network to probe (ARP), and the node to probe from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeWanted {
+    pub node_id: String,
+    pub addrs: BTreeSet<Ipv4Addr>,
+    /// Slots waiting for one of them now (the rest is probed ahead).
+    pub awaiting: usize,
+}
+
+/// A release cooldown, and the time of the pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    pub now: Timestamp,
+    pub cooldown: std::time::Duration,
+}
+
+impl Release {
+    /// When an address released at `at` may go to another slot.
+    pub(crate) fn until(&self, at: Timestamp) -> Timestamp {
+        let ms = i64::try_from(self.cooldown.as_millis()).unwrap_or(i64::MAX);
+        at.checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms))
+            .unwrap_or(Timestamp::MAX)
+    }
+
+    /// Whether an address released at `at` still cools down.
+    pub(crate) fn cooling(&self, at: Timestamp) -> bool {
+        self.now < self.until(at)
+    }
 }
 
 /// What the parts of a plan add up: actions, records and problems, in the
@@ -283,6 +329,7 @@ struct Draft {
     actions: Vec<Action>,
     records: Vec<Record>,
     problems: Vec<Problem>,
+    probes: BTreeMap<String, ProbeWanted>,
 }
 
 /// What the plans of every binding on one snapshot share, built once per
@@ -346,6 +393,9 @@ pub fn plan_in(
     let holdings = &survey.holdings;
     let claimed = slots::Claimed::of(desired, snapshot, holdings);
 
+    let release = options.release.filter(|_| mode == Mode::Up);
+    let cooling = cooldown::cooling(desired, &claimed, memory, holdings, release);
+
     let mut allocators = BTreeMap::new();
     let mut services = Vec::new();
     for claim in &claimed.services {
@@ -355,6 +405,7 @@ pub fn plan_in(
             holdings,
             claimed: &claimed,
             usable: &networks.usable,
+            cooling: &cooling,
             mode,
             options,
         };
@@ -362,6 +413,11 @@ pub fn plan_in(
         services.push(counts);
         allocators.insert(claim.spec.name.clone(), alloc);
     }
+    draft.records.extend(
+        cooling
+            .iter()
+            .map(|c| cooldown::record(c, snapshot, release)),
+    );
     // Services named in the spec but absent still get counters.
     for name in &snapshot.missing_services {
         if let Some(spec) = desired.services.iter().find(|s| &s.name == name) {
@@ -369,6 +425,7 @@ pub fn plan_in(
                 name: name.clone(),
                 pool_size: spec.pool.size(),
                 free: spec.pool.size(),
+                reserved: spec.skipped.size(),
                 ..Default::default()
             });
         }
@@ -378,6 +435,7 @@ pub fn plan_in(
         mut actions,
         mut records,
         mut problems,
+        probes,
     } = draft;
     actions.sort_by(|a, b| (a.node(), a.phase()).cmp(&(b.node(), b.phase())));
     records.sort_by(|a, b| a.key.cmp(&b.key));
@@ -389,6 +447,7 @@ pub fn plan_in(
         services,
         networks: networks.states,
         allocators,
+        probes,
     }
 }
 

@@ -152,8 +152,11 @@ fn network_matches(want: &Network, have: &NetView) -> Result<(), String> {
             want.parent
         ));
     }
+    // Without an ipRange in the spec any is fine: a network made by hand,
+    // by the old mvconf, or by mvconf with the range it derived (which
+    // moves with the pools) is used as it is.
     let range = want.ip_range.map(|r| r.to_string());
-    if have.ip_range != range {
+    if range.is_some() && have.ip_range != range {
         diffs.push(format!(
             "ip range {} (want {})",
             have.ip_range.as_deref().unwrap_or("none"),

@@ -18,11 +18,13 @@ fn ip(s: &str) -> Ipv4Addr {
 fn spec(services: &[(&str, &[&str], IngressMode)]) -> Desired {
     let s = MacvlanBindingSpec {
         networks: vec![NetworkSpec {
+            arp_probe: None,
             name: "mv".into(),
             subnet: "192.168.8.0/24".into(),
             gateway: "192.168.8.1".into(),
             parent: "mv0".into(),
             ip_range: None,
+            reserved: vec![],
         }],
         services: services
             .iter()
@@ -311,9 +313,30 @@ fn memory_of(p: &Plan) -> Memory {
                     Remembered {
                         ip,
                         since: "2026-01-01T00:00:00Z".parse().ok(),
+                        released: r.released,
                     },
                 )
             })
+        })
+        .collect()
+}
+
+/// What the records remember of web's slots: (slot, address).
+fn web_memory(slots: &[(u64, &str)]) -> Memory {
+    slots
+        .iter()
+        .map(|(slot, a)| {
+            (
+                Key {
+                    service: "web".into(),
+                    slot: Slot::Slot(*slot),
+                },
+                Remembered {
+                    ip: ip(a),
+                    since: None,
+                    released: None,
+                },
+            )
         })
         .collect()
 }
@@ -393,6 +416,7 @@ fn a_second_pass_changes_nothing() {
             .iter()
             .map(|r| Record {
                 since: "2026-01-01T00:00:00Z".parse().ok(),
+                released: None,
                 ..r.clone()
             })
             .collect::<Vec<_>>()
@@ -603,6 +627,38 @@ fn foreign_holders_are_avoided_reported_and_left_alone() {
 }
 
 #[test]
+fn a_stranger_on_an_address_one_of_ours_holds_moves_none_of_ours() {
+    // Docker's per-node IPAM gives a container started on our network
+    // without --ip the lowest address free on its node: one of ours holds it
+    // on another node. Ours keeps it; the stranger is reported, not touched.
+    let mut w = World::new(2, true);
+    w.service("web", false);
+    w.task("web", Some(1), 1, "c1", true, Some("192.168.8.136"))
+        .task("web", Some(2), 2, "c2", true, Some("192.168.8.137"));
+    w.foreign(2, "stranger", "192.168.8.136");
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let mem = web_memory(&[(1, "192.168.8.136"), (2, "192.168.8.137")]);
+    for memory in [Memory::new(), mem] {
+        let p = w.plan(&d, &memory);
+        assert!(p.actions.is_empty(), "{p}");
+        assert!(
+            p.records
+                .iter()
+                .all(|r| r.state == RecordState::Bound && r.ip.is_some()),
+            "{:?}",
+            p.records
+        );
+        assert!(
+            p.problems.iter().any(|x| matches!(x,
+                Problem::ForeignHolder { container, ip: a, .. }
+                    if container == "stranger" && *a == ip("192.168.8.136"))),
+            "{:?}",
+            p.problems
+        );
+    }
+}
+
+#[test]
 fn node_addresses_are_never_handed_out() {
     let w = three_replicas();
     let mut d = web(&["192.168.8.10-192.168.8.20"]);
@@ -633,6 +689,7 @@ fn duplicates_among_ours_resolve_to_the_remembered_holder() {
         Remembered {
             ip: ip("192.168.8.136"),
             since: None,
+            released: None,
         },
     );
     let p = w.plan(&d, &mem);
@@ -939,6 +996,7 @@ fn arb_world() -> impl Strategy<Value = (World, Memory)> {
                     Remembered {
                         ip: Ipv4Addr::new(192, 168, 8, x),
                         since: None,
+                        released: None,
                     },
                 )
             })
@@ -959,8 +1017,15 @@ proptest! {
             if let Some(a) = r.ip {
                 prop_assert!(seen.insert(a), "{a} twice: {:?}", p.records);
                 prop_assert!(d.services[0].pool.contains(a));
-                prop_assert!(!foreign.contains(&a), "{a} is foreign-held");
+                // A stranger's address is never given; one of ours that
+                // already holds it keeps it (the stranger is reported).
+                let holds = w.snap.nodes.iter().flat_map(|n| n.containers.iter())
+                    .any(|c| c.id == r.container && c.running && c.endpoint("mv").and_then(|e| e.ip) == Some(a));
+                prop_assert!(!foreign.contains(&a) || holds, "{a} is foreign-held");
             }
+        }
+        for (_, a) in connects(&p) {
+            prop_assert!(!foreign.contains(&a), "{a} is foreign-held and was given");
         }
         // Every address of a live container of ours that is in the pool,
         // held by nobody else, and not a duplicate among ours, is kept.
@@ -984,4 +1049,345 @@ proptest! {
         let next = after.plan(&d, &memory_of(&p));
         prop_assert!(next.actions.is_empty(), "not converged: {}", next);
     }
+}
+
+#[test]
+fn reserved_addresses_are_never_handed_out_even_after_a_pool_edit() {
+    let w = three_replicas();
+    let mut s = MacvlanBindingSpec {
+        networks: vec![NetworkSpec {
+            arp_probe: None,
+            name: "mv".into(),
+            subnet: "192.168.8.0/24".into(),
+            gateway: "192.168.8.1".into(),
+            parent: "mv0".into(),
+            ip_range: None,
+            reserved: vec!["192.168.8.10".into(), "192.168.8.12".into()],
+        }],
+        services: vec![ServiceSpec {
+            name: "web".into(),
+            network: "mv".into(),
+            ip_pool: vec!["192.168.8.10-192.168.8.15".into()],
+            ingress: IngressMode::Keep,
+        }],
+        ..Default::default()
+    };
+    let d = validate(&s, Dialect::Manifest).unwrap();
+    let mut w = w;
+    let p = w.plan(&d, &Memory::new());
+    let given: Vec<Ipv4Addr> = connects(&p).into_iter().map(|(_, a)| a).collect();
+    assert_eq!(
+        given,
+        [ip("192.168.8.11"), ip("192.168.8.13"), ip("192.168.8.14")]
+    );
+    assert_eq!(
+        (p.services[0].pool_size, p.services[0].reserved),
+        (4, 2),
+        "{:?}",
+        p.services
+    );
+    w.apply(&p);
+
+    // .13 becomes reserved (a router moved in): only its holder moves, to
+    // the one address left; the others stay.
+    s.networks[0].reserved.push("192.168.8.13".into());
+    let d = validate(&s, Dialect::Manifest).unwrap();
+    let p = w.plan(&d, &Memory::new());
+    let acts: Vec<String> = p.actions.iter().map(ToString::to_string).collect();
+    assert_eq!(acts.len(), 2, "{acts:?}");
+    assert!(
+        acts[0].contains("192.168.8.13 is reserved on network mv"),
+        "{acts:?}"
+    );
+    assert_eq!(connects(&p), [("c2".to_owned(), ip("192.168.8.15"))]);
+}
+
+fn time(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn release(now: &str) -> PlanOptions {
+    PlanOptions {
+        release: Some(Release {
+            now: time(now),
+            cooldown: std::time::Duration::from_secs(5),
+        }),
+        ..Default::default()
+    }
+}
+
+/// web scaled from 3 to 1: slots 2 and 3 are gone (their tasks shut down,
+/// their containers stopped); api has two containers waiting for addresses.
+fn scaled_down() -> World {
+    let mut w = World::new(3, true);
+    w.service("web", false).service("api", false);
+    w.task("web", Some(1), 1, "w1", true, Some("192.168.8.136"))
+        .task("web", Some(2), 2, "w2", false, Some("192.168.8.137"))
+        .task("web", Some(3), 3, "w3", false, Some("192.168.8.138"))
+        .task("api", Some(1), 1, "a1", true, None)
+        .task("api", Some(2), 2, "a2", true, None);
+    w
+}
+
+#[test]
+fn a_slot_scaled_away_holds_its_address_through_the_cooldown_only() {
+    let w = scaled_down();
+    // The pools were edited with the scale-down: .137-.138 now belong to api.
+    let d = spec(&[
+        ("web", &["192.168.8.136"], IngressMode::Keep),
+        ("api", &["192.168.8.137-192.168.8.140"], IngressMode::Keep),
+    ]);
+    let mem = web_memory(&[
+        (1, "192.168.8.136"),
+        (2, "192.168.8.137"),
+        (3, "192.168.8.138"),
+    ]);
+    // The pass that sees them gone: held from now, api gets the others.
+    let p = plan(
+        &d,
+        &w.snap,
+        &mem,
+        Mode::Up,
+        &release("2026-01-01T00:01:00Z"),
+    );
+    assert_eq!(
+        connects(&p),
+        [
+            ("a1".to_owned(), ip("192.168.8.139")),
+            ("a2".to_owned(), ip("192.168.8.140"))
+        ]
+    );
+    let held: Vec<(String, Option<Ipv4Addr>, RecordState, Option<Timestamp>)> = p
+        .records
+        .iter()
+        .filter(|r| r.released.is_some())
+        .map(|r| (r.key.to_string(), r.ip, r.state, r.released))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (
+                "web.2".into(),
+                Some(ip("192.168.8.137")),
+                RecordState::Reserved,
+                Some(time("2026-01-01T00:01:00Z"))
+            ),
+            (
+                "web.3".into(),
+                Some(ip("192.168.8.138")),
+                RecordState::Reserved,
+                Some(time("2026-01-01T00:01:00Z"))
+            ),
+        ]
+    );
+    // A later pass inside the cooldown remembers when they went.
+    let mem = memory_of(&p);
+    let mut w2 = w.clone();
+    w2.apply(&p);
+    w2.task("api", Some(3), 3, "a3", true, None);
+    let p2 = plan(
+        &d,
+        &w2.snap,
+        &mem,
+        Mode::Up,
+        &release("2026-01-01T00:01:04Z"),
+    );
+    assert!(connects(&p2).iter().all(|(c, _)| c == "a3"), "{p2}");
+    assert_eq!(p2.problems.len(), 1, "{:?}", p2.problems); // a3 waits: exhausted
+    assert_eq!(
+        p2.records.iter().filter(|r| r.released.is_some()).count(),
+        2
+    );
+    // Once it has passed, they are free and forgotten.
+    let p3 = plan(
+        &d,
+        &w2.snap,
+        &memory_of(&p2),
+        Mode::Up,
+        &release("2026-01-01T00:01:05Z"),
+    );
+    assert_eq!(connects(&p3), [("a3".to_owned(), ip("192.168.8.137"))]);
+    assert!(p3.records.iter().all(|r| r.released.is_none()));
+    // Without a cooldown (the CLI), a slot that is gone is forgotten at once.
+    let cli = w2.plan(&d, &mem);
+    assert_eq!(connects(&cli), [("a3".to_owned(), ip("192.168.8.137"))]);
+}
+
+#[test]
+fn a_slot_back_inside_the_cooldown_gets_its_address_again() {
+    // web scaled from 3 to 1, and swarm already pruned the old tasks of
+    // slots 2 and 3: only the memory knows their addresses.
+    let mut w = World::new(3, true);
+    w.service("web", false);
+    w.task("web", Some(1), 1, "w1", true, Some("192.168.8.136"));
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let mem = web_memory(&[
+        (1, "192.168.8.136"),
+        (2, "192.168.8.139"),
+        (3, "192.168.8.140"),
+    ]);
+    let p = plan(
+        &d,
+        &w.snap,
+        &mem,
+        Mode::Up,
+        &release("2026-01-01T00:01:00Z"),
+    );
+    assert!(p.actions.is_empty(), "{p}");
+    let mem = memory_of(&p);
+    // Scaled back to 3 two seconds later: new tasks in slots 2 and 3.
+    let mut back = w.clone();
+    back.task("web", Some(2), 1, "w2b", true, None)
+        .task("web", Some(3), 2, "w3b", true, None);
+    let p = plan(
+        &d,
+        &back.snap,
+        &mem,
+        Mode::Up,
+        &release("2026-01-01T00:01:02Z"),
+    );
+    assert_eq!(
+        connects(&p),
+        [
+            ("w2b".to_owned(), ip("192.168.8.139")),
+            ("w3b".to_owned(), ip("192.168.8.140"))
+        ]
+    );
+    assert!(
+        p.records.iter().all(|r| r.released.is_none()),
+        "{:?}",
+        p.records
+    );
+}
+
+fn probing(clear: &[&str], answered: &[&str], due: &[&str]) -> PlanOptions {
+    let seen = |a: &&str| {
+        (
+            ip(a),
+            crate::probe::book::Seen {
+                mac: "02:00:00:00:00:99".into(),
+                node: "node2".into(),
+                at: time("2026-12-04T10:00:00Z"),
+            },
+        )
+    };
+    let gate = crate::probe::book::Gate {
+        clear: clear.iter().map(|a| ip(a)).collect(),
+        answered: answered.iter().map(seen).collect(),
+        due: due.iter().map(|a| ip(a)).collect(),
+        failed: None,
+        stale: Default::default(),
+    };
+    PlanOptions {
+        probe: BTreeMap::from([("mv".to_owned(), gate)]),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn with_probing_only_probed_free_addresses_are_handed_out_and_answered_ones_never() {
+    let w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.150"]);
+    // .137 answered; .136 and .138 were probed free.
+    let o = probing(&["192.168.8.136", "192.168.8.138"], &["192.168.8.137"], &[]);
+    let p = plan(&d, &w.snap, &Memory::new(), Mode::Up, &o);
+    assert_eq!(
+        connects(&p),
+        vec![
+            ("c1".into(), ip("192.168.8.136")),
+            ("c2".into(), ip("192.168.8.138"))
+        ],
+        "{p}"
+    );
+    let waiting = p.records.iter().find(|r| r.container == "c3").unwrap();
+    assert_eq!(waiting.state, RecordState::Pending);
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("waiting for an ARP probe")
+    );
+    // Waiting is not exhaustion; the unseen holder is reported.
+    assert!(
+        !p.problems
+            .iter()
+            .any(|x| matches!(x, Problem::PoolExhausted { .. })),
+        "{p}"
+    );
+    assert!(
+        p.problems
+            .iter()
+            .any(|x| matches!(x, Problem::UnseenHolder { ip: a, .. } if *a == ip("192.168.8.137")))
+    );
+    // The next probe: the waiting slot's and PROBE_AHEAD more (here every
+    // unprobed free address of the pool), never the answered one, from the
+    // waiting slot's node.
+    let want = &p.probes["mv"];
+    assert_eq!(want.node_id, "n3");
+    assert_eq!(want.awaiting, 1);
+    assert_eq!(
+        want.addrs,
+        (139..=150).map(|i| ip(&format!("192.168.8.{i}"))).collect()
+    );
+}
+
+#[test]
+fn with_probing_nothing_that_holds_an_address_moves_and_enough_probed_means_no_probe() {
+    let mut w = three_replicas();
+    let d = web(&["192.168.8.136-192.168.8.150"]);
+    let first = w.plan(&d, &Memory::new());
+    w.apply(&first);
+    let memory = memory_of(&first);
+    // Something answers for .137, which c2 holds (adopted or bound before
+    // the probe): c2 keeps it. Plenty probed free: no probe wanted, except
+    // the answered address due again.
+    let clear: Vec<String> = (139..=150).map(|i| format!("192.168.8.{i}")).collect();
+    let clear: Vec<&str> = clear.iter().map(String::as_str).collect();
+    let o = probing(&clear, &["192.168.8.137"], &[]);
+    let p = plan(&d, &w.snap, &memory, Mode::Up, &o);
+    assert!(p.actions.is_empty(), "{p}");
+    assert!(p.probes.is_empty(), "{:?}", p.probes);
+    let o = probing(&clear, &["192.168.8.137"], &["192.168.8.137"]);
+    let p = plan(&d, &w.snap, &memory, Mode::Up, &o);
+    assert!(p.actions.is_empty(), "{p}");
+    assert_eq!(p.probes["mv"].addrs, BTreeSet::from([ip("192.168.8.137")]));
+    // Probed free addresses past half their life are probed again while
+    // they still count; addresses held are not.
+    let mut o = probing(&clear, &[], &[]);
+    o.probe.get_mut("mv").unwrap().stale =
+        BTreeSet::from([ip("192.168.8.139"), ip("192.168.8.137")]);
+    let p = plan(&d, &w.snap, &memory, Mode::Up, &o);
+    assert!(p.actions.is_empty(), "{p}");
+    assert_eq!(p.probes["mv"].addrs, BTreeSet::from([ip("192.168.8.139")]));
+}
+
+#[test]
+fn a_container_of_ours_still_stopping_after_a_scale_down_is_not_a_foreign_holder() {
+    let mut w = World::new(3, true);
+    w.service("web", false);
+    w.task("web", Some(1), 1, "w1", true, Some("192.168.8.136"))
+        .task("web", Some(2), 2, "w2", true, Some("192.168.8.137"))
+        .task("web", Some(3), 3, "w3", true, Some("192.168.8.138"))
+        .pending_task("web", Some(4), 1);
+    // Slot 3 scaled away: swarm wants it shut down, its container is still
+    // stopping (the stop grace period) and holds .138.
+    let t = w.snap.services[0]
+        .tasks
+        .iter_mut()
+        .find(|t| t.slot == Some(3))
+        .unwrap();
+    t.wanted = false;
+    let d = web(&["192.168.8.136-192.168.8.140"]);
+    let p = w.plan(&d, &Memory::new());
+    assert!(
+        !p.problems
+            .iter()
+            .any(|x| matches!(x, Problem::ForeignHolder { .. })),
+        "{p}"
+    );
+    assert!(
+        connects(&p).iter().all(|(_, a)| *a != ip("192.168.8.138")),
+        "{p}"
+    );
 }

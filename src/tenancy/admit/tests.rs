@@ -4,6 +4,7 @@ use crate::tenancy::ObjectName;
 
 fn net(grants: Vec<Grant>) -> MacvlanNetworkSpec {
     MacvlanNetworkSpec {
+        arp_probe: None,
         endpoint_ref: None,
         docker_name: None,
         subnet: "10.8.0.0/24".into(),
@@ -103,7 +104,7 @@ fn a_namespace_granted_nothing_is_refused() {
 }
 
 #[test]
-fn a_pool_outside_the_ranges_or_on_a_reserved_address_is_refused_entry_by_entry() {
+fn a_pool_outside_the_ranges_is_refused_entry_by_entry_and_reserved_addresses_are_skipped() {
     let b = binding(&[(
         "payments_api",
         "vlan8",
@@ -115,12 +116,26 @@ fn a_pool_outside_the_ranges_or_on_a_reserved_address_is_refused_entry_by_entry(
         "spec.services[0].ipPool[1]",
         "10.8.0.150 is outside the ranges MacvlanNetwork \"vlan8\" grants namespace team-a for service \"payments_api\" (10.8.0.100-10.8.0.149)",
     );
-    one(
-        admit(&b, "team-a", &t, Check::Grants),
-        "spec.services[0].ipPool[2]",
-        "includes 10.8.0.120, reserved on MacvlanNetwork \"vlan8\"",
+    assert_eq!(refused(admit(&b, "team-a", &t, Check::Grants)).len(), 1);
+    // The network's reserved address inside a granted pool is skipped, not
+    // refused: the service's status counts it.
+    let b = binding(&[(
+        "payments_api",
+        "vlan8",
+        &["10.8.0.100", "10.8.0.119-10.8.0.121"],
+    )]);
+    let a = admit(&b, "team-a", &t, Check::Grants).unwrap();
+    let s = &a.desired.services[0];
+    assert_eq!((s.pool.size(), s.skipped.size()), (3, 1));
+    // A pool left with nothing is refused, naming the reserved addresses.
+    let b = binding(&[("payments_api", "vlan8", &["10.8.0.120"])]);
+    let e = refused(admit(&b, "team-a", &t, Check::Grants));
+    assert!(
+        e.iter().any(
+            |e| e.contains("is reserved") && e.contains("(MacvlanNetwork \"vlan8\" .reserved)")
+        ),
+        "{e:?}"
     );
-    assert_eq!(refused(admit(&b, "team-a", &t, Check::Grants)).len(), 2);
 }
 
 #[test]
@@ -165,11 +180,13 @@ fn namespace_selectors_select_by_label_and_an_empty_one_selects_all() {
 fn inline_definitions_are_refused_when_the_install_denies_them_but_cleanup_resolves_them() {
     let mut b = binding(&[("web", "mv", &["192.168.80.10"])]);
     b.networks = vec![NetworkSpec {
+        arp_probe: None,
         name: "mv".into(),
         subnet: "192.168.80.0/24".into(),
         gateway: "192.168.80.1".into(),
         parent: "eth0".into(),
         ip_range: None,
+        reserved: vec![],
     }];
     b.endpoint = Some(EndpointSpec {
         kind: EndpointKind::Dce,
