@@ -158,8 +158,41 @@ async fn hand_made_faults_are_repaired_or_reported_and_the_audit_agrees() {
         "{said}"
     );
 
-    // Back: it repairs its own container with its own address, and reports
-    // the stranger without touching it.
+    // While the operator is away, `audit --fix` repairs what is ours from
+    // the binding's records (the victim gets its own address back), leaves
+    // the stranger alone, and says that an operator install claims the
+    // service.
+    let binding = format!("{}/hand", ns.name);
+    let (_, plan) = audit_args(&["audit", "--fix", "--binding", &binding, "-o", "json"]);
+    assert_eq!(plan["applied"], false, "{plan:#}");
+    assert!(
+        plan["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("claims these services") || w.contains("leads this swarm")),
+        "{plan:#}"
+    );
+    let (clean, fixed) = audit_args(&[
+        "audit",
+        "--fix",
+        "--yes",
+        "--binding",
+        &binding,
+        "-o",
+        "json",
+    ]);
+    assert!(!clean, "the stranger is still there: {fixed:#}");
+    assert_eq!(
+        kinds(&fixed["after"]),
+        BTreeSet::from(["ForeignInPool".to_owned()]),
+        "{fixed:#}"
+    );
+    assert!(
+        docker_endpoints(&lab, &net).contains(&(victim.clone(), victim_ip.clone())),
+        "audit --fix did not give {victim} its {victim_ip} back: {fixed:#}"
+    );
+
+    // Back: it has nothing of its own left to repair, and reports the
+    // stranger without touching it.
     op.restart();
     audit_until(&ns.name, "hand", &["ForeignInPool"], LONG).await;
     assert!(
@@ -176,13 +209,16 @@ async fn hand_made_faults_are_repaired_or_reported_and_the_audit_agrees() {
         ],
     );
     assert_eq!(held, "192.168.90.19", "the stranger was touched");
-    let events = kube.events(&ns.name, "hand").await;
-    assert!(
-        events
+    // The restarted operator's first pass (once the killed one's Lease has
+    // run out) reports the stranger.
+    common::wait_for("a ForeignAddress Event", LONG, || async {
+        kube.events(&ns.name, "hand")
+            .await
             .iter()
-            .any(|(r, n)| r == "ForeignAddress" && n.contains("192.168.90.19")),
-        "{events:?}"
-    );
+            .any(|(r, n)| r == "ForeignAddress" && n.contains("192.168.90.19"))
+            .then_some(())
+    })
+    .await;
     lab.docker(1, &["rm", "-f", &stranger]);
     audit_until(&ns.name, "hand", &[], LONG).await;
 
@@ -199,6 +235,17 @@ async fn hand_made_faults_are_repaired_or_reported_and_the_audit_agrees() {
         .filter(|f| f["kind"] == "LeftBehind" && f["holder"]["network"] == net.as_str())
         .collect();
     assert_eq!(left.len(), 3, "{report:#}");
+    // `audit --fix` releases what the deleted binding left.
+    let (_, fixed) = audit_args(&["audit", "--fix", "--yes", "--all-bindings", "-o", "json"]);
+    assert_eq!(fixed["applied"], true, "{fixed:#}");
+    let still: Vec<&serde_json::Value> = fixed["after"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["holder"]["network"] == net.as_str())
+        .collect();
+    assert!(still.is_empty(), "{fixed:#}");
+    assert!(docker_endpoints(&lab, &net).is_empty());
     drop(op);
 }
 

@@ -217,6 +217,35 @@ async fn a_killed_container_gets_its_address_back_and_an_event_says_so() {
     assert!(op.metric("mvconf_drift_repairs_total").await.unwrap_or(0.0) >= 1.0);
     // The allocation latency counts the replacement too.
     assert!(op.metric("mvconf_bind_seconds_count").await.unwrap_or(0.0) >= 1.0);
+    // Every metric the chart's alerts and dashboard query is served by the
+    // live operator, and the binding's own series are there.
+    let text = common::k8s::http_get(op.metrics_port, "/metrics")
+        .await
+        .unwrap_or_default();
+    let mut queried = common::chart_queries();
+    assert!(queried.len() > 15, "{queried:?}");
+    // The grants' series come from the install with --tenancy-status (the
+    // tenancy test checks them).
+    queried.retain(|n| !n.starts_with("mvconf_grant_"));
+    let missing = common::undeclared(&text, &queried);
+    assert!(
+        missing.is_empty(),
+        "queried by the chart, not served: {missing:?}"
+    );
+    let series = |family: &str, value: &str| {
+        format!(
+            "{family}{{namespace=\"{}\",binding=\"kill\"}} {value}",
+            ns.name
+        )
+    };
+    for (family, value) in [
+        ("mvconf_binding_ready", "1"),
+        ("mvconf_nodes_unreachable", "0"),
+        ("mvconf_foreign_holders", "0"),
+    ] {
+        let want = series(family, value);
+        assert!(text.contains(&want), "no {want} in\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -699,7 +728,7 @@ spec:
     );
     assert!(!ok && out.contains("forbidden"), "{out}");
 
-    let _op = Operator::start(
+    let op = Operator::start(
         &platform.name,
         "tenancy",
         &[
@@ -836,6 +865,19 @@ spec:
     assert!(shown.contains(&format!("{a},{b}")), "{shown}");
     let (_, out) = kubectl(&["get", "swarmendpoint", &format!("{tag}-dce")], None);
     assert!(out.contains(&format!("{a},{b}")), "{out}");
+    // And so does the alert on a filling grant: each grant's size and use.
+    let text = common::k8s::http_get(op.metrics_port, "/metrics")
+        .await
+        .unwrap_or_default();
+    for (family, grant, value) in [
+        ("mvconf_grant_addresses", 0, 20),
+        ("mvconf_grant_held", 0, 2),
+        ("mvconf_grant_addresses", 1, 10),
+        ("mvconf_grant_held", 1, 2),
+    ] {
+        let want = format!("{family}{{network=\"{net}\",grant=\"{grant}\"}} {value}");
+        assert!(text.contains(&want), "no {want} in\n{text}");
+    }
 
     // Revoking A's grant stops her binding from acting; nothing moves.
     let revoke = r#"[{"op":"remove","path":"/spec/grants/0"}]"#;

@@ -564,6 +564,190 @@ fn audit_finds_hand_made_faults_and_up_repairs_only_its_own() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+fn fix(file: &std::path::Path, extra: &[&str]) -> (bool, serde_json::Value) {
+    let mut args = vec!["audit", "--fix", "-o", "json"];
+    args.extend_from_slice(extra);
+    let out = mvconf(file, &args, &[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("audit --fix printed no JSON ({e}): {}", text(&out)));
+    (out.status.success(), report)
+}
+
+fn sorted_kinds(report: &serde_json::Value) -> Vec<String> {
+    let mut k = kinds(report);
+    k.sort();
+    k
+}
+
+/// `audit --fix` after hand-made faults: it plans the repair and changes
+/// nothing without --yes; with it, the audit is clean but for the stranger,
+/// which nothing touched; `--from-report` repairs only what the report
+/// found and still holds, and refuses what changed since.
+#[test]
+fn audit_fix_repairs_hand_made_faults_and_never_touches_a_stranger() {
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let web = unique("fix-web");
+    let api = unique("fix-api");
+    let (net, net2) = (unique("fix-mv"), unique("fix-mv2"));
+    let _nets = lab.networks_guard(&[&net, &net2]);
+    let _s = lab.service(&web, Mode::Replicated(3));
+    let _a = lab.service(&api, Mode::Replicated(1));
+    let conf = write_conf(
+        "fix",
+        &serde_json::json!({
+            "networks": [
+                {"name": net, "subnet": "192.168.56.0/24", "gateway": "192.168.56.1", "parent": lab.parent(9)},
+                {"name": net2, "subnet": "192.168.57.0/24", "gateway": "192.168.57.1", "parent": lab.parent(10)}
+            ],
+            "services": [
+                {"name": web, "network": net, "ip_pool": ["192.168.56.10-192.168.56.19"]},
+                {"name": api, "network": net2, "ip_pool": ["192.168.57.10-192.168.57.19"]}
+            ]
+        }),
+    );
+    wait_running(&lab, &[(&web, 3), (&api, 1)]);
+    let out = mvconf(&conf, &["up"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let (clean, report) = audit(&conf);
+    assert!(clean, "{report:#}");
+
+    // The faults: one of web's containers disconnected, one moved outside
+    // its pool, one also put on api's network; and a stranger on another
+    // node takes the address of that third one.
+    let eps = endpoints(&lab, &net);
+    let [(v1, k1, _), (v2, k2, _), (v3, k3, taken)] = [0, 1, 2].map(|i| eps[i].clone());
+    lab.docker(k1, &["network", "disconnect", &net, &v1]);
+    lab.docker(k2, &["network", "disconnect", &net, &v2]);
+    lab.docker(
+        k2,
+        &["network", "connect", "--ip", "192.168.56.200", &net, &v2],
+    );
+    lab.docker(
+        k3,
+        &["network", "connect", "--ip", "192.168.57.99", &net2, &v3],
+    );
+    let other = (1..=lab.nodes).find(|k| *k != k3).unwrap();
+    let stranger = unique("fix-stranger");
+    lab.stranger(other, &stranger, &net, &taken);
+    let faults = [
+        "DuplicateAddress",
+        "ForeignInPool",
+        "OutOfPool",
+        "Unbound",
+        "WrongNetwork",
+    ];
+    let (_, report) = audit(&conf);
+    assert_eq!(sorted_kinds(&report), faults, "{report:#}");
+
+    // The plan, and nothing changed.
+    let (clean, plan) = fix(&conf, &[]);
+    assert!(!clean);
+    assert_eq!(plan["applied"], false, "{plan:#}");
+    let steps = plan["plan"]["steps"].as_array().unwrap();
+    let mut disconnected: Vec<(&str, &str)> = steps
+        .iter()
+        .filter(|s| s["action"] == "disconnect")
+        .map(|s| {
+            (
+                s["container"].as_str().unwrap(),
+                s["network"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    disconnected.sort();
+    assert_eq!(
+        disconnected,
+        {
+            let mut d = vec![(&v2[..12], net.as_str()), (&v3[..12], net2.as_str())];
+            d.sort();
+            d
+        },
+        "{plan:#}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["action"] == "rebind" && s["service"] == web.as_str()),
+        "{plan:#}"
+    );
+    let left: Vec<&str> = plan["plan"]["left"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["finding"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, ["DuplicateAddress", "ForeignInPool"], "{plan:#}");
+    let (_, report) = audit(&conf);
+    assert_eq!(sorted_kinds(&report), faults, "the plan changed something");
+
+    // Applied: only the stranger's findings are left, and it kept its
+    // address, as did the container of ours it clashes with.
+    let (_, done) = fix(&conf, &["--yes"]);
+    assert_eq!(done["applied"], true, "{done:#}");
+    assert_eq!(
+        sorted_kinds(&done["after"]),
+        ["DuplicateAddress", "ForeignInPool"],
+        "{done:#}"
+    );
+    let after = endpoints(&lab, &net);
+    assert!(
+        after
+            .iter()
+            .any(|(c, k, ip)| *k == other && ip == &taken && c != &v3),
+        "the stranger lost {taken}: {after:?}"
+    );
+    assert!(
+        after.iter().any(|(c, _, ip)| c == &v3 && ip == &taken),
+        "ours was moved off {taken}: {after:?}"
+    );
+    assert!(
+        !endpoints(&lab, &net2).iter().any(|(c, _, _)| c == &v3),
+        "{v3} still on {net2}"
+    );
+    lab.docker(other, &["rm", "-f", &stranger]);
+    let (clean, report) = audit(&conf);
+    assert!(clean, "{report:#}");
+
+    // --from-report: a report of v1 unbound; by the time of the repair v1
+    // is bound again by hand (stale) and v2 is unbound (not in the report).
+    lab.docker(k1, &["network", "disconnect", &net, &v1]);
+    let out = mvconf(&conf, &["audit", "-o", "json"], &[]);
+    let saved = std::env::temp_dir().join(format!("{}.json", unique("fix-report")));
+    std::fs::write(&saved, &out.stdout).unwrap();
+    assert!(mvconf(&conf, &["up"], &[]).status.success());
+    let v2ip = endpoints(&lab, &net)
+        .into_iter()
+        .find(|(c, _, _)| c == &v2)
+        .map(|(_, _, ip)| ip)
+        .unwrap();
+    lab.docker(k2, &["network", "disconnect", &net, &v2]);
+    let (_, stale) = fix(&conf, &["--from-report", saved.to_str().unwrap(), "--yes"]);
+    let refused = stale["plan"]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{stale:#}");
+    assert_eq!(refused[0]["finding"]["kind"], "Unbound");
+    assert_eq!(refused[0]["finding"]["container"], &v1[..12]);
+    assert!(
+        stale["plan"]["steps"].as_array().unwrap().is_empty(),
+        "{stale:#}"
+    );
+    assert_eq!(stale["applied"], false, "{stale:#}");
+    let (_, report) = audit(&conf);
+    assert_eq!(kinds(&report), ["Unbound"], "{report:#}");
+    // Without the report, v2 is bound again, to its old address if free.
+    let (clean, done) = fix(&conf, &["--yes"]);
+    assert!(clean, "{done:#}");
+    assert!(
+        endpoints(&lab, &net)
+            .iter()
+            .any(|(c, _, ip)| c == &v2 && ip.starts_with("192.168.56.")),
+        "{v2} (had {v2ip}) not bound again"
+    );
+    let _ = std::fs::remove_file(&saved);
+    let out = mvconf(&conf, &["down"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// HTTPS endpoints: verified by default, a custom CA works, and skipping
 /// verification needs the flag and says so in a warning.
 #[test]

@@ -40,6 +40,19 @@ pub(crate) struct AuditArgs {
     /// false` are not probed.
     #[arg(long, env = "MVCONF_PROBE_IMAGE", value_name = "IMAGE")]
     pub(crate) probe_image: Option<String>,
+    /// Plan the repair of every finding and print it: disconnect what is
+    /// wrong, bind what is unbound, release what a deleted binding left.
+    /// Containers no binding manages are never touched. Changes nothing
+    /// without --yes.
+    #[arg(long)]
+    pub(crate) fix: bool,
+    /// With --fix: apply the plan, then audit again.
+    #[arg(long, requires = "fix")]
+    pub(crate) yes: bool,
+    /// With --fix: repair exactly the findings of this earlier `audit -o
+    /// json` report that still hold as written; refuse those that changed.
+    #[arg(long, requires = "fix", value_name = "FILE")]
+    pub(crate) from_report: Option<PathBuf>,
 }
 
 /// Free addresses probed per network at most by `audit --probe-image`.
@@ -146,8 +159,17 @@ pub(crate) async fn run(
         let loaded = config::load(file)?;
         vec![(file.display().to_string(), loaded)]
     };
-    let report = audit_subjects(&subjects, endpoint, args, from_kube && args.all_bindings).await?;
-    match args.output {
+    let complete = from_kube && args.all_bindings;
+    let audited = audit_subjects(&subjects, endpoint, args, complete).await?;
+    if args.fix {
+        return super::repair::run(&subjects, audited, endpoint, args, from_kube).await;
+    }
+    print_report(&audited.report, args.output)?;
+    Ok(audited.report.clean())
+}
+
+fn print_report(report: &AuditReport, output: Output) -> Result<(), CliError> {
+    match output {
         Output::Json => {
             let text = serde_json::to_string_pretty(&report)
                 .map_err(CliError::serialize("the audit report"))?;
@@ -155,15 +177,24 @@ pub(crate) async fn run(
         }
         Output::Text => emit(&format!("{report}\n"))?,
     }
-    Ok(report.clean())
+    Ok(())
 }
 
-async fn audit_subjects(
+/// What an audit read and found.
+pub(crate) struct Audited {
+    pub(crate) report: AuditReport,
+    pub(crate) observed: crate::reconcile::Observed,
+    pub(crate) cluster: Cluster,
+    /// Indices of the subjects audited (those on the swarm audited).
+    pub(crate) subjects: Vec<usize>,
+}
+
+pub(crate) async fn audit_subjects(
     subjects: &[(String, Loaded)],
     endpoint: &EndpointArgs,
     args: &AuditArgs,
     complete: bool,
-) -> Result<AuditReport, CliError> {
+) -> Result<Audited, CliError> {
     // One swarm: the flags' (the operator's default endpoint), unless every
     // binding names its own; then the first one's.
     let chosen = subjects
@@ -184,16 +215,20 @@ async fn audit_subjects(
         .map_err(CliError::Engine)?;
     let first_endpoint = chosen.and_then(|(_, l)| l.desired.endpoint.clone());
     let mut skipped = Vec::new();
+    let mut indices = Vec::new();
     let subs: Vec<Subject<'_>> = subjects
         .iter()
-        .filter(|(name, l)| {
+        .enumerate()
+        .filter(|(i, (name, l))| {
             let same = l.desired.endpoint == first_endpoint;
-            if !same {
+            if same {
+                indices.push(*i);
+            } else {
                 skipped.push(name.clone());
             }
             same
         })
-        .map(|(name, l)| Subject {
+        .map(|(_, (name, l))| Subject {
             name,
             desired: &l.desired,
             status: l.status.as_ref(),
@@ -215,7 +250,12 @@ async fn audit_subjects(
     if let Some(image) = &args.probe_image {
         probe_free(&subs, &observed, image, &mut report).await;
     }
-    Ok(report)
+    Ok(Audited {
+        report,
+        observed,
+        cluster,
+        subjects: indices,
+    })
 }
 
 /// Each binding's per-container records, read from its

@@ -5,6 +5,7 @@ mod config;
 pub(crate) mod endpoint;
 mod login;
 mod ops;
+mod repair;
 pub(crate) mod status;
 
 use clap::{Parser, Subcommand, ValueEnum};

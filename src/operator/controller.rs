@@ -84,6 +84,15 @@ async fn write_status(
     b: &MacvlanBinding,
     status: &MacvlanBindingStatus,
 ) -> Result<(), Error> {
+    // What an alert on "not Ready for 10 minutes" reads, kept current
+    // whether or not the status changes.
+    ctx.metrics
+        .binding_ready
+        .get_or_create(&super::metrics::BindingLabels {
+            namespace: b.namespace().unwrap_or_default(),
+            binding: b.name_any(),
+        })
+        .set(i64::from(is_ready(status)));
     if b.status.as_ref() == Some(status) {
         return Ok(());
     }

@@ -48,6 +48,13 @@ pub(crate) struct BindingLabels {
     pub(crate) binding: String,
 }
 
+/// One grant of a MacvlanNetwork (`spec.grants[grant]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct GrantLabels {
+    pub(crate) network: String,
+    pub(crate) grant: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     node: String,
@@ -127,6 +134,13 @@ pub(crate) struct Metrics {
     pub(crate) probes: Family<OutcomeLabels, Counter>,
     pub(crate) probed_addresses: Counter,
     pub(crate) unseen_holders: Family<BindingLabels, Gauge>,
+    pub(crate) binding_ready: Family<BindingLabels, Gauge>,
+    pub(crate) nodes_unreachable: Family<BindingLabels, Gauge>,
+    pub(crate) foreign_holders: Family<BindingLabels, Gauge>,
+    pub(crate) grant_addresses: Family<GrantLabels, Gauge>,
+    pub(crate) grant_held: Family<GrantLabels, Gauge>,
+    /// The grants each MacvlanNetwork has series for.
+    grants: Mutex<HashMap<String, usize>>,
     /// The services each binding has pool series for, so that a binding's
     /// series go with it (and a service's with the service).
     pool_services: Mutex<HashMap<BindingLabels, BTreeSet<String>>>,
@@ -166,6 +180,36 @@ impl Metrics {
         let probes = Family::<OutcomeLabels, Counter>::default();
         let probed_addresses = Counter::default();
         let unseen_holders = Family::<BindingLabels, Gauge>::default();
+        let binding_ready = Family::<BindingLabels, Gauge>::default();
+        let nodes_unreachable = Family::<BindingLabels, Gauge>::default();
+        let foreign_holders = Family::<BindingLabels, Gauge>::default();
+        let grant_addresses = Family::<GrantLabels, Gauge>::default();
+        let grant_held = Family::<GrantLabels, Gauge>::default();
+        registry.register(
+            "mvconf_binding_ready",
+            "1 when the binding's Ready condition is True, 0 otherwise",
+            binding_ready.clone(),
+        );
+        registry.register(
+            "mvconf_nodes_unreachable",
+            "Nodes whose engine the binding's last pass could not reach",
+            nodes_unreachable.clone(),
+        );
+        registry.register(
+            "mvconf_foreign_holders",
+            "Pool addresses held by containers the binding does not manage (Docker shows them)",
+            foreign_holders.clone(),
+        );
+        registry.register(
+            "mvconf_grant_addresses",
+            "Addresses in a MacvlanNetwork grant's ranges (written by the install with --tenancy-status)",
+            grant_addresses.clone(),
+        );
+        registry.register(
+            "mvconf_grant_held",
+            "Addresses of a MacvlanNetwork grant held by the bindings' task slots",
+            grant_held.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -264,6 +308,32 @@ impl Metrics {
             swarms_led.clone(),
         );
         registry.register_collector(Box::new(Calls(calls)));
+        // The label values known in advance start at 0, so that an alert's
+        // rate() sees the first one and the series exist from the start.
+        for outcome in ["clear", "answered", "failed"] {
+            probes.get_or_create(&OutcomeLabels { outcome }).inc_by(0);
+        }
+        {
+            use crate::crd::reasons::*;
+            for reason in [
+                PROGRESSING,
+                INVALID_SPEC,
+                POOL_EXHAUSTED,
+                CONFLICT,
+                NODE_UNREACHABLE,
+                AUTH_FAILED,
+                ENDPOINT_UNREACHABLE,
+                APPLY_FAILED,
+                SERVICE_NOT_FOUND,
+                CLEANUP_INCOMPLETE,
+            ] {
+                errors
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.to_owned(),
+                    })
+                    .inc_by(0);
+            }
+        }
         Self {
             registry,
             reconciles,
@@ -285,6 +355,12 @@ impl Metrics {
             probes,
             probed_addresses,
             unseen_holders,
+            binding_ready,
+            nodes_unreachable,
+            foreign_holders,
+            grant_addresses,
+            grant_held,
+            grants: Mutex::new(HashMap::new()),
             pool_services: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         }
@@ -325,6 +401,9 @@ impl Metrics {
         self.bound.remove(&b);
         self.desired.remove(&b);
         self.unseen_holders.remove(&b);
+        self.binding_ready.remove(&b);
+        self.nodes_unreachable.remove(&b);
+        self.foreign_holders.remove(&b);
         let services = self
             .pool_services
             .lock()
@@ -334,6 +413,38 @@ impl Metrics {
         for s in &services {
             self.remove_pool(&b, s);
         }
+    }
+
+    /// The grants' use now: `(network, [(granted, held)] per grant)`; the
+    /// series of a network or grant no longer there go.
+    pub(crate) fn grants_are(&self, networks: &[(String, Vec<(u64, u64)>)]) {
+        let mut known = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
+        let label = |network: &str, i: usize| GrantLabels {
+            network: network.to_owned(),
+            grant: i.to_string(),
+        };
+        let mut next: HashMap<String, usize> = HashMap::new();
+        for (network, grants) in networks {
+            for (i, (granted, held)) in grants.iter().enumerate() {
+                let l = label(network, i);
+                self.grant_addresses
+                    .get_or_create(&l)
+                    .set(i64::try_from(*granted).unwrap_or(i64::MAX));
+                self.grant_held
+                    .get_or_create(&l)
+                    .set(i64::try_from(*held).unwrap_or(i64::MAX));
+            }
+            next.insert(network.clone(), grants.len());
+        }
+        for (network, count) in known.iter() {
+            let now = next.get(network).copied().unwrap_or(0);
+            for i in now..*count {
+                let l = label(network, i);
+                self.grant_addresses.remove(&l);
+                self.grant_held.remove(&l);
+            }
+        }
+        *known = next;
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
@@ -458,6 +569,9 @@ mod tests {
             };
             m.bound.get_or_create(&bl).set(1);
             m.unseen_holders.get_or_create(&bl).set(0);
+            m.binding_ready.get_or_create(&bl).set(1);
+            m.nodes_unreachable.get_or_create(&bl).set(0);
+            m.foreign_holders.get_or_create(&bl).set(0);
             for s in services {
                 let l = PoolLabels {
                     namespace: ns.into(),
@@ -484,5 +598,87 @@ mod tests {
             text.contains("mvconf_binding_bound{namespace=\"a\",binding=\"kept\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn grant_series_follow_the_networks_grants() {
+        let m = Metrics::new(Arc::new(CallLog::default()));
+        m.grants_are(&[
+            ("office".into(), vec![(100, 80), (20, 1)]),
+            ("lab".into(), vec![(10, 0)]),
+        ]);
+        let text = m.render();
+        assert!(
+            text.contains("mvconf_grant_held{network=\"office\",grant=\"0\"} 80"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mvconf_grant_addresses{network=\"office\",grant=\"1\"} 20"),
+            "{text}"
+        );
+        // office loses its second grant, lab goes.
+        m.grants_are(&[("office".into(), vec![(100, 81)])]);
+        let text = m.render();
+        assert!(!text.contains("grant=\"1\""), "{text}");
+        assert!(!text.contains("network=\"lab\""), "{text}");
+        assert!(
+            text.contains("mvconf_grant_held{network=\"office\",grant=\"0\"} 81"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_metric_the_charts_alerts_and_dashboard_query_is_exported() {
+        let m = Metrics::new(Arc::new(CallLog::default()));
+        // A binding with a pool, a grant, a pass: every family has a series
+        // (an empty family is not rendered at all).
+        let bl = BindingLabels {
+            namespace: "ns".into(),
+            binding: "b".into(),
+        };
+        let pl = PoolLabels {
+            namespace: "ns".into(),
+            binding: "b".into(),
+            service: "web".into(),
+        };
+        for g in [&m.pool_size, &m.pool_allocated, &m.pool_free] {
+            g.get_or_create(&pl).set(1);
+        }
+        for g in [
+            &m.bound,
+            &m.desired,
+            &m.unseen_holders,
+            &m.binding_ready,
+            &m.nodes_unreachable,
+            &m.foreign_holders,
+        ] {
+            g.get_or_create(&bl).set(0);
+        }
+        m.grants_are(&[("office".into(), vec![(10, 1)])]);
+        m.reconciles
+            .get_or_create(&ResultLabels {
+                result: "ok".into(),
+            })
+            .inc();
+        let text = m.render();
+        for file in [
+            include_str!("../../charts/mvconf/files/prometheus-rules.yaml"),
+            include_str!("../../charts/mvconf/files/dashboard.json"),
+        ] {
+            for (i, _) in file.match_indices("mvconf_") {
+                let name: String = file[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let base = ["_total", "_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name);
+                assert!(
+                    text.contains(&format!("# TYPE {base} ")),
+                    "{name} is queried by the chart but not exported"
+                );
+            }
+        }
     }
 }

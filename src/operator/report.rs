@@ -10,6 +10,8 @@ use crate::reconcile::{Memory, Problem};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 
 fn key(b: &MacvlanBinding) -> String {
     format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any())
@@ -110,6 +112,29 @@ pub(crate) async fn report(
         .desired
         .get_or_create(&bl)
         .set(i64::from(status.desired));
+    let problems = &applied.plan.problems;
+    let down: BTreeSet<&str> = problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::NodeUnreachable { node, .. } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
+    let foreign: BTreeSet<Ipv4Addr> = problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::ForeignHolder { ip, .. } => Some(*ip),
+            _ => None,
+        })
+        .collect();
+    ctx.metrics
+        .nodes_unreachable
+        .get_or_create(&bl)
+        .set(i64::try_from(down.len()).unwrap_or(i64::MAX));
+    ctx.metrics
+        .foreign_holders
+        .get_or_create(&bl)
+        .set(i64::try_from(foreign.len()).unwrap_or(i64::MAX));
     let unseen: usize = status.networks.iter().map(|n| n.unseen_holders.len()).sum();
     ctx.metrics
         .unseen_holders

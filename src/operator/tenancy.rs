@@ -307,6 +307,17 @@ async fn write_usage(ctx: &super::context::Context) -> Result<(), kube::Error> {
         ..Default::default()
     };
     let (networks, endpoints) = ctx.tenancy.objects();
+    // Each grant's use, for the alerts (whether or not a status changes).
+    ctx.metrics.grants_are(
+        &networks
+            .iter()
+            .map(|n| {
+                let name = n.name_any();
+                let grants = crate::tenancy::usage::grant_usage(&name, &n.spec, &uses);
+                (name, grants)
+            })
+            .collect::<Vec<_>>(),
+    );
     let api: Api<MacvlanNetwork> = Api::all(ctx.client.clone());
     for n in networks {
         let name = n.name_any();

@@ -12,7 +12,7 @@ use super::{ContainerView, NetView, NodeView, Snapshot, short};
 use crate::config::Desired;
 use crate::config::validate::Service;
 use crate::crd::{MacvlanBindingStatus, RecordState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -36,7 +36,7 @@ pub(crate) struct AuditOptions {
 }
 
 /// A container as findings name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) struct Holder {
     pub(crate) node: String,
     pub(crate) container: String,
@@ -56,7 +56,7 @@ impl fmt::Display for Holder {
 }
 
 /// Something wrong.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind")]
 pub(crate) enum Finding {
     /// One address on several running containers on the same segment.

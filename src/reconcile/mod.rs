@@ -12,6 +12,7 @@ pub(crate) mod audit;
 pub(crate) mod observe;
 pub(crate) mod pass;
 pub mod plan;
+pub(crate) mod repair;
 pub(crate) mod report;
 
 pub use crate::engine::models::TaskState;

@@ -76,28 +76,9 @@ pub(crate) fn network_problems(spec: &MacvlanNetworkSpec) -> Vec<String> {
     out
 }
 
-/// The status of MacvlanNetwork `name`.
-pub(crate) fn network_status(
-    name: &str,
-    spec: &MacvlanNetworkSpec,
-    previous: Option<&TenancyStatus>,
-    generation: Option<i64>,
-    uses: &[Use<'_>],
-    now: &Time,
-) -> TenancyStatus {
-    let mut namespaces: Vec<String> = Vec::new();
-    for g in &spec.grants {
-        for part in summary(&g.namespaces, g.namespace_selector.as_ref()).split(',') {
-            if !part.is_empty() && !namespaces.iter().any(|n| n == part) {
-                namespaces.push(part.to_owned());
-            }
-        }
-    }
-    let granted = Pool::new(
-        spec.grants
-            .iter()
-            .flat_map(|g| ranges(&g.ranges).ranges().to_vec()),
-    );
+/// The addresses of MacvlanNetwork `name` that the admitted bindings' task
+/// slots hold, and how many bindings use it.
+fn held_of(name: &str, spec: &MacvlanNetworkSpec, uses: &[Use<'_>]) -> (BTreeSet<Ipv4Addr>, i32) {
     let docker = spec.docker_name(name);
     let mut held: BTreeSet<Ipv4Addr> = BTreeSet::new();
     let mut bindings = 0;
@@ -121,6 +102,50 @@ pub(crate) fn network_status(
                 .filter_map(|r| r.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
         );
     }
+    (held, bindings)
+}
+
+/// Per grant of MacvlanNetwork `name` (in `spec.grants` order): addresses
+/// in its ranges, and those of them the bindings' task slots hold.
+pub(crate) fn grant_usage(
+    name: &str,
+    spec: &MacvlanNetworkSpec,
+    uses: &[Use<'_>],
+) -> Vec<(u64, u64)> {
+    let (held, _) = held_of(name, spec, uses);
+    spec.grants
+        .iter()
+        .map(|g| {
+            let pool = ranges(&g.ranges);
+            let inside = held.iter().filter(|ip| pool.contains(**ip)).count();
+            (pool.size(), u64::try_from(inside).unwrap_or(u64::MAX))
+        })
+        .collect()
+}
+
+/// The status of MacvlanNetwork `name`.
+pub(crate) fn network_status(
+    name: &str,
+    spec: &MacvlanNetworkSpec,
+    previous: Option<&TenancyStatus>,
+    generation: Option<i64>,
+    uses: &[Use<'_>],
+    now: &Time,
+) -> TenancyStatus {
+    let mut namespaces: Vec<String> = Vec::new();
+    for g in &spec.grants {
+        for part in summary(&g.namespaces, g.namespace_selector.as_ref()).split(',') {
+            if !part.is_empty() && !namespaces.iter().any(|n| n == part) {
+                namespaces.push(part.to_owned());
+            }
+        }
+    }
+    let granted = Pool::new(
+        spec.grants
+            .iter()
+            .flat_map(|g| ranges(&g.ranges).ranges().to_vec()),
+    );
+    let (held, bindings) = held_of(name, spec, uses);
     let previous = previous
         .map(|p| p.conditions.as_slice())
         .unwrap_or_default();
@@ -259,5 +284,7 @@ mod tests {
         let later = Time(Timestamp::from_second(1_800_000_100).unwrap());
         let again = network_status("vlan8", &spec(), Some(&s), Some(3), &uses, &later);
         assert_eq!(again, s);
+        // Per grant, for the alerts: the first grant holds both.
+        assert_eq!(grant_usage("vlan8", &spec(), &uses), vec![(50, 2), (11, 0)]);
     }
 }

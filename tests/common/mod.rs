@@ -507,3 +507,35 @@ impl Drop for StrangerHost {
             .output();
     }
 }
+
+/// The metric families the chart's alerts and dashboard query
+/// (`charts/mvconf/files/`): each `mvconf_...` name, with a sample suffix
+/// (`_total`, `_bucket`, `_count`, `_sum`) taken off.
+pub fn chart_queries() -> std::collections::BTreeSet<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/mvconf/files");
+    let mut out = std::collections::BTreeSet::new();
+    for f in ["prometheus-rules.yaml", "dashboard.json"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        for (i, _) in text.match_indices("mvconf_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let base = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            out.insert(base.to_owned());
+        }
+    }
+    out
+}
+
+/// The families of `names` that an OpenMetrics text does not declare.
+pub fn undeclared(text: &str, names: &std::collections::BTreeSet<String>) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| !text.contains(&format!("# TYPE {n} ")))
+        .cloned()
+        .collect()
+}
