@@ -246,6 +246,43 @@ async fn a_killed_container_gets_its_address_back_and_an_event_says_so() {
         let want = series(family, value);
         assert!(text.contains(&want), "no {want} in\n{text}");
     }
+    // What `helm test` runs: the install's own check, as the operator
+    // would start, and the running operator's readiness.
+    let check = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mvconf"))
+            .args(["operator", "--check", "--namespace", &ns.name])
+            .args(["--pod-namespace", &ns.name])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (out.status.success(), common::text(&out))
+    };
+    let readyz = format!("http://127.0.0.1:{}/readyz", op.metrics_port);
+    let (ok, out) = check(&["--check-url", &readyz]);
+    assert!(ok, "{out}");
+    for line in [
+        "ok: the Kubernetes API server answers",
+        &format!("ok: MacvlanBindings can be listed in namespace {}", ns.name),
+        "ok: the default endpoint",
+        "and the engines of its 3 nodes",
+        "ok: the operator answers ready",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+    // A wrong endpoint, a missing Secret: each named, the exit code says so.
+    let (ok, out) = check(&[
+        "--endpoint-kind",
+        "dce",
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(
+        !ok && out.contains("FAILED: the default endpoint dce:http://127.0.0.1:9"),
+        "{out}"
+    );
+    let (ok, out) = check(&["--credentials-secret", "no-such-secret"]);
+    assert!(!ok && out.contains("no-such-secret"), "{out}");
 }
 
 #[tokio::test]
@@ -1139,4 +1176,84 @@ async fn records_live_in_slices_that_carry_the_memory_across_upgrades_and_restar
         "{:?}",
         left.iter().map(|s| s.name_any()).collect::<Vec<_>>()
     );
+}
+
+/// Uninstalled in the wrong order, the operator gone before its bindings:
+/// a deleted binding waits on its finalizer and nothing in Docker changes;
+/// the finalizer removed by hand lets it go with Docker as it was; `mvconf
+/// down --force` with the binding's manifest undoes it (README, Uninstall).
+#[tokio::test]
+async fn a_binding_deleted_after_the_operator_keeps_its_finalizer_and_down_undoes_it() {
+    let Some((lab, kube, ns)) = setup("e2e-uninst").await else {
+        return;
+    };
+    let svc = unique("e2e-uninst-web");
+    let net = unique("e2e-uninst-net");
+    let parent = lab.parent(13);
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    let mut op = Operator::start(&ns.name, "uninst", &[]);
+    let yaml = binding_yaml(
+        "uninst",
+        &net,
+        66,
+        &parent,
+        &[(&svc, "192.168.66.10-192.168.66.19")],
+        "DisconnectAndRemoveNetworks",
+    );
+    kube.create(&ns.name, &yaml).await;
+    let b = settled(&kube, &lab, &ns.name, "uninst", &net, 2).await;
+    let bound = status_endpoints(&b);
+    op.kill();
+    kube.delete(&ns.name, "uninst").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stuck = kube.bindings(&ns.name).get("uninst").await.unwrap();
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+    assert!(
+        stuck
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&mvconf::crd::FINALIZER.to_owned())
+    );
+    assert_eq!(
+        docker_endpoints(&lab, &net),
+        bound,
+        "changed with no operator"
+    );
+    let patch = serde_json::json!({"metadata": {"finalizers": null}});
+    kube.bindings(&ns.name)
+        .patch(
+            "uninst",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    kube.wait_gone(&ns.name, "uninst", LONG).await;
+    assert_eq!(
+        docker_endpoints(&lab, &net),
+        bound,
+        "the finalizer's removal changed Docker"
+    );
+    // By hand: the service is still claimed by the gone binding, so --force.
+    let file = std::env::temp_dir().join(format!("{}.yaml", unique("e2e-uninst")));
+    std::fs::write(&file, &yaml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mvconf"))
+        .arg("-f")
+        .arg(&file)
+        .args(["down", "--force"])
+        .env_remove("MVCONF_DCE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(docker_endpoints(&lab, &net).is_empty());
+    for k in 1..=lab.nodes {
+        assert!(
+            !lab.try_docker(k, &["network", "inspect", &net]),
+            "{net} left on node{k}"
+        );
+    }
 }

@@ -226,34 +226,67 @@ fn auth_from(
     Ok((auth, tls, h.finish()))
 }
 
+/// The data of Secret `namespace/name`, or why it cannot be read.
+pub(crate) async fn read_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, EndpointError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(Some(s)) => Ok(s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()),
+        Ok(None) => Err(EndpointError::SecretMissing {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }),
+        Err(kube::Error::Api(e)) if e.code == 403 => Err(EndpointError::SecretForbidden {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }),
+        Err(source) => Err(EndpointError::SecretRead {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The credentials of the operator's default endpoint, as its settings
+/// name them: a Secret, a directory of files, or none.
+pub(crate) async fn default_credentials(
+    client: &kube::Client,
+    settings: &Settings,
+) -> Result<ClusterConfig, EndpointError> {
+    let data = match &settings.default_credentials {
+        CredentialSource::Secret { namespace, name } => {
+            read_secret(client, namespace, name).await?
+        }
+        CredentialSource::Dir(dir) => Context::read_dir(dir)?,
+        CredentialSource::None => BTreeMap::new(),
+    };
+    let (auth, mut tls, _) = auth_from(&data, "credentials")?;
+    tls.insecure_skip_verify = settings.insecure_skip_tls_verify;
+    Ok(ClusterConfig {
+        endpoint: Some(settings.default_endpoint.clone()),
+        auth,
+        tls,
+        limits: settings.limits.clone(),
+        api_version: settings.api_version.clone(),
+    })
+}
+
 impl Context {
     async fn read_secret(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, EndpointError> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        match api.get_opt(name).await {
-            Ok(Some(s)) => Ok(s
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect()),
-            Ok(None) => Err(EndpointError::SecretMissing {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            }),
-            Err(kube::Error::Api(e)) if e.code == 403 => Err(EndpointError::SecretForbidden {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            }),
-            Err(source) => Err(EndpointError::SecretRead {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            }),
-        }
+        read_secret(&self.client, namespace, name).await
     }
 
     fn read_dir(dir: &std::path::Path) -> Result<BTreeMap<String, Vec<u8>>, EndpointError> {

@@ -746,7 +746,10 @@ pub(crate) async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Ac
     };
     let Some(lead) = lead(&ctx, &b).await else {
         // Another replica leads this binding's swarm: it is looked at
-        // again when this one comes to lead it, or at the resync.
+        // again when this one comes to lead it, or at the resync. Its
+        // series are the leader's to export.
+        ctx.metrics
+            .forget_binding(&b.namespace().unwrap_or_default(), &b.name_any());
         return Ok(Action::requeue(ctx.settings.resync));
     };
     let ns = b.namespace().unwrap_or_default();

@@ -415,6 +415,28 @@ impl Metrics {
         }
     }
 
+    /// This replica stopped leading: the series of every binding are the
+    /// next leader's to export (a standby's stale ones would fire alerts).
+    pub(crate) fn forget_all_bindings(&self) {
+        for f in [
+            &self.bound,
+            &self.desired,
+            &self.unseen_holders,
+            &self.binding_ready,
+            &self.nodes_unreachable,
+            &self.foreign_holders,
+        ] {
+            f.clear();
+        }
+        for f in [&self.pool_size, &self.pool_allocated, &self.pool_free] {
+            f.clear();
+        }
+        self.pool_services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// The grants' use now: `(network, [(granted, held)] per grant)`; the
     /// series of a network or grant no longer there go.
     pub(crate) fn grants_are(&self, networks: &[(String, Vec<(u64, u64)>)]) {
@@ -591,6 +613,10 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("binding=\"gone\""), "{text}");
         assert!(
+            text.contains("mvconf_binding_ready{namespace=\"a\",binding=\"kept\"} 1"),
+            "{text}"
+        );
+        assert!(
             text.contains("mvconf_pool_free{namespace=\"a\",binding=\"kept\",service=\"web\"} 3"),
             "{text}"
         );
@@ -680,5 +706,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_exports_no_binding_series() {
+        let m = Metrics::new(Arc::new(CallLog::default()));
+        let bl = BindingLabels {
+            namespace: "a".into(),
+            binding: "b".into(),
+        };
+        m.binding_ready.get_or_create(&bl).set(0);
+        m.bound.get_or_create(&bl).set(3);
+        m.pool_free
+            .get_or_create(&PoolLabels {
+                namespace: "a".into(),
+                binding: "b".into(),
+                service: "web".into(),
+            })
+            .set(2);
+        m.forget_all_bindings();
+        let text = m.render();
+        assert!(!text.contains("binding=\"b\""), "{text}");
     }
 }

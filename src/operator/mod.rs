@@ -1,5 +1,6 @@
 //! `mvconf operator`: keeps every MacvlanBinding true, continuously.
 
+pub(crate) mod check;
 pub(crate) mod conflict;
 pub(crate) mod context;
 pub(crate) mod controller;
@@ -153,6 +154,16 @@ pub(crate) struct OperatorArgs {
     /// namespace, so that the install that sees every binding writes it.
     #[arg(long, action = clap::ArgAction::Set, env = "MVCONF_TENANCY_STATUS")]
     pub(crate) tenancy_status: Option<bool>,
+    /// Check that this install can work, as the operator would start: the
+    /// API server, MacvlanBindings listed where it watches, the default
+    /// endpoint's credentials, swarm and node engines (and with
+    /// --check-url the running operator's readiness); print one line each
+    /// and exit, 0 when all pass. The chart's `helm test` runs this.
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// With --check: the running operator's /readyz (its Service's URL).
+    #[arg(long, requires = "check", value_name = "URL")]
+    pub(crate) check_url: Option<String>,
 }
 
 /// Why the operator stopped.
@@ -164,6 +175,8 @@ pub(crate) enum OperatorError {
     Config(String),
     #[error("leader election: {0}")]
     Lease(String),
+    #[error("the install check failed (the FAILED lines say why)")]
+    CheckFailed,
     #[error("metrics server on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -233,6 +246,12 @@ struct Controllers {
 /// Runs the operator until SIGTERM. With leader election, a replica that
 /// loses the lease cancels its passes and stands by again.
 pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
+    if args.check {
+        return match check::run(&args).await? {
+            true => Ok(()),
+            false => Err(OperatorError::CheckFailed),
+        };
+    }
     let client = Client::try_default().await.map_err(OperatorError::Client)?;
     let namespace = args
         .pod_namespace
@@ -317,6 +336,7 @@ impl Replica<'_> {
             self.metrics.leader.set(1);
             let end = self.lead(leading.fence.clone()).await;
             self.metrics.leader.set(0);
+            self.metrics.forget_all_bindings();
             match end {
                 Ok(TermEnd::Lost) => {
                     tracing::error!(

@@ -45,3 +45,42 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   verbs: ["get"]
 {{- end }}
 {{- end -}}
+
+{{/* The operator's arguments: the Deployment's, and the `helm test` check's. */}}
+{{- define "mvconf.operatorArgs" -}}
+{{- $local := eq .Values.endpoint.kind "local" -}}
+- operator
+- --endpoint-kind={{ .Values.endpoint.kind }}
+{{- if and (not $local) .Values.endpoint.url }}
+- --endpoint-url={{ .Values.endpoint.url }}
+{{- end }}
+- --dce-node-prefix={{ .Values.endpoint.dceNodePrefix }}
+{{- if .Values.endpoint.nodePort }}
+- --node-port={{ .Values.endpoint.nodePort }}
+{{- end }}
+{{- if .Values.endpoint.apiVersion }}
+- --api-version={{ .Values.endpoint.apiVersion }}
+{{- end }}
+{{- if .Values.credentials.existingSecret }}
+- --credentials-secret={{ .Values.credentials.existingSecret }}
+{{- end }}
+{{- if .Values.tls.insecureSkipVerify }}
+- --insecure-skip-tls-verify
+{{- end }}
+{{- if .Values.watchNamespaces }}
+- --namespace={{ join "," .Values.watchNamespaces }}
+{{- end }}
+- --concurrency={{ .Values.concurrency }}
+- --resync-seconds={{ .Values.resyncSeconds }}
+- --release-cooldown-seconds={{ .Values.releaseCooldownSeconds }}
+{{- if .Values.probe.enabled }}
+- --probe-image={{ .Values.probe.image | default (printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion)) }}
+- --probe-recheck-seconds={{ .Values.probe.recheckSeconds }}
+{{- end }}
+- --metrics-addr=0.0.0.0:{{ .Values.metrics.port }}
+- --leader-election={{ .Values.leaderElection.enabled }}
+- --lease-name={{ .Values.leaderElection.leaseName }}
+- --leadership={{ .Values.leaderElection.leadership }}
+- --inline={{ if eq .Values.tenancy.mode "multi" }}deny{{ else }}allow{{ end }}
+- --log-format={{ .Values.logFormat }}
+{{- end -}}
