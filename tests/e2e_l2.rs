@@ -577,9 +577,12 @@ async fn a_host_docker_cannot_see_never_gets_its_address_taken_by_mvconf_up() {
             && got.split('.').nth(3).and_then(|o| o.parse::<u8>().ok()) >= Some(128),
         "Docker's auto-assign gave {got}"
     );
-    // No probe container is left behind.
+    // No probe container of this network is left behind (the label's value
+    // is the network: the other tests' operators probe their own networks
+    // at the same time).
+    let filter = format!("label=io.mvconf.probe={net}");
     for k in 1..=lab.nodes {
-        let left = lab.docker(k, &["ps", "-aq", "--filter", "label=io.mvconf.probe"]);
+        let left = lab.docker(k, &["ps", "-aq", "--filter", &filter]);
         assert!(left.is_empty(), "node{k}: {left}");
     }
 }
