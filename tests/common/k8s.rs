@@ -259,6 +259,9 @@ pub struct Operator {
     pub log: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Another binary than this build's (the upgrade test's old release).
+    bin: Option<String>,
+    pod_name: Option<String>,
 }
 
 /// A loopback port free now.
@@ -306,6 +309,39 @@ impl Operator {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            bin: None,
+            pod_name: None,
+        };
+        op.spawn();
+        op
+    }
+
+    /// Runs `bin` with the arguments a chart's Deployment gives its
+    /// container (`args`), out of cluster, as pod `pod` of `ns`: the
+    /// metrics address is moved to a free loopback port, and the engine is
+    /// the lab's (DOCKER_HOST of the test's environment, not the chart's
+    /// in-pod socket path).
+    pub fn from_chart(bin: &str, args: &[String], ns: &str, pod: &str) -> Operator {
+        let metrics_port = free_port();
+        let args = args
+            .iter()
+            .map(|a| {
+                if a.starts_with("--metrics-addr") {
+                    format!("--metrics-addr=127.0.0.1:{metrics_port}")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let log = std::env::temp_dir().join(format!("mvconf-operator-{ns}-{pod}.log"));
+        let mut op = Operator {
+            child: None,
+            metrics_port,
+            log,
+            args,
+            env: vec![("POD_NAMESPACE".into(), ns.into())],
+            bin: Some(bin.to_owned()),
+            pod_name: Some(pod.to_owned()),
         };
         op.spawn();
         op
@@ -319,11 +355,14 @@ impl Operator {
             .unwrap();
         // MVCONF_TEST_OPERATOR_BIN runs a test against another build (an
         // older commit's, to see a test fail before its fix).
-        let bin = std::env::var("MVCONF_TEST_OPERATOR_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mvconf").to_owned());
+        let bin = self.bin.clone().unwrap_or_else(|| {
+            std::env::var("MVCONF_TEST_OPERATOR_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mvconf").to_owned())
+        });
+        let pod = (self.pod_name.clone()).unwrap_or_else(|| format!("op-{}", self.metrics_port));
         let child = Command::new(bin)
             .args(&self.args)
-            .env("POD_NAME", format!("op-{}", self.metrics_port))
+            .env("POD_NAME", pod)
             .env("RUST_LOG", "info,mvconf=debug")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
@@ -331,6 +370,25 @@ impl Operator {
             .spawn()
             .expect("start the operator");
         self.child = Some(child);
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and waits up to `grace` for it
+    /// to exit (then SIGKILL, as the kubelet does).
+    pub fn terminate(&mut self, grace: Duration) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < grace {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGKILL, as a crash.
