@@ -1096,8 +1096,7 @@ async fn main() {
     eprintln!("duplicate-address detection, {probe_n} containers, probing off and on");
     // Quick (CI): one round each way, to see it run; the figures are the full run's.
     let probe_rounds = if a.quick { 1 } else { 2 };
-    let probing =
-        probe::probe_rows(&lab, &kube, &raw, &dir, &parent, probe_n, probe_rounds).await;
+    let probing = probe::probe_rows(&lab, &kube, &raw, &dir, &parent, probe_n, probe_rounds).await;
     // Leave the parent free for the tests that use it.
     for k in 1..=lab.nodes {
         clear_network(&lab, k);

@@ -53,7 +53,7 @@ fn config_reports_every_error_with_its_field_and_fails() {
             "services":[{"name":"a","network":"x","ip_pool":["10.0.0.9-10.0.0.1"]}]}"#,
     );
     let out = mvconf(&["-f", bad.to_str().unwrap(), "config"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8(out.stderr).unwrap();
     for field in [
@@ -225,4 +225,56 @@ fn debug_env_turns_on_debug_logs() {
         err.contains("DEBUG") && err.contains("configuration loaded"),
         "{err}"
     );
+}
+
+// Exit codes (README "Exit codes"): 2 for every usage or configuration
+// error, clap's and ours; 0 for what worked. 1 (actions failed) and 3
+// (audit findings) come from the lab tests (`lab_cli.rs`).
+#[test]
+fn usage_and_configuration_errors_exit_with_2() {
+    let missing = std::env::temp_dir().join("mvconf-cli-no-such-file.json");
+    let cases: [&[&str]; 5] = [
+        &["--no-such-flag"],
+        &["no-such-command"],
+        &["up", "--per-node", "many"],
+        &["-f", missing.to_str().unwrap(), "config"],
+        &["-f", missing.to_str().unwrap(), "up"],
+    ];
+    for args in cases {
+        let out = mvconf(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "mvconf {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty(), "mvconf {args:?} said nothing");
+    }
+    for args in [&["--version"][..], &["--help"], &["crd"]] {
+        assert_eq!(mvconf(args).status.code(), Some(0), "mvconf {args:?}");
+    }
+}
+
+#[test]
+fn completion_scripts_and_the_man_page_are_printed() {
+    for (shell, mark) in [
+        ("bash", "complete -F _mvconf"),
+        ("zsh", "#compdef mvconf"),
+        ("fish", "complete -c mvconf"),
+    ] {
+        let out = mvconf(&["completion", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(mark), "{shell}: {script}");
+        assert!(script.contains("audit"), "{shell}: no subcommands");
+    }
+    let out = mvconf(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH mvconf"),
+        "{page}"
+    );
+    assert!(page.contains("audit"), "{page}");
+    assert_eq!(mvconf(&["completion", "tcsh"]).status.code(), Some(2));
 }

@@ -266,7 +266,10 @@ async fn helm_upgrade_from_the_previous_release_moves_nothing_and_status_never_l
         &format!("probe.image={}", lab.probe_image()),
     ]);
     let new_args = deployment_args(&kube, &ns.name, &release);
-    assert_ne!(old_args, new_args, "the upgrade changed nothing in the Deployment");
+    assert_ne!(
+        old_args, new_args,
+        "the upgrade changed nothing in the Deployment"
+    );
     let new_a = Operator::from_chart(env!("CARGO_BIN_EXE_mvconf"), &new_args, &ns.name, "new-a");
     tokio::time::sleep(Duration::from_secs(3)).await;
     old[1].terminate(Duration::from_secs(30));

@@ -504,7 +504,7 @@ fn audit_finds_hand_made_faults_and_up_repairs_only_its_own() {
     assert_eq!(dup["ip"], taken.as_str());
     // Plain text names the address and both nodes.
     let out = mvconf(&conf, &["audit"], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let t = text(&out);
     assert!(
         t.contains(&format!("{taken} is on 2 live containers")),
@@ -798,4 +798,203 @@ fn tls_is_verified_by_default_a_custom_ca_works_and_skipping_warns() {
         "no warning: {}",
         text(&out)
     );
+}
+
+/// A tmux server of its own (a real terminal), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(tag: &str) -> Option<Tmux> {
+        let socket = format!("mvconf-{tag}-{}", std::process::id());
+        Command::new("tmux").arg("-V").output().ok()?;
+        Some(Tmux { socket })
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(out.status.success(), "tmux {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `command` in a new 160x50 window; waits for it to print its
+    /// exit code; returns what the pane shows (with its colours: `-e`) and
+    /// every byte written to the terminal.
+    fn session(&self, name: &str, command: &str) -> (String, Vec<u8>) {
+        let raw = std::env::temp_dir().join(format!("{}-{name}.raw", self.socket));
+        let _ = std::fs::remove_file(&raw);
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "160",
+            "-y",
+            "50",
+            "sh",
+        ]);
+        self.run(&[
+            "pipe-pane",
+            "-t",
+            name,
+            "-o",
+            &format!("cat >> {}", raw.display()),
+        ]);
+        self.run(&[
+            "send-keys",
+            "-t",
+            name,
+            &format!("{command}; echo EXIT=$?"),
+            "Enter",
+        ]);
+        let start = Instant::now();
+        loop {
+            let pane = self.run(&["capture-pane", "-p", "-e", "-J", "-S", "-", "-t", name]);
+            // The line `echo` printed, not the command line typed.
+            let ended = pane.lines().any(|l| {
+                l.strip_prefix("EXIT=")
+                    .is_some_and(|c| c.starts_with(|ch: char| ch.is_ascii_digit()))
+            });
+            if ended {
+                // Let pipe-pane's cat write the last bytes.
+                std::thread::sleep(Duration::from_millis(300));
+                return (pane, std::fs::read(&raw).unwrap_or_default());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{command} did not end: {pane}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+// Issue "A user's first hour": `-o json` of a mutating command lists every
+// action with its outcome and a summary; `-o yaml` too; on a terminal a
+// progress bar with counts and ETA runs under the action lines and the
+// summary ends it; NO_COLOR=1 leaves no colour in the terminal; piped
+// output is plain lines.
+#[test]
+fn mutating_commands_print_objects_for_programs_and_a_bar_for_people() {
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let Some(tmux) = Tmux::new("cli") else {
+        panic!("tmux is missing: scripts/lab up installs it");
+    };
+    let svc = unique("cli-out");
+    let net = unique("cli-out-net");
+    let _nets = lab.networks_guard(&[&net]);
+    let _s = lab.service(&svc, Mode::Replicated(12));
+    let conf = write_conf(
+        "out",
+        &serde_json::json!({
+            "networks": [{"name": net, "subnet": "192.168.58.0/24", "gateway": "192.168.58.1", "parent": lab.parent(11)}],
+            "services": [{"name": svc, "network": net, "ip_pool": ["192.168.58.10-192.168.58.40"]}]
+        }),
+    );
+    wait_running(&lab, &[(&svc, 12)]);
+
+    // A dry run's object: every action planned, nothing done.
+    let out = mvconf(&conf, &["up", "--dry-run", "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["dryRun"], true);
+    let planned = plan["actions"].as_array().unwrap();
+    assert_eq!(planned.len(), lab.nodes + 12, "{plan:#}");
+    assert!(
+        planned.iter().all(|a| a["outcome"] == "planned"),
+        "{plan:#}"
+    );
+
+    // up -o json: the same actions, each with its outcome, and the summary.
+    let out = mvconf(&conf, &["up", "-o", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let up: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(up["command"], "up");
+    let actions = up["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), lab.nodes + 12, "{up:#}");
+    assert!(actions.iter().all(|a| a["outcome"] == "done"), "{up:#}");
+    let connects: Vec<&serde_json::Value> = actions
+        .iter()
+        .filter(|a| a["verb"] == "connected")
+        .collect();
+    assert_eq!(connects.len(), 12);
+    for c in &connects {
+        assert!(c["ip"].as_str().unwrap().starts_with("192.168.58."), "{c}");
+        assert!(c["slot"].as_str().unwrap().starts_with(&svc), "{c}");
+        assert!(c["container"].is_string() && c["node"].is_string(), "{c}");
+    }
+    assert_eq!(up["summary"]["done"]["connected"], 12);
+    assert_eq!(up["summary"]["ok"], true);
+    let eps = endpoints(&lab, &net);
+    assert_eq!(eps.len(), 12);
+    assert_unique(&eps);
+
+    // Piped text: plain lines, no escape sequence.
+    let out = mvconf(&conf, &["disconnect"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(!said.contains('\x1b'), "{said:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(": ok"))
+            .count(),
+        12,
+        "{said}"
+    );
+
+    // On a terminal: the bar (counts, ETA), every action line, the summary.
+    let env = ["DOCKER_HOST", "MVCONF_LAB_DCE_URL", "PATH"]
+        .iter()
+        .filter_map(|k| Some(format!("{k}='{}'", std::env::var(k).ok()?)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let bin = env!("CARGO_BIN_EXE_mvconf");
+    let cmd = |extra: &str, sub: &str| {
+        format!(
+            "env -u RUST_LOG {env} TERM=xterm-256color {extra} {bin} -f {} {sub}",
+            conf.display()
+        )
+    };
+    let (pane, raw) = tmux.session("bar", &cmd("", "up"));
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(pane.contains("EXIT=0"), "{pane}");
+    assert!(
+        raw.contains("] 12/12 actions") && raw.contains("ETA"),
+        "no progress bar on the terminal: {raw:?}"
+    );
+    // (The networks stayed: `disconnect` keeps them.)
+    assert_eq!(pane.matches(": ok").count(), 12, "{pane}");
+    assert!(pane.contains("mvconf up: 12 connected"), "{pane}");
+    // The logs are coloured on a terminal ...
+    assert!(pane.contains("\x1b["), "no colour at all: {pane:?}");
+    // ... and not with NO_COLOR.
+    let (pane, _) = tmux.session("nocolor", &cmd("NO_COLOR=1", "down"));
+    assert!(pane.contains("EXIT=0"), "{pane}");
+    assert!(pane.contains("mvconf down:"), "{pane}");
+    assert!(!pane.contains('\x1b'), "NO_COLOR=1 left escapes: {pane:?}");
+
+    // -o yaml of the same: one document.
+    let out = mvconf(&conf, &["down", "-o", "yaml"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let down: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(down["command"], "down");
+    assert_eq!(down["summary"]["ok"], true);
 }

@@ -2,7 +2,7 @@
 //! Exit 0 only when clean.
 
 use super::endpoint::{EndpointArgs, resolve};
-use super::{CliError, emit};
+use super::{CliError, Format, Outcome, emit, emit_as};
 use crate::cluster::Cluster;
 use crate::config::{self, Loaded};
 use crate::crd::MacvlanBinding;
@@ -10,12 +10,6 @@ use crate::reconcile::audit::{AuditOptions, AuditReport, Subject, audit};
 use crate::reconcile::observe;
 use crate::tenancy::admit::{Check, EndpointChoice, Tenancy, admit};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Output {
-    Text,
-    Json,
-}
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct AuditArgs {
@@ -28,8 +22,8 @@ pub(crate) struct AuditArgs {
     #[arg(long, short = 'A', conflicts_with = "binding")]
     pub(crate) all_bindings: bool,
     /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    pub(crate) output: Output,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+    pub(crate) output: Format,
     /// Nodes read at once.
     #[arg(long, default_value_t = 32)]
     pub(crate) observe_concurrency: usize,
@@ -146,12 +140,12 @@ async fn probe_free(
     report.findings.dedup();
 }
 
-/// Runs the audit; `Ok(true)` only when clean.
+/// Runs the audit; `Done` only when clean, else `Findings`.
 pub(crate) async fn run(
     file: &Path,
     endpoint: &EndpointArgs,
     args: &AuditArgs,
-) -> Result<bool, CliError> {
+) -> Result<Outcome, CliError> {
     let from_kube = args.all_bindings || !args.binding.is_empty();
     let subjects: Vec<(String, Loaded)> = if from_kube {
         kube_bindings(args).await?
@@ -165,19 +159,14 @@ pub(crate) async fn run(
         return super::repair::run(&subjects, audited, endpoint, args, from_kube).await;
     }
     print_report(&audited.report, args.output)?;
-    Ok(audited.report.clean())
+    Ok(Outcome::audited(audited.report.clean()))
 }
 
-fn print_report(report: &AuditReport, output: Output) -> Result<(), CliError> {
+fn print_report(report: &AuditReport, output: Format) -> Result<(), CliError> {
     match output {
-        Output::Json => {
-            let text = serde_json::to_string_pretty(&report)
-                .map_err(CliError::serialize("the audit report"))?;
-            emit(&format!("{text}\n"))?;
-        }
-        Output::Text => emit(&format!("{report}\n"))?,
+        Format::Text => emit(&format!("{report}\n")),
+        Format::Json | Format::Yaml => emit_as(report, output, "the audit report"),
     }
-    Ok(())
 }
 
 /// What an audit read and found.

@@ -1,5 +1,6 @@
 //! The `mvconf` command line: one module per command family.
 
+mod actions;
 mod audit;
 mod config;
 pub(crate) mod endpoint;
@@ -40,6 +41,46 @@ pub struct Cli {
     pub(crate) command: Command,
 }
 
+/// The output of a command: for people, or one object for programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    #[default]
+    Text,
+    Json,
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML (`Text` prints JSON: callers print their
+/// own text).
+pub(crate) fn emit_as<T: serde::Serialize>(
+    value: &T,
+    format: Format,
+    what: &'static str,
+) -> Result<(), CliError> {
+    let text = match format {
+        Format::Yaml => serde_saphyr::to_string(value).map_err(CliError::serialize(what))?,
+        Format::Text | Format::Json => {
+            let mut t = serde_json::to_string_pretty(value).map_err(CliError::serialize(what))?;
+            t.push('\n');
+            t
+        }
+    };
+    emit(&text)
+}
+
+/// Whether stderr is a person's terminal: a TTY, and not `TERM=dumb`.
+pub(crate) fn interactive() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// Whether logs on stderr may carry colours: on a terminal (not
+/// `TERM=dumb`) unless `NO_COLOR` is set to anything but empty
+/// (no-color.org).
+fn colours(tty: bool, no_color: Option<&str>, term: Option<&str>) -> bool {
+    tty && no_color.is_none_or(str::is_empty) && term != Some("dumb")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LogFormat {
     Text,
@@ -76,6 +117,15 @@ pub(crate) enum Command {
     Audit(audit::AuditArgs),
     /// Run the Kubernetes operator that keeps every MacvlanBinding true.
     Operator(Box<crate::operator::OperatorArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell),
+    /// e.g. `mvconf completion bash > /etc/bash_completion.d/mvconf`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g.
+    /// `mvconf man > /usr/local/share/man/man1/mvconf.1`.
+    Man,
     /// ARP-probe addresses on an interface (RFC 5227 duplicate-address
     /// detection); prints one JSON report. What the probe container runs;
     /// needs CAP_NET_RAW.
@@ -102,7 +152,7 @@ pub(crate) struct ProbeArgs {
     addresses: Vec<std::net::Ipv4Addr>,
 }
 
-fn probe(args: &ProbeArgs) -> Result<bool, CliError> {
+fn probe(args: &ProbeArgs) -> Result<Outcome, CliError> {
     let timing = crate::probe::Timing {
         probes: args.probes.max(1),
         interval: std::time::Duration::from_millis(args.interval_ms),
@@ -112,7 +162,25 @@ fn probe(args: &ProbeArgs) -> Result<bool, CliError> {
         .map_err(|e| CliError::Usage(format!("probe: {e}")))?;
     let text = serde_json::to_string(&report).map_err(CliError::serialize("the probe report"))?;
     emit(&format!("{text}\n"))?;
-    Ok(true)
+    Ok(Outcome::Done)
+}
+
+fn completion(shell: clap_complete::Shell) -> Result<Outcome, CliError> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "mvconf", &mut out);
+    emit(&String::from_utf8_lossy(&out))?;
+    Ok(Outcome::Done)
+}
+
+fn man() -> Result<Outcome, CliError> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .map_err(CliError::Output)?;
+    emit(&String::from_utf8_lossy(&out))?;
+    Ok(Outcome::Done)
 }
 
 /// Logs go to stderr. `DEBUG=1` (as in mvconf) or `RUST_LOG` raise the level.
@@ -121,7 +189,11 @@ pub fn init_logging(cli: &Cli) {
     let debug = std::env::var("DEBUG").is_ok_and(|v| !v.is_empty() && v != "0");
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = colours(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var("NO_COLOR").ok().as_deref(),
+        std::env::var("TERM").ok().as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -132,14 +204,49 @@ pub fn init_logging(cli: &Cli) {
     };
 }
 
+/// How a command that ran to its end ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It did all it was asked.
+    Done,
+    /// Some actions failed or were left undone (a node unreachable, a pool
+    /// exhausted, a dry run that plans an error).
+    Incomplete,
+    /// An audit found problems (`audit`, and `audit --fix` when some are
+    /// left after the repair).
+    Findings,
+}
+
+impl Outcome {
+    /// `Done` when the audit is `clean`, else `Findings`.
+    pub(crate) fn audited(clean: bool) -> Outcome {
+        if clean {
+            Outcome::Done
+        } else {
+            Outcome::Findings
+        }
+    }
+
+    /// `Done` when `all` went well, else `Incomplete`.
+    pub(crate) fn of(all: bool) -> Outcome {
+        if all {
+            Outcome::Done
+        } else {
+            Outcome::Incomplete
+        }
+    }
+}
+
 /// Runs one command and prints its error, if any; [`exit_code`] says what
 /// the process exits with.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
-        Command::Config => config::check(&cli.file).map(|()| true),
-        Command::Convert(args) => config::convert(&cli.file, args).map(|()| true),
-        Command::Crd => config::crd().map(|()| true),
+        Command::Config => config::check(&cli.file).map(|()| Outcome::Done),
+        Command::Convert(args) => config::convert(&cli.file, args).map(|()| Outcome::Done),
+        Command::Crd => config::crd().map(|()| Outcome::Done),
         Command::Probe(args) => probe(args),
+        Command::Completion { shell } => completion(*shell),
+        Command::Man => man(),
         _ => block_on(run_async(&cli)),
     };
     if let Err(e) = &result {
@@ -149,25 +256,28 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 /// The process exit code of a command's result; the only place one is
-/// chosen.
+/// chosen (README, "Exit codes").
 ///
-/// - `0`: the command did all it was asked (`Ok(true)`).
-/// - `1`: it ran but not everything worked (`Ok(false)`: an action failed,
-///   an audit found something, a dry run planned an error), or it stopped
-///   on an error (any [`CliError`], a usage error found after parsing
-///   included).
-///
-/// A command line clap cannot parse never gets here: clap exits with `2`.
-pub(crate) fn exit_code(result: &Result<bool, CliError>) -> ExitCode {
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) | Err(_) => ExitCode::FAILURE,
-    }
+/// - `0`: the command did all it was asked.
+/// - `1`: some actions failed or were left undone, or the command stopped
+///   on an error of the cluster or the API server (unreachable, refused).
+/// - `2`: a usage or configuration error: the command line, the
+///   configuration file, a file it names, the login. Clap's own parse
+///   errors exit with `2` too, before a command runs.
+/// - `3`: an audit found problems.
+pub(crate) fn exit_code(result: &Result<Outcome, CliError>) -> ExitCode {
+    ExitCode::from(match result {
+        Ok(Outcome::Done) => 0,
+        Ok(Outcome::Incomplete) => 1,
+        Ok(Outcome::Findings) => 3,
+        Err(e) if e.is_usage() => 2,
+        Err(_) => 1,
+    })
 }
 
-fn block_on<F: std::future::Future<Output = Result<bool, CliError>>>(
+fn block_on<F: std::future::Future<Output = Result<Outcome, CliError>>>(
     f: F,
-) -> Result<bool, CliError> {
+) -> Result<Outcome, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -176,11 +286,17 @@ fn block_on<F: std::future::Future<Output = Result<bool, CliError>>>(
     rt.block_on(f)
 }
 
-async fn run_async(cli: &Cli) -> Result<bool, CliError> {
+async fn run_async(cli: &Cli) -> Result<Outcome, CliError> {
     use crate::reconcile::Mode;
-    let op = |mode, args| ops::run(mode, &cli.file, &cli.endpoint, args);
+    let op = |mode, args| async move {
+        ops::run(mode, &cli.file, &cli.endpoint, args)
+            .await
+            .map(Outcome::of)
+    };
     match &cli.command {
-        Command::Login(args) => login::run(args, &cli.endpoint).await.map(|()| true),
+        Command::Login(args) => login::run(args, &cli.endpoint)
+            .await
+            .map(|()| Outcome::Done),
         Command::Up(a) => op(Mode::Up, a).await,
         Command::Disconnect(a) => op(Mode::Disconnect, a).await,
         Command::Rm(a) => op(Mode::Remove, a).await,
@@ -189,13 +305,18 @@ async fn run_async(cli: &Cli) -> Result<bool, CliError> {
         Command::Reingress(a) => op(Mode::Reingress, a).await,
         Command::Status(args) => status::run(&cli.file, &cli.endpoint, args)
             .await
-            .map(|()| true),
+            .map(|()| Outcome::Done),
         Command::Audit(args) => audit::run(&cli.file, &cli.endpoint, args).await,
         Command::Operator(args) => crate::operator::run((**args).clone())
             .await
-            .map(|()| true)
+            .map(|()| Outcome::Done)
             .map_err(CliError::Operator),
-        Command::Config | Command::Convert(_) | Command::Crd | Command::Probe(_) => Ok(true),
+        Command::Config
+        | Command::Convert(_)
+        | Command::Crd
+        | Command::Probe(_)
+        | Command::Completion { .. }
+        | Command::Man => Ok(Outcome::Done),
     }
 }
 
@@ -264,6 +385,27 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
+    /// Whether the user's input is at fault (exit code 2): the command
+    /// line, the configuration file, a file it names, the saved login, the
+    /// endpoint's settings. Not what a server answered.
+    pub(crate) fn is_usage(&self) -> bool {
+        match self {
+            CliError::Load(_)
+            | CliError::Usage(_)
+            | CliError::File { .. }
+            | CliError::Input { .. }
+            | CliError::Credentials(_)
+            | CliError::Cluster(_) => true,
+            CliError::Output(_)
+            | CliError::Serialize { .. }
+            | CliError::LoginRefused { .. }
+            | CliError::Kube { .. }
+            | CliError::Runtime(_)
+            | CliError::Operator(_)
+            | CliError::Engine(_) => false,
+        }
+    }
+
     /// For `map_err`: serializing `what` failed.
     fn serialize<E>(what: &'static str) -> impl FnOnce(E) -> Self
     where
@@ -281,12 +423,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_codes_are_0_for_success_and_1_for_anything_else() {
-        assert_eq!(exit_code(&Ok(true)), ExitCode::SUCCESS);
-        assert_eq!(exit_code(&Ok(false)), ExitCode::FAILURE);
+    fn colours_only_on_a_terminal_without_no_color_or_a_dumb_term() {
+        assert!(colours(true, None, Some("xterm-256color")));
+        assert!(colours(true, Some(""), None));
+        assert!(!colours(false, None, Some("xterm")));
+        assert!(!colours(true, Some("1"), Some("xterm")));
+        assert!(!colours(true, Some("yes"), None));
+        assert!(!colours(true, None, Some("dumb")));
+    }
+
+    #[test]
+    fn exit_codes_are_0_done_1_incomplete_2_usage_3_findings() {
+        assert_eq!(exit_code(&Ok(Outcome::Done)), ExitCode::from(0));
+        assert_eq!(exit_code(&Ok(Outcome::Incomplete)), ExitCode::from(1));
+        assert_eq!(exit_code(&Ok(Outcome::Findings)), ExitCode::from(3));
         assert_eq!(
             exit_code(&Err(CliError::Usage("bad flag".into()))),
-            ExitCode::FAILURE
+            ExitCode::from(2)
+        );
+        let unreachable = CliError::Engine(crate::engine::EngineError::new(
+            crate::engine::ErrorKind::Unreachable,
+            "node1",
+            "GET /info",
+            None,
+            "connection refused",
+        ));
+        assert_eq!(exit_code(&Err(unreachable)), ExitCode::from(1));
+        assert_eq!(
+            exit_code(&Err(CliError::Runtime(std::io::Error::other("x")))),
+            ExitCode::from(1)
         );
     }
 

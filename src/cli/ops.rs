@@ -2,15 +2,15 @@
 //! `reingress`. Each is one engine pass in a mode; they differ only in it.
 
 use super::endpoint::{EndpointArgs, resolve};
-use super::{CliError, emit};
+use super::{CliError, Format, emit, emit_as};
 use crate::cluster::Cluster;
 use crate::config;
 use crate::reconcile::apply::{ApplyOptions, Outcome};
 use crate::reconcile::report::Summary;
 use crate::reconcile::{Memory, Mode, Ownership, Pass, Plan, Watcher};
-use std::io::{IsTerminal, Write};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -34,55 +34,56 @@ pub(crate) struct OpArgs {
     /// probed.
     #[arg(long, env = "MVCONF_PROBE_IMAGE", value_name = "IMAGE")]
     pub(crate) probe_image: Option<String>,
+    /// Output: a line per action and a summary (text), or one object with
+    /// every action's outcome and the summary (json, yaml).
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+    pub(crate) output: Format,
 }
 
-/// Prints outcomes as they come: a bar on a terminal, lines otherwise.
+/// Shows outcomes as they come: with text output a line per action; on a
+/// terminal (not `TERM=dumb`) and for more than a few actions, a progress
+/// bar with counts and ETA under those lines, on stderr.
 struct Progress {
-    total: usize,
-    done: Mutex<usize>,
-    tty: bool,
+    bar: Option<ProgressBar>,
+    lines: bool,
 }
 
 impl Progress {
-    fn new(total: usize) -> Self {
-        // A bar is worth it only on a terminal and for more than a few actions.
-        Self {
-            total,
-            done: Mutex::new(0),
-            tty: std::io::stderr().is_terminal() && total > 10,
-        }
+    fn new(total: usize, lines: bool) -> Self {
+        let bar = (super::interactive() && total > 10).then(|| {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            // No colours in the template: NO_COLOR holds by construction.
+            if let Ok(style) = ProgressStyle::with_template(
+                "[{bar:30}] {pos}/{len} actions, {elapsed} (ETA {eta}) {wide_msg}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Self { bar, lines }
     }
 
     fn see(&self, o: &Outcome) {
-        let Ok(mut done) = self.done.lock() else {
-            return;
-        };
-        *done += 1;
-        if self.tty {
-            let width = 30;
-            let filled = width * *done / self.total.max(1);
-            let mut err = std::io::stderr().lock();
-            if o.failed() {
-                let _ = writeln!(err, "\r\x1b[2K{o}");
+        let line = o.to_string();
+        match &self.bar {
+            Some(bar) => {
+                if self.lines {
+                    bar.suspend(|| emit(&format!("{line}\n")).ok());
+                }
+                bar.set_message(o.action.to_string());
+                bar.inc(1);
             }
-            let _ = write!(
-                err,
-                "\r\x1b[2K[{}{}] {}/{} {}",
-                "=".repeat(filled),
-                " ".repeat(width - filled),
-                *done,
-                self.total,
-                o.action
-            );
-            let _ = err.flush();
-        } else {
-            let _ = emit(&format!("{o}\n"));
+            None if self.lines => {
+                let _ = emit(&format!("{line}\n"));
+            }
+            None => {}
         }
     }
 
     fn finish(&self) {
-        if self.tty {
-            let _ = writeln!(std::io::stderr(), "\r\x1b[2K");
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }
@@ -117,6 +118,8 @@ pub(crate) async fn connect(
 /// What the command shows while its pass runs.
 struct Shown {
     dry_run: bool,
+    /// Text output: a line per action (else only the final object).
+    lines: bool,
     progress: OnceLock<Progress>,
 }
 
@@ -132,7 +135,9 @@ impl Watcher for Shown {
                 tracing::warn!("{problem}");
             }
         }
-        let _ = self.progress.set(Progress::new(plan.actions.len()));
+        let _ = self
+            .progress
+            .set(Progress::new(plan.actions.len(), self.lines));
     }
 
     fn outcome(&self, o: &Outcome) {
@@ -191,10 +196,35 @@ pub(crate) async fn run(
     };
     let shown = Shown {
         dry_run: args.dry_run,
+        lines: args.output == Format::Text,
         progress: OnceLock::new(),
     };
-    let passed = pass.run(&cluster, &shown).await.map_err(CliError::Engine)?;
+    let passed = pass.run(&cluster, &shown).await.map_err(CliError::Engine);
+    if let Some(progress) = shown.progress.get() {
+        progress.finish();
+    }
+    let passed = passed?;
     let name = command_name(mode);
+    let summary = Summary::of(&passed.applied);
+    if args.output != Format::Text {
+        let p = &passed.applied.plan;
+        let ok = if args.dry_run {
+            p.problems.iter().all(|x| !x.is_error())
+        } else {
+            summary.ok()
+        };
+        let report = super::actions::report(
+            name,
+            args.dry_run,
+            p,
+            &passed.applied.outcomes,
+            &summary,
+            &passed.kept,
+            started.elapsed().as_secs_f64(),
+        );
+        emit_as(&report, args.output, "the report")?;
+        return Ok(ok);
+    }
     for (service, owner) in &passed.kept {
         emit(&format!(
             "kept: {service}: owned by {owner} (--force to act on it anyway)\n"
@@ -210,10 +240,6 @@ pub(crate) async fn run(
         ))?;
         return Ok(p.problems.iter().all(|x| !x.is_error()));
     }
-    if let Some(progress) = shown.progress.get() {
-        progress.finish();
-    }
-    let summary = Summary::of(&passed.applied);
     let calls = cluster.calls();
     tracing::debug!(
         total = calls.total(),

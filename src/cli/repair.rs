@@ -2,9 +2,9 @@
 //! with `--yes`, applies it and audits again. The plan itself is pure
 //! (`reconcile::repair`); this is its I/O edge.
 
-use super::audit::{AuditArgs, Audited, Output, audit_subjects};
+use super::audit::{AuditArgs, Audited, audit_subjects};
 use super::endpoint::EndpointArgs;
-use super::{CliError, emit};
+use super::{CliError, Format, Outcome, emit, emit_as};
 use crate::config::Loaded;
 use crate::reconcile::audit::AuditReport;
 use crate::reconcile::repair::{Bindings, EarlierReport, Repair, Step, plan, still_holding};
@@ -28,14 +28,15 @@ struct FixReport<'a> {
     after: Option<&'a AuditReport>,
 }
 
-/// Runs `audit --fix`; `Ok(true)` when nothing is left to find.
+/// Runs `audit --fix`: `Done` when nothing is left to find, `Incomplete`
+/// when an action of the repair failed, else `Findings`.
 pub(crate) async fn run(
     subjects: &[(String, Loaded)],
     audited: Audited,
     endpoint: &EndpointArgs,
     args: &AuditArgs,
     from_kube: bool,
-) -> Result<bool, CliError> {
+) -> Result<Outcome, CliError> {
     let Audited {
         report,
         observed,
@@ -103,8 +104,11 @@ pub(crate) async fn run(
         after = Some(again.report);
     }
     let clean = after.as_ref().map_or(report.clean(), AuditReport::clean);
+    // Outcome lines say FAILED where an action of the repair failed (a
+    // disconnect here, an action of a rebinding pass).
+    let failed = outcomes.iter().any(|l| l.contains("FAILED"));
     match args.output {
-        Output::Json => {
+        Format::Json | Format::Yaml => {
             let out = FixReport {
                 plan: &repair,
                 warnings: &warnings,
@@ -112,11 +116,9 @@ pub(crate) async fn run(
                 outcomes,
                 after: after.as_ref(),
             };
-            let text =
-                serde_json::to_string_pretty(&out).map_err(CliError::serialize("the repair"))?;
-            emit(&format!("{text}\n"))?;
+            emit_as(&out, args.output, "the repair")?;
         }
-        Output::Text => {
+        Format::Text => {
             for w in &warnings {
                 emit(&format!("WARNING {w}\n"))?;
             }
@@ -131,7 +133,11 @@ pub(crate) async fn run(
             }
         }
     }
-    Ok(clean)
+    Ok(if failed {
+        Outcome::Incomplete
+    } else {
+        Outcome::audited(clean)
+    })
 }
 
 /// Says when an operator may be acting on the same services: the install
