@@ -537,6 +537,57 @@ pub mod reasons {
     /// A deleted binding's cleanup has not finished: a node could not be
     /// reached, Docker refused, or something of the binding is still there.
     pub const CLEANUP_INCOMPLETE: &str = "CleanupIncomplete";
+
+    /// Every reason the Ready condition can carry (README, "Conditions").
+    pub const ALL: &[&str] = &[
+        READY,
+        BOUND,
+        PROGRESSING,
+        INVALID_SPEC,
+        POOL_EXHAUSTED,
+        CONFLICT,
+        NODE_UNREACHABLE,
+        AUTH_FAILED,
+        ENDPOINT_UNREACHABLE,
+        APPLY_FAILED,
+        SERVICE_NOT_FOUND,
+        CLEANUP_INCOMPLETE,
+    ];
+}
+
+/// Reasons of the Events about a binding besides the condition's (a binding
+/// not Ready gets an Event with the condition's reason too).
+pub mod event_reasons {
+    pub const BOUND: &str = "Bound";
+    /// A replacement container got its slot's address back.
+    pub const REBOUND: &str = "Rebound";
+    pub const NETWORK_CREATED: &str = "NetworkCreated";
+    /// A disconnect or an ingress change was made.
+    pub const CHANGED: &str = "Changed";
+    /// Docker refused the planned address and another was taken.
+    pub const ADDRESS_IN_USE: &str = "AddressInUse";
+    pub const FOREIGN_ADDRESS: &str = "ForeignAddress";
+    pub const UNSEEN_HOLDER: &str = "UnseenHolder";
+    pub const PROBE_FAILED: &str = "ProbeFailed";
+    /// A service another install owns was left alone.
+    pub const KEPT_OWNED: &str = "KeptOwned";
+    pub const RETAINED: &str = "Retained";
+    pub const CLEANED_UP: &str = "CleanedUp";
+
+    /// Every one of them (README, "Events").
+    pub const ALL: &[&str] = &[
+        BOUND,
+        REBOUND,
+        NETWORK_CREATED,
+        CHANGED,
+        ADDRESS_IN_USE,
+        FOREIGN_ADDRESS,
+        UNSEEN_HOLDER,
+        PROBE_FAILED,
+        KEPT_OWNED,
+        RETAINED,
+        CLEANED_UP,
+    ];
 }
 
 /// Every CRD of mvconf as one YAML stream, exactly as committed under
@@ -557,6 +608,20 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::ser_error::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_names_every_condition_and_event_reason() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .unwrap();
+        let missing: Vec<&&str> = reasons::ALL
+            .iter()
+            .chain(event_reasons::ALL)
+            .filter(|r| !readme.contains(&format!("`{r}`")))
+            .collect();
+        assert!(missing.is_empty(), "README.md does not name {missing:?}");
+    }
 
     #[test]
     fn committed_crds_match_the_generated_one() {

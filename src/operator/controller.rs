@@ -13,7 +13,9 @@ use super::shards::Lead;
 use super::slices::WriteError;
 use super::status::{after_pass, is_ready, not_run};
 use crate::config::validate::Desired;
-use crate::crd::{DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, reasons};
+use crate::crd::{
+    DeletionPolicy, FINALIZER, MacvlanBinding, MacvlanBindingStatus, event_reasons, reasons,
+};
 use crate::engine::{EngineError, ErrorKind};
 use crate::fence::Fenced;
 use crate::reconcile::report::leftovers;
@@ -569,7 +571,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
                 ctx,
                 &b,
                 false,
-                "Retained",
+                event_reasons::RETAINED,
                 "deletionPolicy Retain: containers and networks left as they are".into(),
             )
             .await;
@@ -638,7 +640,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
     // Services another binding owns were left alone: not this cleanup's.
     for (service, owner) in &kept {
         let note = format!("service {service} left as it is: owned by {owner}");
-        publish(ctx, &b, false, "KeptOwned", note).await;
+        publish(ctx, &b, false, event_reasons::KEPT_OWNED, note).await;
     }
     let kept_names: BTreeSet<&str> = kept
         .iter()
@@ -694,7 +696,7 @@ async fn cleanup(b: Arc<MacvlanBinding>, ctx: &Context) -> Result<Action, Error>
         ctx,
         &b,
         false,
-        "CleanedUp",
+        event_reasons::CLEANED_UP,
         format!(
             "deletionPolicy {:?}: {done} change{} made",
             b.spec.deletion_policy,

@@ -567,6 +567,30 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_names_every_metric() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .unwrap();
+        // The names registered: every "mvconf_..." literal of this file
+        // before its tests (a family with no series is not rendered).
+        let source = include_str!("metrics.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        let names: Vec<&str> = code
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with("mvconf_") && !s.contains(' '))
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        let missing: Vec<&&str> = names
+            .iter()
+            .filter(|n| !readme.contains(&format!("`{n}")))
+            .collect();
+        assert!(missing.is_empty(), "README.md does not name {missing:?}");
+    }
+
+    #[test]
     fn the_text_is_openmetrics_and_says_so_with_the_build() {
         let m = Metrics::new(Arc::new(CallLog::default()));
         m.bind_seconds.observe(0.3);

@@ -3,7 +3,7 @@
 
 use super::context::Context;
 use super::metrics::{BindingLabels, PoolLabels};
-use crate::crd::{MacvlanBinding, MacvlanBindingStatus, reasons};
+use crate::crd::{MacvlanBinding, MacvlanBindingStatus, event_reasons, reasons};
 use crate::reconcile::apply::{Applied, Ending};
 use crate::reconcile::plan::Action as PlanAction;
 use crate::reconcile::{Memory, Problem};
@@ -171,18 +171,22 @@ pub(crate) async fn report(
                         let secs = ((now_nanos - i128::from(t)).max(0) as f64) / 1e9;
                         ctx.metrics.drift_repairs.inc();
                         ctx.metrics.drift_repair_seconds.observe(secs);
-                        notes.add(false, "Rebound", format!("{key}: replacement container {short} on {node} got its address {ip} back, {secs:.2} s after it started"));
+                        notes.add(false, event_reasons::REBOUND, format!("{key}: replacement container {short} on {node} got its address {ip} back, {secs:.2} s after it started"));
                     }
-                    _ => notes.add(false, "Bound", format!("{key} ({short} on {node}) {ip}")),
+                    _ => notes.add(
+                        false,
+                        event_reasons::BOUND,
+                        format!("{key} ({short} on {node}) {ip}"),
+                    ),
                 }
                 if let Some(n) = &o.note {
-                    notes.add(true, "AddressInUse", format!("{key}: {n}"));
+                    notes.add(true, event_reasons::ADDRESS_IN_USE, format!("{key}: {n}"));
                 }
             }
             (PlanAction::CreateNetwork { network, node, .. }, Ending::Done) => {
                 notes.add(
                     false,
-                    "NetworkCreated",
+                    event_reasons::NETWORK_CREATED,
                     format!("{} on {node}", network.name),
                 );
             }
@@ -195,7 +199,7 @@ pub(crate) async fn report(
                 | PlanAction::AttachIngress { .. },
                 Ending::Done,
             ) => {
-                notes.add(false, "Changed", o.action.to_string());
+                notes.add(false, event_reasons::CHANGED, o.action.to_string());
             }
             _ => {}
         }
@@ -206,9 +210,9 @@ pub(crate) async fn report(
             Problem::NodeUnreachable { .. } => reasons::NODE_UNREACHABLE,
             Problem::NetworkMismatch { .. } => reasons::CONFLICT,
             Problem::ServiceMissing { .. } => reasons::SERVICE_NOT_FOUND,
-            Problem::ForeignHolder { .. } => "ForeignAddress",
-            Problem::UnseenHolder { .. } => "UnseenHolder",
-            Problem::ProbeFailed { .. } => "ProbeFailed",
+            Problem::ForeignHolder { .. } => event_reasons::FOREIGN_ADDRESS,
+            Problem::UnseenHolder { .. } => event_reasons::UNSEEN_HOLDER,
+            Problem::ProbeFailed { .. } => event_reasons::PROBE_FAILED,
         };
         notes.add(true, reason, p.to_string());
     }
