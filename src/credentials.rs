@@ -38,6 +38,9 @@ pub(crate) enum CredentialError {
         "cannot find the home directory (HOME is not set); use --auth-file or MVCONF_AUTH_FILE"
     )]
     NoHome,
+    /// The old mvconf's `~/.dce_auth` is not what it wrote.
+    #[error("{path}: not a login file of the old mvconf: {reason}")]
+    OldFormat { path: PathBuf, reason: String },
 }
 
 /// The login file: one login per controller URL, and which one is current.
@@ -86,6 +89,54 @@ pub(crate) fn default_login_path() -> Result<PathBuf, CredentialError> {
         .filter(|h| !h.is_empty())
         .ok_or(CredentialError::NoHome)?;
     Ok(PathBuf::from(home).join(".mvconf").join("auth.json"))
+}
+
+/// The old mvconf's login file: `$MVCONF_DCE_AUTH_FILE`, else
+/// `~/.dce_auth`; `None` without a home directory.
+pub(crate) fn old_login_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MVCONF_DCE_AUTH_FILE").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
+    Some(PathBuf::from(home).join(".dce_auth"))
+}
+
+/// Reads the old mvconf's logins, `{"<controller url>": base64("user:password")}`,
+/// keyed by the controller URL as `mvconf login` spells it. Empty when the
+/// file does not exist; refused, like every credential file, when group or
+/// others can read it.
+pub(crate) fn read_old_logins(
+    path: &Path,
+) -> Result<BTreeMap<String, StoredLogin>, CredentialError> {
+    use base64::Engine as _;
+    let Some(bytes) = read_private(path)? else {
+        return Ok(BTreeMap::new());
+    };
+    let bad = |reason: String| CredentialError::OldFormat {
+        path: path.to_owned(),
+        reason,
+    };
+    let map: BTreeMap<String, String> =
+        serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (url, encoded) in map {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| bad(format!("the login of {url} is not base64 of user:password")))?;
+        let (username, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| bad(format!("the login of {url} is not user:password")))?;
+        out.insert(
+            crate::config::legacy::normalize_controller_url(&url),
+            StoredLogin {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// Reads a file that holds secrets, refusing it when group or others can
@@ -184,6 +235,41 @@ mod tests {
         let d = std::env::temp_dir().join(format!("mvconf-cred-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn the_old_mvconfs_logins_are_read_and_an_open_file_refused() {
+        use base64::Engine as _;
+        let dir = tmpdir("old");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".dce_auth");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            &path,
+            format!(r#"{{"192.168.56.102": "{}"}}"#, b64("admin:p:w")),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let logins = read_old_logins(&path).unwrap();
+        let url = crate::config::legacy::normalize_controller_url("192.168.56.102");
+        let login = logins.get(&url).unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("admin", "p:w")
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            read_old_logins(&path),
+            Err(CredentialError::TooOpen { .. })
+        ));
+        std::fs::write(&path, r#"{"x": "not base64!"}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = read_old_logins(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("not base64") && !e.contains("not base64!"),
+            "{e}"
+        );
+        assert!(read_old_logins(&dir.join("absent")).unwrap().is_empty());
     }
 
     #[test]

@@ -278,3 +278,52 @@ fn completion_scripts_and_the_man_page_are_printed() {
     assert!(page.contains("audit"), "{page}");
     assert_eq!(mvconf(&["completion", "tcsh"]).status.code(), Some(2));
 }
+
+// Migration: the old mvconf's ~/.dce_auth ({url: base64("user:password")})
+// moves into the 0600 login file; a file others can read is refused.
+#[test]
+fn login_import_old_moves_the_old_mvconfs_login_into_the_0600_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = std::env::temp_dir().join(format!("mvconf-cli-home-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let old = home.join(".dce_auth");
+    // base64("admin:s3cret")
+    std::fs::write(&old, r#"{"192.168.56.102": "YWRtaW46czNjcmV0"}"#).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_mvconf"))
+            .args(["login", "--import-old"])
+            .env("HOME", &home)
+            .env_remove("MVCONF_AUTH_FILE")
+            .env_remove("MVCONF_DCE_AUTH_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Imported 1 login") && !said.contains("s3cret"),
+        "{said}"
+    );
+    let saved = home.join(".mvconf/auth.json");
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    let current = file["current"].as_str().unwrap();
+    assert!(current.contains("192.168.56.102"), "{file}");
+    assert_eq!(file["logins"][current]["username"], "admin");
+    assert_eq!(file["logins"][current]["password"], "s3cret");
+}

@@ -998,3 +998,85 @@ fn mutating_commands_print_objects_for_programs_and_a_bar_for_people() {
     assert_eq!(down["command"], "down");
     assert_eq!(down["summary"]["ok"], true);
 }
+
+// As the docker CLI finds its engine (DOCKER_CONTEXT, the current context),
+// and as the old mvconf found its login (~/.dce_auth), when nothing else is
+// given: no flag, no auth in the file, no saved login, no DOCKER_HOST.
+#[test]
+fn the_docker_context_and_the_old_mvconfs_login_are_found_as_before() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt;
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let svc = unique("cli-ctx");
+    let _s = lab.service(&svc, Mode::Replicated(2));
+    wait_running(&lab, &[(&svc, 2)]);
+    let conf = write_conf(
+        "ctx",
+        &serde_json::json!({
+            "networks": [{"name": "ctx-mv", "subnet": "192.168.59.0/24", "gateway": "192.168.59.1", "parent": lab.parent(11)}],
+            "services": [{"name": svc, "network": "ctx-mv", "ip_pool": ["192.168.59.10-192.168.59.20"]}]
+        }),
+    );
+    let home = std::env::temp_dir().join(format!("mvconf-ctx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let docker_config = home.join("docker");
+    let socket = std::env::var("DOCKER_HOST").unwrap();
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .arg("--config")
+            .arg(&docker_config)
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", text(&out));
+    };
+    docker(&[
+        "context",
+        "create",
+        "lab",
+        "--docker",
+        &format!("host={socket}"),
+    ]);
+    let status = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mvconf"));
+        cmd.arg("-f")
+            .arg(&conf)
+            .args(["status", "-o", "json"])
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("MVCONF_DCE_URL")
+            .env_remove("RUST_LOG")
+            .env("DOCKER_CONFIG", &docker_config)
+            .env("MVCONF_AUTH_FILE", home.join("no-login.json"))
+            .env("MVCONF_DCE_AUTH_FILE", home.join("no-dce-auth"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{env:?}: {}", text(&out));
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = status(&[("DOCKER_CONTEXT", "lab")]);
+    assert!(said.contains("DOCKER_CONTEXT lab"), "{said}");
+    docker(&["context", "use", "lab"]);
+    let said = status(&[]);
+    assert!(said.contains("the current docker context lab"), "{said}");
+
+    // The old mvconf's login for the lab's gateway, as the only login.
+    let old = home.join(".dce_auth");
+    let login = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", lab.dce_user, lab.dce_password));
+    std::fs::write(&old, format!(r#"{{"{}": "{login}"}}"#, lab.dce_url)).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let said = status(&[("MVCONF_DCE_AUTH_FILE", old.to_str().unwrap())]);
+    assert!(
+        said.contains("the old mvconf saved") && said.contains(&lab.dce_url),
+        "{said}"
+    );
+    assert!(!said.contains(&lab.dce_password), "{said}");
+}

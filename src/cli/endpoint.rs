@@ -196,21 +196,49 @@ fn from_current_login(args: &EndpointArgs) -> Result<Option<Resolved>, CliError>
     dce(args, url, auth, "saved login").map(Some)
 }
 
-/// The engine Docker's own CLI would use.
+/// The engine Docker's own CLI would use: `DOCKER_HOST` (with
+/// `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`), else the docker context, else
+/// the default socket. TLS flags given on the command line win over the
+/// context's files.
 fn local_engine(args: &EndpointArgs) -> Result<Resolved, CliError> {
-    let docker_host = std::env::var("DOCKER_HOST").ok().filter(|s| !s.is_empty());
+    let docker =
+        super::docker_env::local(&super::docker_env::Env::read()).map_err(CliError::Usage)?;
     let description = format!(
-        "the local engine {}",
-        docker_host
+        "the local engine {} ({})",
+        docker
+            .host
             .as_deref()
-            .unwrap_or("unix:///var/run/docker.sock")
+            .unwrap_or("unix:///var/run/docker.sock"),
+        docker.from
     );
     let ep = Endpoint::Local {
-        docker_host,
+        docker_host: docker.host.clone(),
         node_port: args.node_port,
     };
+    let mut config = config(args, ep, Auth::None)?;
+    if let Some(dir) = &docker.tls_dir {
+        let file = |name: &str| {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(CliError::File { path, source }),
+            }
+        };
+        if args.tls_ca.is_none() {
+            config.tls.ca_pem = file("ca.pem")?;
+        }
+        if args.tls_cert.is_none()
+            && let (Some(mut pem), Some(key)) = (file("cert.pem")?, file("key.pem")?)
+        {
+            pem.push(b'\n');
+            pem.extend(key);
+            config.tls.identity_pem = Some(SecretBytes(pem));
+        }
+    }
+    config.tls.insecure_skip_verify |= docker.skip_verify;
     Ok(Resolved {
-        config: config(args, ep, Auth::None)?,
+        config,
         description,
     })
 }
@@ -244,9 +272,41 @@ fn dce(args: &EndpointArgs, url: String, auth: Auth, from: &str) -> Result<Resol
     })
 }
 
+/// The logins `mvconf login` saved; when it saved none, those the old
+/// mvconf saved in `~/.dce_auth`, as it used them (its only login is the
+/// current one), said once per run with the command that moves them.
 fn saved_logins(args: &EndpointArgs) -> Result<LoginFile, CliError> {
     let path = args.login_path()?;
-    Ok(LoginFile::load(&path)?)
+    let file = LoginFile::load(&path)?;
+    if !file.logins.is_empty() {
+        return Ok(file);
+    }
+    Ok(old_logins(&path).unwrap_or(file))
+}
+
+fn old_logins(new_path: &std::path::Path) -> Option<LoginFile> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let old = crate::credentials::old_login_path()?;
+    match crate::credentials::read_old_logins(&old) {
+        Ok(logins) if logins.is_empty() => None,
+        Ok(logins) => {
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "using the login the old mvconf saved in {}; `mvconf login --import-old` moves it into {} (mode 0600)",
+                    old.display(),
+                    new_path.display()
+                );
+            });
+            let current = (logins.len() == 1)
+                .then(|| logins.keys().next().cloned())
+                .flatten();
+            Some(LoginFile { current, logins })
+        }
+        Err(e) => {
+            SAID.call_once(|| tracing::warn!("{e}: the old mvconf's login is not used"));
+            None
+        }
+    }
 }
 
 /// The flags' TLS and API version apply whichever source named the endpoint.

@@ -13,7 +13,13 @@ use std::io::{BufRead, IsTerminal, Write};
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LoginArgs {
     /// DCE controller address: an IP, a host or a URL.
-    pub(crate) url: String,
+    #[arg(required_unless_present = "import_old")]
+    pub(crate) url: Option<String>,
+    /// Move the logins the old mvconf saved in ~/.dce_auth
+    /// (`MVCONF_DCE_AUTH_FILE`) into this mvconf's login file (mode 0600),
+    /// without asking the controller; ~/.dce_auth can then be deleted.
+    #[arg(long, conflicts_with_all = ["url", "username", "password", "password_stdin"])]
+    pub(crate) import_old: bool,
     /// Administrator account (prompted for when missing).
     #[arg(short = 'u', long)]
     pub(crate) username: Option<String>,
@@ -39,8 +45,42 @@ fn read_line(prompt: &str, what: &'static str) -> Result<String, CliError> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
+/// `login --import-old`.
+fn import_old(endpoint: &EndpointArgs) -> Result<(), CliError> {
+    let old =
+        crate::credentials::old_login_path().ok_or(crate::credentials::CredentialError::NoHome)?;
+    let logins = crate::credentials::read_old_logins(&old)?;
+    if logins.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{}: no login of the old mvconf to import",
+            old.display()
+        )));
+    }
+    let path = endpoint.login_path()?;
+    let mut file = LoginFile::load(&path)?;
+    let n = logins.len();
+    let current = file.current.clone();
+    for (url, login) in logins {
+        file.set(&url, login);
+    }
+    // The current login stays; without one, the old file's only login is.
+    file.current = current.or_else(|| (n == 1).then(|| file.current.clone()).flatten());
+    file.save(&path)?;
+    println!(
+        "Imported {n} login{} from {} into {} (mode 0600); {} can be deleted",
+        if n == 1 { "" } else { "s" },
+        old.display(),
+        path.display(),
+        old.display()
+    );
+    Ok(())
+}
+
 pub(crate) async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliError> {
-    let url = normalize_controller_url(&args.url);
+    let Some(url) = args.url.as_deref().filter(|_| !args.import_old) else {
+        return import_old(endpoint);
+    };
+    let url = normalize_controller_url(url);
     let username = match &args.username {
         Some(u) => u.clone(),
         None => read_line("Username: ", "the username")?,

@@ -3,6 +3,7 @@
 mod actions;
 mod audit;
 mod config;
+mod docker_env;
 pub(crate) mod endpoint;
 mod login;
 mod ops;
