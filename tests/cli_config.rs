@@ -327,3 +327,60 @@ fn login_import_old_moves_the_old_mvconfs_login_into_the_0600_file() {
     assert_eq!(file["logins"][current]["username"], "admin");
     assert_eq!(file["logins"][current]["password"], "s3cret");
 }
+
+// `-o json|yaml` on the commands that print a document.
+#[test]
+fn documents_print_as_json_or_yaml_on_request() {
+    let conf = example("conf.json");
+    let parse_yaml = |out: &Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap()
+    };
+    let parse_json = |out: &Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = parse_yaml(&mvconf(&["-f", &conf, "config", "-o", "yaml"]));
+    assert_eq!(v["services"][0]["ip_pool"][1], "192.168.8.139");
+    let v = parse_json(&mvconf(&[
+        "-f",
+        &example("binding.yaml"),
+        "config",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(v["kind"], "MacvlanBinding");
+    let v = parse_json(&mvconf(&["crd", "-o", "json"]));
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"].as_array().unwrap().len(), 4);
+    let v = parse_json(&mvconf(&["-f", &conf, "convert", "-o", "json"]));
+    assert_eq!(v["kind"], "MacvlanBinding");
+    let v = parse_json(&mvconf(&[
+        "-f",
+        &conf,
+        "convert",
+        "--granted",
+        "-n",
+        "team-a",
+        "-o",
+        "json",
+    ]));
+    let kinds: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"MacvlanNetwork") && kinds.contains(&"MacvlanBinding"),
+        "{kinds:?}"
+    );
+}

@@ -1,6 +1,6 @@
 //! `mvconf config`, `mvconf convert` and `mvconf crd`: no cluster needed.
 
-use super::{CliError, emit};
+use super::{CliError, Format, emit, emit_as};
 use crate::config::legacy::{LegacyNetwork, LegacyService};
 use crate::config::{self, Dialect, Loaded};
 use crate::crd::{EndpointKind, EndpointSpec, MacvlanBinding, MacvlanBindingSpec, SecretRef};
@@ -8,8 +8,20 @@ use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// `-o` of the commands that print a document.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DocArgs {
+    /// Output: text (the document's own format: JSON for a conf.json, YAML
+    /// for a manifest and the CRDs), json or yaml.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+    pub(crate) output: Format,
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConvertArgs {
+    /// Output: yaml (text, the default) or json (a List for several objects).
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
+    pub(crate) output: Format,
     /// metadata.name of the binding (default: derived from the file name).
     #[arg(long)]
     pub(crate) name: Option<String>,
@@ -57,7 +69,7 @@ fn warn_all(loaded: &Loaded) {
 }
 
 /// `mvconf config`: validate, then print the normalized configuration.
-pub(crate) fn check(file: &Path) -> Result<(), CliError> {
+pub(crate) fn check(file: &Path, output: Format) -> Result<(), CliError> {
     let loaded = config::load(file)?;
     tracing::debug!(file = %file.display(), dialect = ?loaded.dialect, "configuration loaded");
     warn_all(&loaded);
@@ -95,15 +107,28 @@ pub(crate) fn check(file: &Path) -> Result<(), CliError> {
                     password: a.password.as_ref().map(|_| "******"),
                 }),
             };
-            let mut s =
-                serde_json::to_string_pretty(&out).map_err(CliError::serialize("configuration"))?;
-            s.push('\n');
-            s
+            match output {
+                Format::Yaml => to_yaml(&out, "configuration")?,
+                Format::Text | Format::Json => {
+                    let mut s = serde_json::to_string_pretty(&out)
+                        .map_err(CliError::serialize("configuration"))?;
+                    s.push('\n');
+                    s
+                }
+            }
         }
         Dialect::Manifest => {
             let mut b = MacvlanBinding::new(loaded.name.as_deref().unwrap_or_default(), spec);
             b.metadata.namespace = loaded.namespace.clone();
-            to_yaml(&b, "binding")?
+            match output {
+                Format::Json => {
+                    let mut s =
+                        serde_json::to_string_pretty(&b).map_err(CliError::serialize("binding"))?;
+                    s.push('\n');
+                    s
+                }
+                Format::Text | Format::Yaml => to_yaml(&b, "binding")?,
+            }
         }
     };
     emit(&text)?;
@@ -247,22 +272,59 @@ pub(crate) fn convert(file: &Path, args: &ConvertArgs) -> Result<(), CliError> {
             }
         }
     }
-    let text = match (&args.granted, &args.namespace) {
-        (true, Some(ns)) => granted_yaml(&name, ns, &spec)?,
-        _ => {
-            let mut binding = MacvlanBinding::new(&name, spec);
-            binding.metadata.namespace = args.namespace.clone();
-            to_yaml(&binding, "binding")?
-        }
-    };
-    emit(&format!(
-        "# Converted from {} by mvconf convert.\n{text}",
-        file.display()
-    ))?;
+    if args.output == Format::Json {
+        let objects = match (&args.granted, &args.namespace) {
+            (true, Some(ns)) => granted_objects(&name, ns, &spec)?,
+            _ => {
+                let mut binding = MacvlanBinding::new(&name, spec);
+                binding.metadata.namespace = args.namespace.clone();
+                vec![serde_json::to_value(&binding).map_err(CliError::serialize("binding"))?]
+            }
+        };
+        let doc = match <[serde_json::Value; 1]>::try_from(objects) {
+            Ok([one]) => one,
+            Err(items) => json!({"apiVersion": "v1", "kind": "List", "items": items}),
+        };
+        emit_as(&doc, Format::Json, "the manifest")?;
+    } else {
+        let text = match (&args.granted, &args.namespace) {
+            (true, Some(ns)) => granted_yaml(&name, ns, &spec)?,
+            _ => {
+                let mut binding = MacvlanBinding::new(&name, spec);
+                binding.metadata.namespace = args.namespace.clone();
+                to_yaml(&binding, "binding")?
+            }
+        };
+        emit(&format!(
+            "# Converted from {} by mvconf convert.\n{text}",
+            file.display()
+        ))?;
+    }
     for n in notes {
         eprintln!("note: {n}");
     }
     Ok(())
+}
+
+/// The platform team's objects, then the team's binding, as JSON values.
+fn granted_objects(
+    name: &str,
+    ns: &str,
+    spec: &MacvlanBindingSpec,
+) -> Result<Vec<serde_json::Value>, CliError> {
+    let split = crate::tenancy::convert::split(name, ns, spec);
+    let value = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(CliError::serialize("the manifest"))
+    };
+    let mut out = Vec::new();
+    if let Some(e) = &split.endpoint {
+        out.push(value(serde_json::to_value(e))?);
+    }
+    for n in &split.networks {
+        out.push(value(serde_json::to_value(n))?);
+    }
+    out.push(value(serde_json::to_value(&split.binding))?);
+    Ok(out)
 }
 
 /// The platform team's objects, then the team's binding, as one stream.
@@ -318,7 +380,19 @@ fn write_secret(
 }
 
 /// `mvconf crd`.
-pub(crate) fn crd() -> Result<(), CliError> {
+pub(crate) fn crd(output: Format) -> Result<(), CliError> {
+    if output == Format::Json {
+        let items = crate::crd::crds()
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(CliError::serialize("CRD"))?;
+        return emit_as(
+            &json!({"apiVersion": "v1", "kind": "List", "items": items}),
+            Format::Json,
+            "CRD",
+        );
+    }
     let yaml = crate::crd::crd_yaml().map_err(CliError::serialize("CRD"))?;
     emit(&yaml)
 }

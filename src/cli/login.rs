@@ -20,6 +20,10 @@ pub(crate) struct LoginArgs {
     /// without asking the controller; ~/.dce_auth can then be deleted.
     #[arg(long, conflicts_with_all = ["url", "username", "password", "password_stdin"])]
     pub(crate) import_old: bool,
+    /// Output: a line (text), or one object (json, yaml): the controller
+    /// URLs saved, the user and the file. Never the password.
+    #[arg(short = 'o', long, value_enum, default_value_t = super::Format::Text)]
+    pub(crate) output: super::Format,
     /// Administrator account (prompted for when missing).
     #[arg(short = 'u', long)]
     pub(crate) username: Option<String>,
@@ -46,7 +50,7 @@ fn read_line(prompt: &str, what: &'static str) -> Result<String, CliError> {
 }
 
 /// `login --import-old`.
-fn import_old(endpoint: &EndpointArgs) -> Result<(), CliError> {
+fn import_old(endpoint: &EndpointArgs, output: super::Format) -> Result<(), CliError> {
     let old =
         crate::credentials::old_login_path().ok_or(crate::credentials::CredentialError::NoHome)?;
     let logins = crate::credentials::read_old_logins(&old)?;
@@ -66,6 +70,10 @@ fn import_old(endpoint: &EndpointArgs) -> Result<(), CliError> {
     // The current login stays; without one, the old file's only login is.
     file.current = current.or_else(|| (n == 1).then(|| file.current.clone()).flatten());
     file.save(&path)?;
+    if output != super::Format::Text {
+        let urls: Vec<&String> = file.logins.keys().collect();
+        return saved(&urls, None, &path, output);
+    }
     println!(
         "Imported {n} login{} from {} into {} (mode 0600); {} can be deleted",
         if n == 1 { "" } else { "s" },
@@ -78,7 +86,7 @@ fn import_old(endpoint: &EndpointArgs) -> Result<(), CliError> {
 
 pub(crate) async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(), CliError> {
     let Some(url) = args.url.as_deref().filter(|_| !args.import_old) else {
-        return import_old(endpoint);
+        return import_old(endpoint, args.output);
     };
     let url = normalize_controller_url(url);
     let username = match &args.username {
@@ -125,11 +133,34 @@ pub(crate) async fn run(args: &LoginArgs, endpoint: &EndpointArgs) -> Result<(),
     }
     let path = endpoint.login_path()?;
     let mut file = LoginFile::load(&path)?;
-    file.set(&url, StoredLogin { username, password });
+    file.set(
+        &url,
+        StoredLogin {
+            username: username.clone(),
+            password,
+        },
+    );
     file.save(&path)?;
+    if args.output != super::Format::Text {
+        return saved(&[&url], Some(&username), &path, args.output);
+    }
     println!(
         "Login succeeded: {url}; saved to {} (mode 0600)",
         path.display()
     );
     Ok(())
+}
+
+/// `-o json|yaml` of a login: what was saved where.
+fn saved(
+    urls: &[&String],
+    username: Option<&str>,
+    path: &std::path::Path,
+    output: super::Format,
+) -> Result<(), CliError> {
+    let mut v = serde_json::json!({"saved": urls, "file": path.display().to_string()});
+    if let Some(u) = username {
+        v["username"] = serde_json::json!(u);
+    }
+    super::emit_as(&v, output, "the login")
 }

@@ -91,11 +91,11 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Check the configuration file; print it normalized when valid.
-    Config,
+    Config(config::DocArgs),
     /// Turn a conf.json into a MacvlanBinding manifest for `kubectl apply`.
     Convert(config::ConvertArgs),
     /// Print the MacvlanBinding CustomResourceDefinition.
-    Crd,
+    Crd(config::DocArgs),
     /// Log in to a DCE controller and save the login (mode 0600) for later commands.
     Login(login::LoginArgs),
     /// Create the networks on every node and connect each service's containers.
@@ -242,9 +242,9 @@ impl Outcome {
 /// the process exits with.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match &cli.command {
-        Command::Config => config::check(&cli.file).map(|()| Outcome::Done),
+        Command::Config(args) => config::check(&cli.file, args.output).map(|()| Outcome::Done),
         Command::Convert(args) => config::convert(&cli.file, args).map(|()| Outcome::Done),
-        Command::Crd => config::crd().map(|()| Outcome::Done),
+        Command::Crd(args) => config::crd(args.output).map(|()| Outcome::Done),
         Command::Probe(args) => probe(args),
         Command::Completion { shell } => completion(*shell),
         Command::Man => man(),
@@ -312,9 +312,9 @@ async fn run_async(cli: &Cli) -> Result<Outcome, CliError> {
             .await
             .map(|()| Outcome::Done)
             .map_err(CliError::Operator),
-        Command::Config
+        Command::Config(_)
         | Command::Convert(_)
-        | Command::Crd
+        | Command::Crd(_)
         | Command::Probe(_)
         | Command::Completion { .. }
         | Command::Man => Ok(Outcome::Done),
