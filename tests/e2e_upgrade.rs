@@ -96,8 +96,9 @@ fn deployment_args(kube: &Kube, ns: &str, release: &str) -> Vec<String> {
 }
 
 /// Network connects and disconnects on `net` on every node since `since`
-/// (seconds since the epoch), as `docker events` lists them.
-fn network_changes(lab: &common::Lab, net: &str, since: u64) -> Vec<String> {
+/// (seconds since the epoch, with nanoseconds: the first binding's last
+/// connects may fall in the same second), as `docker events` lists them.
+fn network_changes(lab: &common::Lab, net: &str, since: &str) -> Vec<String> {
     let until = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -110,7 +111,7 @@ fn network_changes(lab: &common::Lab, net: &str, since: u64) -> Vec<String> {
                 &[
                     "events",
                     "--since",
-                    &since.to_string(),
+                    since,
                     "--until",
                     &until.to_string(),
                     "--filter",
@@ -216,10 +217,8 @@ async fn helm_upgrade_from_the_previous_release_moves_nothing_and_status_never_l
     let bound = status_endpoints(&before);
     let docker_before = docker_endpoints(&lab, &net);
     assert_eq!(bound, docker_before);
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let since = format!("{}.{:09}", now.as_secs(), now.subsec_nanos());
 
     // From here on, every look at the binding must find it Ready with the
     // same four addresses.
@@ -301,7 +300,7 @@ async fn helm_upgrade_from_the_previous_release_moves_nothing_and_status_never_l
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     watcher.await.unwrap();
 
-    let changes = network_changes(&lab, &net, since);
+    let changes = network_changes(&lab, &net, &since);
     assert!(
         changes.is_empty(),
         "the upgrade changed Docker: {changes:?}\nold: {}\nnew: {}{}",
