@@ -224,7 +224,7 @@ async fn helm_upgrade_from_the_previous_release_moves_nothing_and_status_never_l
     // same four addresses.
     let lapses: Arc<Mutex<Vec<String>>> = Arc::default();
     let looks = Arc::new(Mutex::new(0usize));
-    let stop = tokio_util_stop();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
         let (kube, ns, lapses, looks, bound, stop) = (
             Kube::get().await.unwrap(),
@@ -332,9 +332,4 @@ async fn helm_upgrade_from_the_previous_release_moves_nothing_and_status_never_l
     kube.delete(&ns.name, "upgraded").await;
     kube.wait_gone(&ns.name, "upgraded", LONG).await;
     drop((new_a, new_b));
-}
-
-/// A stop flag shared with the watcher task.
-fn tokio_util_stop() -> Arc<std::sync::atomic::AtomicBool> {
-    Arc::new(std::sync::atomic::AtomicBool::new(false))
 }

@@ -313,23 +313,13 @@ impl Metrics {
         for outcome in ["clear", "answered", "failed"] {
             probes.get_or_create(&OutcomeLabels { outcome }).inc_by(0);
         }
+        // Every reason a binding can be not Ready for.
         {
-            use crate::crd::reasons::*;
-            for reason in [
-                PROGRESSING,
-                INVALID_SPEC,
-                POOL_EXHAUSTED,
-                CONFLICT,
-                NODE_UNREACHABLE,
-                AUTH_FAILED,
-                ENDPOINT_UNREACHABLE,
-                APPLY_FAILED,
-                SERVICE_NOT_FOUND,
-                CLEANUP_INCOMPLETE,
-            ] {
+            use crate::crd::reasons::{ALL, BOUND, READY};
+            for reason in ALL.iter().filter(|r| ![READY, BOUND].contains(r)) {
                 errors
                     .get_or_create(&ReasonLabels {
-                        reason: reason.to_owned(),
+                        reason: (*reason).to_owned(),
                     })
                     .inc_by(0);
             }
