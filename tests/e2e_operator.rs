@@ -1257,3 +1257,55 @@ async fn a_binding_deleted_after_the_operator_keeps_its_finalizer_and_down_undoe
         );
     }
 }
+
+// Issue 18: the operator with the `local` default, run on DCE's controller
+// node (node1's network, its engine at the default socket, nothing naming
+// an endpoint: out of a pod, as a service of that node) takes the
+// controller that node's service dce_base names, as the CLI does; its
+// install check reaches every node's engine through it. Anonymous access
+// is on, as the operator here has no default credentials.
+#[tokio::test]
+async fn the_operator_on_a_dce_controller_node_takes_the_controller() {
+    let Some((_lab, _kube, ns)) = setup("e2e-dce-auto").await else {
+        return;
+    };
+    let lab_script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
+    let anonymous = |on: bool| {
+        let out = std::process::Command::new(lab_script)
+            .args(["gateway-anonymous", if on { "on" } else { "off" }])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+    };
+    struct Off<F: Fn(bool)>(F);
+    impl<F: Fn(bool)> Drop for Off<F> {
+        fn drop(&mut self) {
+            (self.0)(false);
+        }
+    }
+    anonymous(true);
+    let _off = Off(anonymous);
+    // node1 reaches the apiserver through a relay on the lab bridge.
+    let (_relay, kubeconfig) = common::relay::Relay::to_apiserver_at("10.99.0.1").await;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(lab_script)
+            .args(["on-manager", "env", "-i", "RUST_LOG=info"])
+            .arg(format!("KUBECONFIG={}", kubeconfig.display()))
+            .arg(env!("CARGO_BIN_EXE_mvconf"))
+            .args(["operator", "--check", "--namespace", &ns.name])
+            .args(["--pod-namespace", &ns.name])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = common::text(&out);
+    assert!(out.status.success(), "{said}");
+    for line in [
+        "default endpoint: DCE http://10.99.0.11, detected: the local engine is a manager of a swarm running dce_base",
+        "ok: the default endpoint dce:http://10.99.0.11",
+        "and the engines of its 3 nodes",
+    ] {
+        assert!(said.contains(line), "no {line:?} in\n{said}");
+    }
+}

@@ -1080,3 +1080,175 @@ fn the_docker_context_and_the_old_mvconfs_login_are_found_as_before() {
     );
     assert!(!said.contains(&lab.dce_password), "{said}");
 }
+
+/// Turns the lab controller's anonymous access on, and off again when
+/// dropped (even when the test fails half-way).
+struct Anonymous;
+
+impl Anonymous {
+    fn set(on: bool) {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab"))
+            .args(["gateway-anonymous", if on { "on" } else { "off" }])
+            .output()
+            .expect("run scripts/lab");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    fn on() -> Self {
+        Self::set(true);
+        Anonymous
+    }
+}
+
+impl Drop for Anonymous {
+    fn drop(&mut self) {
+        Self::set(false);
+    }
+}
+
+/// Requests that reached nodes 2 and 3 through the controller at the
+/// manager's address, by DCE's engine port.
+fn controller_node_calls() -> usize {
+    let dir = std::env::var("MVCONF_LAB_DIR").unwrap_or_else(|_| "/var/lib/mvconf-lab".into());
+    std::fs::read_to_string(format!("{dir}/gateway/controller-access.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.contains("/api/nodes/10.99.0.12:12376/docker/")
+                || l.contains("/api/nodes/10.99.0.13:12376/docker/")
+        })
+        .count()
+}
+
+// Issue 18: on DCE's controller node (node1's network, its engine at the
+// default socket, nothing else named), mvconf finds the controller through
+// the swarm service dce_base as DCE's own tools do, with the file's
+// credentials (`auth.url: "auto"`), anonymously where DCE allows it, or with
+// the old mvconf's `~/.dce_auth`; and binds containers on all three nodes
+// through it. Before, it fell back to the local engine and never looked.
+#[test]
+fn on_a_dce_controller_node_the_controller_is_found_and_used() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt;
+    let Some(lab) = Lab::get() else { return };
+    let _shared = NODES.read().unwrap_or_else(|e| e.into_inner());
+    let svc = unique("cli-dce");
+    let net = "dce-auto-mv";
+    let _nets = lab.networks_guard(&[net]);
+    let _s = lab.service(&svc, Mode::Global);
+    wait_running(&lab, &[(&svc, lab.nodes)]);
+    let home = std::env::temp_dir().join(format!("mvconf-dce-auto-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let conf = |name: &str, auth: Option<serde_json::Value>| {
+        let mut body = serde_json::json!({
+            "networks": [{"name": net, "subnet": "192.168.61.0/24", "gateway": "192.168.61.1", "parent": lab.parent(2)}],
+            "services": [{"name": svc, "network": net, "ip_pool": ["192.168.61.10-192.168.61.20"]}]
+        });
+        if let Some(a) = auth {
+            body["auth"] = a;
+        }
+        write_conf(name, &body)
+    };
+    // A user's shell on node1: nothing in the environment names an endpoint.
+    let on_manager = |file: &std::path::Path, args: &[&str]| {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab"))
+            .args(["on-manager", "env", "-i"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(env!("CARGO_BIN_EXE_mvconf"))
+            .arg("-f")
+            .arg(file)
+            .args(args)
+            .output()
+            .expect("run scripts/lab on-manager");
+        (out.status.code(), text(&out))
+    };
+    let bound_on_every_node = |said: &str| {
+        let eps = endpoints(&lab, net);
+        let nodes: BTreeSet<usize> = eps.iter().map(|(_, k, _)| *k).collect();
+        assert_eq!(eps.len(), lab.nodes, "{eps:?}\n{said}");
+        assert_eq!(nodes.len(), lab.nodes, "{eps:?}\n{said}");
+        assert_unique(&eps);
+    };
+    let undo = |file: &std::path::Path| {
+        let out = mvconf(file, &["down"], &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(endpoints(&lab, net).is_empty());
+    };
+    let detected = "DCE http://10.99.0.11, detected: the local engine is a manager of a swarm running dce_base";
+
+    // 1. conf.json with `auth.url: "auto"` and the controller's login.
+    let with_login = conf(
+        "dce-login",
+        Some(serde_json::json!({
+            "url": "auto", "username": lab.dce_user, "password": lab.dce_password
+        })),
+    );
+    let before = controller_node_calls();
+    let (code, said) = on_manager(&with_login, &["up"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(detected) && said.contains("login from the file's auth block"),
+        "{said}"
+    );
+    assert!(!said.contains(&lab.dce_password), "{said}");
+    bound_on_every_node(&said);
+    assert!(
+        controller_node_calls() > before,
+        "nodes 2 and 3 were not reached through the controller:\n{said}"
+    );
+    undo(&with_login);
+
+    // 2. No credentials anywhere: refused by name while DCE refuses
+    // anonymous access (nothing done), bound once DCE's admin allows it.
+    let bare = conf("dce-bare", None);
+    let (code, said) = on_manager(&bare, &["up"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("refuses anonymous access") && said.contains("mvconf login"),
+        "{said}"
+    );
+    assert!(endpoints(&lab, net).is_empty(), "{said}");
+    for k in 1..=lab.nodes {
+        assert!(!lab.try_docker(k, &["network", "inspect", net]), "{said}");
+    }
+    {
+        let _anonymous = Anonymous::on();
+        let (code, said) = on_manager(&bare, &["up"]);
+        assert_eq!(code, Some(0), "{said}");
+        assert!(
+            said.contains(detected) && said.contains("(anonymous)"),
+            "{said}"
+        );
+        bound_on_every_node(&said);
+    }
+    undo(&bare);
+
+    // 3. The old mvconf's `mvconf login 10.99.0.11` as the only login.
+    let old = home.join(".dce_auth");
+    let login = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", lab.dce_user, lab.dce_password));
+    std::fs::write(&old, format!(r#"{{"10.99.0.11": "{login}"}}"#)).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, said) = on_manager(&bare, &["up"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("http://10.99.0.11"), "{said}");
+    assert!(said.contains("the old mvconf saved"), "{said}");
+    bound_on_every_node(&said);
+    // With `auth.url: "auto"`, the controller is detected and the old login
+    // is the one saved for it.
+    let auto = conf("dce-auto", Some(serde_json::json!({"url": "auto"})));
+    let (code, said) = on_manager(&auto, &["status", "-o", "json"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(detected) && said.contains("saved login"),
+        "{said}"
+    );
+    undo(&bare);
+
+    // `-H` still wins: the local engine, no controller.
+    let (code, said) = on_manager(&bare, &["-H", "unix:///var/run/docker.sock", "status"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains("detected"), "{said}");
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -190,7 +190,7 @@ pub(crate) async fn audit_subjects(
         .iter()
         .find(|(_, l)| l.desired.endpoint.is_none())
         .or(subjects.first());
-    let resolved = resolve(endpoint, chosen.map(|(_, l)| l))?;
+    let resolved = resolve(endpoint, chosen.map(|(_, l)| l)).await?;
     tracing::info!("auditing {} on {}", names(subjects), resolved.description);
     let cluster = Cluster::new(resolved.config)?;
     let mut services: Vec<String> = subjects

@@ -1,9 +1,12 @@
 //! Which swarm a command talks to, in mvconf's order: an explicit flag, the
 //! file's own endpoint (`auth` in conf.json, `spec.endpoint` in a
-//! manifest), the saved login, then the local engine.
+//! manifest), the saved login, then the local engine; unless the local
+//! engine is a DCE controller node, where the controller it names is used
+//! (as the old mvconf did for `auth.url: "auto"` or no `auth`).
 
 use super::CliError;
-use crate::cluster::{ClusterConfig, Endpoint};
+use crate::cluster::detect::Found;
+use crate::cluster::{Cluster, ClusterConfig, Endpoint};
 use crate::config::Loaded;
 use crate::config::legacy::{LegacyAuth, normalize_controller_url};
 use crate::crd::{EndpointKind, EndpointSpec};
@@ -90,28 +93,148 @@ pub(crate) struct Resolved {
     pub(crate) description: String,
 }
 
-/// Resolves the endpoint for a command on `loaded`.
-pub(crate) fn resolve(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Resolved, CliError> {
+/// Resolves the endpoint for a command on `loaded`. Where nothing names
+/// one, the local engine is asked whether it is a DCE controller node.
+pub(crate) async fn resolve(
+    args: &EndpointArgs,
+    loaded: Option<&Loaded>,
+) -> Result<Resolved, CliError> {
+    match choose(args, loaded)? {
+        Choice::Named(resolved) => Ok(*resolved),
+        Choice::Detect { file_auth, auto } => detect(args, file_auth, auto).await,
+    }
+}
+
+/// What the command line and the file decide without asking any server.
+enum Choice {
+    Named(Box<Resolved>),
+    /// Nothing names the endpoint: look for DCE on the local engine. With
+    /// `auto` (the file's `auth` has no URL, or `"auto"`) the file asks for
+    /// it: it comes before the saved login, and uses the local engine
+    /// however Docker's CLI finds it, as the old mvconf did. Without, only
+    /// the default socket is asked: `DOCKER_HOST` or a docker context name
+    /// an engine as `-H` does. `file_auth`: that block's credentials.
+    Detect {
+        file_auth: Option<Auth>,
+        auto: bool,
+    },
+}
+
+fn choose(args: &EndpointArgs, loaded: Option<&Loaded>) -> Result<Choice, CliError> {
     if let Some(url) = &args.dce {
-        return from_dce_flag(args, url, loaded);
+        return from_dce_flag(args, url, loaded).map(|r| Choice::Named(Box::new(r)));
     }
     if let Some(host) = &args.host {
-        return from_host_flag(args, host);
+        return from_host_flag(args, host).map(|r| Choice::Named(Box::new(r)));
     }
     if let Some(l) = loaded {
         if let Some(ep) = &l.desired.endpoint {
-            return from_manifest(args, ep);
+            return from_manifest(args, ep).map(|r| Choice::Named(Box::new(r)));
         }
-        if let Some(auth) = &l.auth
-            && let Some(url) = auth.controller_url()
-        {
-            return from_auth_block(args, auth, url);
+        if let Some(auth) = &l.auth {
+            return Ok(match auth.controller_url() {
+                Some(url) => Choice::Named(Box::new(from_auth_block(args, auth, url)?)),
+                None => Choice::Detect {
+                    file_auth: legacy_auth(auth),
+                    auto: true,
+                },
+            });
         }
     }
     if let Some(resolved) = from_current_login(args)? {
-        return Ok(resolved);
+        return Ok(Choice::Named(Box::new(resolved)));
     }
-    local_engine(args)
+    Ok(Choice::Detect {
+        file_auth: None,
+        auto: false,
+    })
+}
+
+/// The local engine, or the DCE controller it names: one line says which
+/// and why. Credentials for a detected controller: the file's, else the
+/// login saved for it, else none (DCE may allow anonymous access; if it
+/// does not, the error says how to log in).
+async fn detect(
+    args: &EndpointArgs,
+    file_auth: Option<Auth>,
+    auto: bool,
+) -> Result<Resolved, CliError> {
+    let (local, named) = local_engine(args)?;
+    if named && !auto {
+        return Ok(local);
+    }
+    let asked = crate::cluster::detect::ask(Cluster::new(local.config.clone())?.manager()).await;
+    let why_not = match asked {
+        Ok(Ok(Found::Dce { url, why })) => {
+            let (auth, from) = detected_credentials(args, &url, file_auth)?;
+            let anonymous = matches!(auth, Auth::None);
+            let mut resolved = dce(args, url.clone(), auth, from)?;
+            resolved.description = format!("DCE {url}, detected: {why} ({from})");
+            if anonymous {
+                check_anonymous(&resolved, &url, &why).await?;
+            }
+            return Ok(resolved);
+        }
+        Ok(Ok(Found::NotDce { why })) => why,
+        Ok(Err(refused)) => return Err(CliError::Usage(refused)),
+        // The command's own first call to it will say the same, in context.
+        Err(e) => format!("the local engine could not be asked ({e})"),
+    };
+    if auto && let Some(resolved) = from_current_login(args)? {
+        return Ok(Resolved {
+            description: format!("{} (no DCE detected: {why_not})", resolved.description),
+            ..resolved
+        });
+    }
+    Ok(Resolved {
+        description: format!("{} (no DCE detected: {why_not})", local.description),
+        ..local
+    })
+}
+
+/// A detected controller reached without credentials must allow it: one
+/// call to its node map, else an error that says how to log in.
+async fn check_anonymous(resolved: &Resolved, url: &str, why: &str) -> Result<(), CliError> {
+    let cluster = Cluster::new(resolved.config.clone())?;
+    match cluster.dce_check_access().await {
+        Err(e) if e.kind == crate::engine::ErrorKind::Auth => Err(CliError::Usage(format!(
+            "DCE {url} (detected: {why}) refuses anonymous access: save a login with `mvconf login {url}`, \
+             or give username and password in the file's auth block"
+        ))),
+        // Anything else is for the command to meet and report.
+        _ => Ok(()),
+    }
+}
+
+/// Credentials for a detected controller: the file's, else the login saved
+/// for its URL, else one saved for the same host (`mvconf login IP` saves
+/// `http://IP`, the controller may listen on another port), else none.
+fn detected_credentials(
+    args: &EndpointArgs,
+    url: &str,
+    file_auth: Option<Auth>,
+) -> Result<(Auth, &'static str), CliError> {
+    if let Some(a) = file_auth {
+        return Ok((a, "login from the file's auth block"));
+    }
+    let saved = saved_logins(args)?;
+    let host = |u: &str| {
+        reqwest::Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+    };
+    let login = saved.get(url).or_else(|| {
+        let want = host(url)?;
+        saved
+            .logins
+            .iter()
+            .find(|(k, _)| host(k).as_deref() == Some(want.as_str()))
+            .map(|(_, l)| l)
+    });
+    Ok(match login {
+        Some(l) => (l.auth(), "saved login"),
+        None => (Auth::None, "anonymous"),
+    })
 }
 
 /// `--dce`: the file's auth block lends its credentials only when it names
@@ -198,9 +321,9 @@ fn from_current_login(args: &EndpointArgs) -> Result<Option<Resolved>, CliError>
 
 /// The engine Docker's own CLI would use: `DOCKER_HOST` (with
 /// `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`), else the docker context, else
-/// the default socket. TLS flags given on the command line win over the
-/// context's files.
-fn local_engine(args: &EndpointArgs) -> Result<Resolved, CliError> {
+/// the default socket (then `false`: no engine was named). TLS flags given
+/// on the command line win over the context's files.
+fn local_engine(args: &EndpointArgs) -> Result<(Resolved, bool), CliError> {
     let docker =
         super::docker_env::local(&super::docker_env::Env::read()).map_err(CliError::Usage)?;
     let description = format!(
@@ -237,10 +360,11 @@ fn local_engine(args: &EndpointArgs) -> Result<Resolved, CliError> {
         }
     }
     config.tls.insecure_skip_verify |= docker.skip_verify;
-    Ok(Resolved {
+    let resolved = Resolved {
         config,
         description,
-    })
+    };
+    Ok((resolved, docker.host.is_some()))
 }
 
 /// A DCE's credentials: those from the file when it has them, else the

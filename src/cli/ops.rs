@@ -109,7 +109,7 @@ pub(crate) async fn connect(
     for w in &loaded.warnings {
         tracing::warn!("{}: {w}", file.display());
     }
-    let resolved = resolve(endpoint, Some(&loaded))?;
+    let resolved = resolve(endpoint, Some(&loaded)).await?;
     tracing::info!("using {}", resolved.description);
     let cluster = Cluster::new(resolved.config)?;
     Ok((loaded, cluster))

@@ -5,6 +5,8 @@
 //! map) and `dce` (a DCE controller, which serves the manager's API at its
 //! root and each node's engine under `/api/nodes/<address>/docker`).
 
+pub(crate) mod detect;
+
 use crate::crd::{EndpointKind, EndpointSpec};
 use crate::engine::transport::{
     Address, Auth, CallGate, CallLog, Connections, Limits, Tls, Transport, build_client,
@@ -268,6 +270,12 @@ impl Cluster {
         Ok(v.get("DCEVersion")
             .and_then(|x| x.as_str())
             .map(str::to_owned))
+    }
+
+    /// Whether the DCE controller answers with this cluster's credentials
+    /// (or none): one call to its node map.
+    pub(crate) async fn dce_check_access(&self) -> Result<(), EngineError> {
+        self.dce_ip_map().await.map(|_| ())
     }
 
     /// An engine for an address, reused while the address stays the same.

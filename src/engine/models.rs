@@ -164,6 +164,25 @@ pub struct ServiceSpec {
     pub labels: HashMap<String, String>,
     #[serde(deserialize_with = "null_default")]
     pub mode: ServiceMode,
+    #[serde(deserialize_with = "null_default")]
+    pub task_template: TaskTemplate,
+}
+
+/// What a service's tasks run: only the environment is read (DCE's ports
+/// in the service `dce_base`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskTemplate {
+    #[serde(deserialize_with = "null_default")]
+    pub container_spec: TaskContainerSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskContainerSpec {
+    /// `NAME=value` entries.
+    #[serde(deserialize_with = "null_default")]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -104,7 +104,7 @@ async fn bindings(client: &Client, namespaces: &[String]) -> Vec<Line> {
 /// The default endpoint: its credentials read, the swarm and its nodes
 /// reached.
 async fn endpoint(client: &Client, args: &OperatorArgs, namespace: &str) -> Line {
-    let settings = match super::settings(args, namespace) {
+    let settings = match super::detected_settings(args, namespace).await {
         Ok(s) => s,
         Err(e) => return Line::failed(format!("the default endpoint: {e}")),
     };

@@ -257,7 +257,7 @@ pub(crate) async fn run(args: OperatorArgs) -> Result<(), OperatorError> {
         .pod_namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let settings = settings(&args, &namespace)?;
+    let settings = detected_settings(&args, &namespace).await?;
     if settings.insecure_skip_tls_verify {
         tracing::warn!("--insecure-skip-tls-verify: server certificates are not checked");
     }
@@ -603,6 +603,48 @@ async fn on_takeover(
             }
         }
     }
+}
+
+/// [`settings`], where the default endpoint is the local engine's default
+/// socket (`local`, no `--endpoint-url`, no `DOCKER_HOST`): a pod on a DCE
+/// controller node (the chart's `local` pins it to a swarm manager) then
+/// uses the controller that node's service `dce_base` names, with the
+/// default credentials, or none where DCE allows anonymous access, as the
+/// CLI does. Asked once, at start.
+pub(crate) async fn detected_settings(
+    args: &OperatorArgs,
+    namespace: &str,
+) -> Result<Settings, OperatorError> {
+    let mut settings = settings(args, namespace)?;
+    let Endpoint::Local {
+        docker_host: None, ..
+    } = &settings.default_endpoint
+    else {
+        return Ok(settings);
+    };
+    let local = crate::cluster::Cluster::new(crate::cluster::ClusterConfig {
+        endpoint: Some(settings.default_endpoint.clone()),
+        ..Default::default()
+    })
+    .map_err(|e| OperatorError::Config(e.to_string()))?;
+    match crate::cluster::detect::ask(local.manager()).await {
+        Ok(Ok(crate::cluster::detect::Found::Dce { url, why })) => {
+            tracing::info!("default endpoint: DCE {url}, detected: {why}");
+            settings.default_endpoint = Endpoint::Dce {
+                url,
+                node_prefix: args.dce_node_prefix.clone(),
+            };
+        }
+        Ok(Ok(crate::cluster::detect::Found::NotDce { why })) => {
+            tracing::info!("default endpoint: the local engine (no DCE detected: {why})");
+        }
+        Ok(Err(refused)) => return Err(OperatorError::Config(refused)),
+        // The passes meet it again and report it where it matters.
+        Err(e) => tracing::warn!(
+            "default endpoint: the local engine, which cannot be asked about DCE: {e}"
+        ),
+    }
+    Ok(settings)
 }
 
 fn settings(args: &OperatorArgs, namespace: &str) -> Result<Settings, OperatorError> {

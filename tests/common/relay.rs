@@ -19,7 +19,12 @@ pub struct Relay {
 impl Relay {
     /// Relays loopback connections to `target`.
     pub async fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        Self::start_at("127.0.0.1", target).await
+    }
+
+    /// Relays connections to `ip` (an address of this host) to `target`.
+    pub async fn start_at(ip: &str, target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind relay");
         let port = listener.local_addr().unwrap().port();
         let (cut, rx) = watch::channel(false);
         let task = tokio::spawn(async move {
@@ -38,6 +43,13 @@ impl Relay {
     /// Relays to the apiserver of `KUBECONFIG`; the kubeconfig to give the
     /// process instead, and the relay.
     pub async fn to_apiserver() -> (Relay, PathBuf) {
+        Self::to_apiserver_at("127.0.0.1").await
+    }
+
+    /// As [`Relay::to_apiserver`], listening on `ip`: for a process in
+    /// another network namespace (the lab's nodes reach the host at
+    /// 10.99.0.1, which the envtest certificate names).
+    pub async fn to_apiserver_at(ip: &str) -> (Relay, PathBuf) {
         let path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
         let text = std::fs::read_to_string(&path).expect("read KUBECONFIG");
         let server = text
@@ -52,8 +64,8 @@ impl Relay {
             .trim_end_matches('/')
             .to_owned();
         let target: SocketAddr = hostport.parse().expect("the server is ip:port");
-        let relay = Relay::start(target).await;
-        let relayed = text.replace(&server, &format!("https://127.0.0.1:{}", relay.port));
+        let relay = Relay::start_at(ip, target).await;
+        let relayed = text.replace(&server, &format!("https://{ip}:{}", relay.port));
         let out = std::env::temp_dir().join(format!("mvconf-relay-{}.kubeconfig", relay.port));
         std::fs::write(&out, relayed).expect("write the relayed kubeconfig");
         (relay, out)
