@@ -1270,21 +1270,7 @@ async fn the_operator_on_a_dce_controller_node_takes_the_controller() {
         return;
     };
     let lab_script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab");
-    let anonymous = |on: bool| {
-        let out = std::process::Command::new(lab_script)
-            .args(["gateway-anonymous", if on { "on" } else { "off" }])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", common::text(&out));
-    };
-    struct Off<F: Fn(bool)>(F);
-    impl<F: Fn(bool)> Drop for Off<F> {
-        fn drop(&mut self) {
-            (self.0)(false);
-        }
-    }
-    anonymous(true);
-    let _off = Off(anonymous);
+    let _anonymous = common::AnonymousController::on();
     // node1 reaches the apiserver through a relay on the lab bridge.
     let (_relay, kubeconfig) = common::relay::Relay::to_apiserver_at("10.99.0.1").await;
     let out = tokio::task::spawn_blocking(move || {

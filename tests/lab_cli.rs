@@ -1081,31 +1081,6 @@ fn the_docker_context_and_the_old_mvconfs_login_are_found_as_before() {
     assert!(!said.contains(&lab.dce_password), "{said}");
 }
 
-/// Turns the lab controller's anonymous access on, and off again when
-/// dropped (even when the test fails half-way).
-struct Anonymous;
-
-impl Anonymous {
-    fn set(on: bool) {
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab"))
-            .args(["gateway-anonymous", if on { "on" } else { "off" }])
-            .output()
-            .expect("run scripts/lab");
-        assert!(out.status.success(), "{}", text(&out));
-    }
-
-    fn on() -> Self {
-        Self::set(true);
-        Anonymous
-    }
-}
-
-impl Drop for Anonymous {
-    fn drop(&mut self) {
-        Self::set(false);
-    }
-}
-
 /// Requests that reached nodes 2 and 3 through the controller at the
 /// manager's address, by DCE's engine port.
 fn controller_node_calls() -> usize {
@@ -1213,7 +1188,7 @@ fn on_a_dce_controller_node_the_controller_is_found_and_used() {
         assert!(!lab.try_docker(k, &["network", "inspect", net]), "{said}");
     }
     {
-        let _anonymous = Anonymous::on();
+        let _anonymous = common::AnonymousController::on();
         let (code, said) = on_manager(&bare, &["up"]);
         assert_eq!(code, Some(0), "{said}");
         assert!(

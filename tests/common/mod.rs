@@ -396,7 +396,32 @@ where
     }
 }
 
-/// A name unique to this test process, for services and networks.
+/// The lab controller's anonymous access (`scripts/lab gateway-anonymous`)
+/// on, and off again when dropped, even when the test fails half-way. Only
+/// the controller at the manager's address (10.99.0.11:80) changes.
+pub struct AnonymousController;
+
+impl AnonymousController {
+    fn set(on: bool) {
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/lab"))
+            .args(["gateway-anonymous", if on { "on" } else { "off" }])
+            .output()
+            .expect("run scripts/lab");
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    pub fn on() -> Self {
+        Self::set(true);
+        AnonymousController
+    }
+}
+
+impl Drop for AnonymousController {
+    fn drop(&mut self) {
+        Self::set(false);
+    }
+}
+
 /// A command's stdout and stderr, as text.
 pub fn text(o: &std::process::Output) -> String {
     format!(
@@ -415,6 +440,7 @@ pub fn write_conf(name: &str, body: &serde_json::Value) -> std::path::PathBuf {
     p
 }
 
+/// A name unique to this test process, for services and networks.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", std::process::id() % 100_000)
 }
