@@ -159,14 +159,19 @@ async fn detect(
     file_auth: Option<Auth>,
     auto: bool,
 ) -> Result<Resolved, CliError> {
-    let (local, named) = local_engine(args)?;
-    if named && !auto {
+    let local = local_engine(args)?;
+    let default_socket = local
+        .config
+        .endpoint
+        .as_ref()
+        .is_some_and(Endpoint::is_default_socket);
+    if !default_socket && !auto {
         return Ok(local);
     }
     let asked = crate::cluster::detect::ask(Cluster::new(local.config.clone())?.manager()).await;
     let why_not = match asked {
         Ok(Ok(Found::Dce { url, why })) => {
-            let (auth, from) = detected_credentials(args, &url, file_auth)?;
+            let (auth, from) = dce_credentials(args, &url, file_auth, SameHost::Counts)?;
             let anonymous = matches!(auth, Auth::None);
             let mut resolved = dce(args, url.clone(), auth, from)?;
             resolved.description = format!("DCE {url}, detected: {why} ({from})");
@@ -206,37 +211,6 @@ async fn check_anonymous(resolved: &Resolved, url: &str, why: &str) -> Result<()
     }
 }
 
-/// Credentials for a detected controller: the file's, else the login saved
-/// for its URL, else one saved for the same host (`mvconf login IP` saves
-/// `http://IP`, the controller may listen on another port), else none.
-fn detected_credentials(
-    args: &EndpointArgs,
-    url: &str,
-    file_auth: Option<Auth>,
-) -> Result<(Auth, &'static str), CliError> {
-    if let Some(a) = file_auth {
-        return Ok((a, "login from the file's auth block"));
-    }
-    let saved = saved_logins(args)?;
-    let host = |u: &str| {
-        reqwest::Url::parse(u)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-    };
-    let login = saved.get(url).or_else(|| {
-        let want = host(url)?;
-        saved
-            .logins
-            .iter()
-            .find(|(k, _)| host(k).as_deref() == Some(want.as_str()))
-            .map(|(_, l)| l)
-    });
-    Ok(match login {
-        Some(l) => (l.auth(), "saved login"),
-        None => (Auth::None, "anonymous"),
-    })
-}
-
 /// `--dce`: the file's auth block lends its credentials only when it names
 /// the same controller, so that they never go to another.
 fn from_dce_flag(
@@ -249,7 +223,7 @@ fn from_dce_flag(
         .and_then(|l| l.auth.as_ref())
         .filter(|a| a.controller_url().as_deref() == Some(url.as_str()))
         .and_then(legacy_auth);
-    let (auth, from) = dce_credentials(args, &url, file_auth)?;
+    let (auth, from) = dce_credentials(args, &url, file_auth, SameHost::DoesNot)?;
     dce(args, url, auth, from)
 }
 
@@ -302,7 +276,7 @@ fn from_auth_block(
     auth: &LegacyAuth,
     url: String,
 ) -> Result<Resolved, CliError> {
-    let (creds, from) = dce_credentials(args, &url, legacy_auth(auth))?;
+    let (creds, from) = dce_credentials(args, &url, legacy_auth(auth), SameHost::DoesNot)?;
     dce(args, url, creds, from)
 }
 
@@ -321,9 +295,9 @@ fn from_current_login(args: &EndpointArgs) -> Result<Option<Resolved>, CliError>
 
 /// The engine Docker's own CLI would use: `DOCKER_HOST` (with
 /// `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`), else the docker context, else
-/// the default socket (then `false`: no engine was named). TLS flags given
-/// on the command line win over the context's files.
-fn local_engine(args: &EndpointArgs) -> Result<(Resolved, bool), CliError> {
+/// the default socket. TLS flags given on the command line win over the
+/// context's files.
+fn local_engine(args: &EndpointArgs) -> Result<Resolved, CliError> {
     let docker =
         super::docker_env::local(&super::docker_env::Env::read()).map_err(CliError::Usage)?;
     let description = format!(
@@ -360,26 +334,51 @@ fn local_engine(args: &EndpointArgs) -> Result<(Resolved, bool), CliError> {
         }
     }
     config.tls.insecure_skip_verify |= docker.skip_verify;
-    let resolved = Resolved {
+    Ok(Resolved {
         config,
         description,
-    };
-    Ok((resolved, docker.host.is_some()))
+    })
+}
+
+/// Whether a login saved for the same host on another port or scheme
+/// serves a controller: for a detected one (`mvconf login IP` saves
+/// `http://IP`, the controller may listen on another port); never for a
+/// URL the user wrote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SameHost {
+    Counts,
+    DoesNot,
 }
 
 /// A DCE's credentials: those from the file when it has them, else the
-/// login saved for `url`, else none; and where they came from.
+/// login saved for `url` (or its host, see [`SameHost`]), else none; and
+/// where they came from.
 fn dce_credentials(
     args: &EndpointArgs,
     url: &str,
     file_auth: Option<Auth>,
+    same_host: SameHost,
 ) -> Result<(Auth, &'static str), CliError> {
-    Ok(match file_auth {
-        Some(a) => (a, "login from the file's auth block"),
-        None => match saved_logins(args)?.get(url) {
-            Some(login) => (login.auth(), "saved login"),
-            None => (Auth::None, "anonymous"),
-        },
+    if let Some(a) = file_auth {
+        return Ok((a, "login from the file's auth block"));
+    }
+    let saved = saved_logins(args)?;
+    let host = |u: &str| {
+        reqwest::Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+    };
+    let login = saved.get(url).or_else(|| {
+        let want = host(url).filter(|_| same_host == SameHost::Counts)?;
+        saved
+            .logins
+            .iter()
+            .find(|(k, _)| host(k).as_deref() == Some(want.as_str()))
+            .map(|(_, l)| l)
+    });
+    Ok(match login {
+        Some(l) => (l.auth(), "saved login"),
+        None => (Auth::None, "anonymous"),
     })
 }
 

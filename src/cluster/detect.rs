@@ -92,10 +92,11 @@ fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
 /// Asks the local engine: its swarm role, then its service `dce_base`.
 pub(crate) async fn ask(local: &Engine) -> Result<Result<Found, String>, EngineError> {
     let info = local.info().await?;
-    if info.swarm.local_node_state != "active" || !info.swarm.control_available {
-        return Ok(controller(&info, None));
-    }
-    let service = local.service(DCE_BASE).await?;
+    // Only a manager lists services.
+    let service = match info.swarm.control_available {
+        true => local.service(DCE_BASE).await?,
+        false => None,
+    };
     Ok(controller(&info, service.as_ref()))
 }
 

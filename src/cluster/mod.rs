@@ -107,6 +107,18 @@ impl Endpoint {
         }
     }
 
+    /// The local engine at the default socket: nothing named an engine
+    /// (where DCE detection asks it).
+    pub(crate) fn is_default_socket(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::Local {
+                docker_host: None,
+                ..
+            }
+        )
+    }
+
     /// The local default, from `DOCKER_HOST` as the docker CLI reads it.
     pub(crate) fn local_from_env() -> Self {
         Endpoint::Local {

@@ -616,12 +616,9 @@ pub(crate) async fn detected_settings(
     namespace: &str,
 ) -> Result<Settings, OperatorError> {
     let mut settings = settings(args, namespace)?;
-    let Endpoint::Local {
-        docker_host: None, ..
-    } = &settings.default_endpoint
-    else {
+    if !settings.default_endpoint.is_default_socket() {
         return Ok(settings);
-    };
+    }
     let local = crate::cluster::Cluster::new(crate::cluster::ClusterConfig {
         endpoint: Some(settings.default_endpoint.clone()),
         ..Default::default()
